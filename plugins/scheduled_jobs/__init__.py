@@ -1,0 +1,5 @@
+"""Airflow Scheduled Jobs: Alumio-style scheduled jobs as Airflow DAGs."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,83 @@
+"""The connector interface: a subscriber yields batches of records, a publisher delivers one task.
+
+Operators only speak to these two abstract classes. A new kind of connector (HTTP, SQL, ...) is a new
+module with a settings model and a class, added to the registry in ``connectors/__init__.py``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from scheduled_jobs.models import StrictModel
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from scheduled_jobs.store.tasks import ClaimedTask
+
+
+class ConnectorSettings(StrictModel):
+    """The ``subscriber:`` or ``publisher:`` mapping of a configuration; ``type`` picks the connector."""
+
+    type: str
+
+
+SettingsT = TypeVar("SettingsT", bound=ConnectorSettings)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _ignore(_reason: str) -> None:
+    return None
+
+
+@dataclass
+class Batch:
+    """Records read from one source (a file, a page).
+
+    ``acknowledge`` once its tasks are stored; ``reject`` when its records are unusable (e.g. a record
+    without the entity key), so the whole source is set aside and none of it half-imported.
+    """
+
+    source: str
+    records: list[dict[str, Any]]
+    acknowledge: Callable[[], object] = field(default=_nothing)
+    reject: Callable[[str], None] = field(default=_ignore)
+
+
+@dataclass
+class RejectedSource:
+    """A source that could not be read; ``set_aside`` keeps it from being read again unchanged."""
+
+    source: str
+    reason: str
+    set_aside: Callable[[], None] = field(default=_nothing)
+
+
+class Subscriber(ABC, Generic[SettingsT]):
+    """Reads records from a source for an incoming configuration."""
+
+    def __init__(self, settings: SettingsT) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def batches(self) -> Iterator[Batch | RejectedSource]:
+        """Yield every batch available now; a source that cannot be read is yielded as rejected."""
+
+
+class Publisher(ABC, Generic[SettingsT]):
+    """Delivers tasks of a route to the destination of an outgoing configuration."""
+
+    def __init__(self, settings: SettingsT) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def publish(self, task: ClaimedTask) -> None:
+        """Deliver one task; raise ``DeliveryError`` with the reason when it cannot be delivered."""
+
+    def close(self) -> None:
+        """Release what the publisher holds open."""

@@ -1,0 +1,189 @@
+"""Job definitions: one YAML file per scheduled job in ``job_definitions/``, validated up front."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, ValidationError
+
+from scheduled_jobs import settings
+from scheduled_jobs.configurations import (
+    KIND_LABELS,
+    Configurations,
+    Shelf,
+    duplicate_problems,
+    guess_identifier,
+    load_configurations,
+    resolve_identifier,
+)
+from scheduled_jobs.cron import cron_errors, timezone_error
+from scheduled_jobs.exceptions import Problem
+from scheduled_jobs.models import Named
+from scheduled_jobs.yaml_files import find_yaml_files, load_mapping, problems_from_validation
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+JobType = Literal["incoming", "outgoing", "repair_stuck_tasks"]
+INT32 = 2**31 - 1
+
+# The keys that belong to one job type only.
+KEYS_OF_JOB_TYPE: dict[str, JobType] = {
+    "incoming_configuration": "incoming",
+    "route": "outgoing",
+    "tasks_to_export": "outgoing",
+    "stuck_after_minutes": "repair_stuck_tasks",
+    "max_attempts": "repair_stuck_tasks",
+}
+
+
+class JobDefinition(Named):
+    """The YAML of one scheduled job, in the seed product's words."""
+
+    disabled: bool = False
+    job: JobType
+    incoming_configuration: str | None = Field(default=None, min_length=1)
+    route: str | None = Field(default=None, min_length=1)
+    tasks_to_export: int | None = Field(default=None, gt=0)
+    expression: str = Field(min_length=1)
+    timezone: str | None = Field(default=None, min_length=1)
+    priority: int = Field(default=0, ge=-INT32, le=INT32)
+    stuck_after_minutes: int | None = Field(default=None, gt=0)
+    max_attempts: int | None = Field(default=None, gt=0)
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """A valid job definition with everything resolved: identifier, time zone, target configuration."""
+
+    identifier: str
+    path: Path
+    definition: JobDefinition
+    timezone: str
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def job(self) -> JobType:
+        return self.definition.job
+
+    @property
+    def target(self) -> str | None:
+        """The configuration the job executes: the incoming configuration or the route."""
+        return self.definition.incoming_configuration or self.definition.route
+
+
+@dataclass
+class Catalog:
+    """Every valid job and configuration, and every problem found on the way."""
+
+    jobs: dict[str, ScheduledJob] = field(default_factory=dict)
+    configurations: Configurations | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _reference_problem(where: str, data: dict[str, object], key: str, shelf: Shelf[Any], kind: str) -> list[Problem]:
+    target = data.get(key)
+    if key not in data:
+        return [Problem(where, key, f"is required with job: {data['job']}")]
+    if isinstance(target, str) and target and target not in shelf.valid:
+        return [Problem(where, key, shelf.describe_missing(target, KIND_LABELS[kind]))]
+    return []
+
+
+def _semantic_problems(path: Path, data: dict[str, object], configurations: Configurations) -> list[Problem]:
+    """What pydantic cannot know: keys of another job type, references, the cron and the time zone.
+
+    Works on the raw mapping, so these are reported even when pydantic found other mistakes.
+    """
+    problems = []
+    where = str(path)
+    job = data.get("job")
+    if job in ("incoming", "outgoing", "repair_stuck_tasks"):
+        for key, owner in KEYS_OF_JOB_TYPE.items():
+            if key in data and owner != job:
+                problems.append(Problem(where, key, f"only allowed with job: {owner} (this job is {job})"))
+        if job == "incoming":
+            problems.extend(
+                _reference_problem(where, data, "incoming_configuration", configurations.incoming, "incoming")
+            )
+        if job == "outgoing":
+            problems.extend(_reference_problem(where, data, "route", configurations.routes, "routes"))
+    expression = data.get("expression")
+    if isinstance(expression, str) and expression:
+        problems.extend(Problem(where, "expression", error) for error in cron_errors(expression))
+    timezone = data.get("timezone")
+    if isinstance(timezone, str) and timezone and (error := timezone_error(timezone)) is not None:
+        problems.append(Problem(where, "timezone", error))
+    return problems
+
+
+def _parse_one(path: Path, configurations: Configurations) -> tuple[ScheduledJob | None, str, list[Problem]]:
+    data, problem = load_mapping(path)
+    if problem is not None or data is None:
+        return None, path.stem, [problem] if problem else []
+    problems = _semantic_problems(path, data, configurations)
+    try:
+        definition = JobDefinition.model_validate(data)
+    except ValidationError as exc:
+        return None, guess_identifier(data, path), [*problems_from_validation(path, exc, JobDefinition), *problems]
+    identifier, problem = resolve_identifier(path, definition.name, definition.identifier)
+    if problem is not None:
+        problems.append(problem)
+    if problems or identifier is None:
+        return None, identifier or path.stem, problems
+    timezone = definition.timezone or settings.default_timezone()
+    return ScheduledJob(identifier, path, definition, timezone), identifier, []
+
+
+def load_catalog(
+    definitions_folder: Path | None = None,
+    configurations_folder: Path | None = None,
+    *,
+    files: list[Path] | None = None,
+) -> Catalog:
+    """Load and validate job definitions (all in the folder, or just ``files``) and configurations.
+
+    Never raises for bad input: every problem is collected, and every valid job is still returned.
+    """
+    folder = definitions_folder or settings.definitions_folder()
+    configurations = load_configurations(configurations_folder or settings.configurations_folder())
+    catalog = Catalog(configurations=configurations, problems=list(configurations.problems))
+    paths = files if files is not None else find_yaml_files(folder)
+    if files is None and not folder.is_dir():
+        catalog.problems.append(
+            Problem(
+                str(folder), "(folder)", "job definitions folder does not exist ([scheduled_jobs] definitions_folder)"
+            )
+        )
+    by_identifier: dict[str, list[Path]] = {}
+    for path in paths:
+        job, identifier, problems = _parse_one(path, configurations)
+        by_identifier.setdefault(identifier, []).append(path)
+        catalog.problems.extend(problems)
+        if job is not None:
+            catalog.jobs[job.identifier] = job
+    catalog.problems.extend(duplicate_problems(by_identifier, "scheduled job"))
+    for identifier, shared in by_identifier.items():
+        if len(shared) > 1:  # which file is meant is ambiguous: neither becomes a DAG
+            catalog.jobs.pop(identifier, None)
+    catalog.problems.sort(key=lambda problem: problem.path)
+    return catalog
+
+
+def find_job_file(identifier: str, folder: Path) -> Path | None:
+    """The definition file of a job, cheaply: ``<identifier>.yaml`` first, then a scan of the folder."""
+    for suffix in (".yaml", ".yml"):
+        candidate = folder / f"{identifier}{suffix}"
+        if candidate.is_file():
+            data, _ = load_mapping(candidate)
+            if guess_identifier(data, candidate) == identifier:
+                return candidate
+    for path in find_yaml_files(folder):
+        data, _ = load_mapping(path)
+        if data is not None and guess_identifier(data, path) == identifier:
+            return path
+    return None

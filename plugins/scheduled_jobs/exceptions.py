@@ -1,0 +1,69 @@
+"""The one exception hierarchy of the package.
+
+Every user-facing error says where it comes from (the file), what it is about (the key) and why
+(the reason), in the form ``path: key: reason``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+
+class ScheduledJobsError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One mistake in one file: printed as ``path: key: reason``."""
+
+    path: str
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.key}: {self.reason}"
+
+
+class InvalidDefinitionsError(ScheduledJobsError):
+    """One or more job definitions or configurations are invalid."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        header = f"{count} problem{'s' if count != 1 else ''} in scheduled job files:"
+        super().__init__("\n".join([header, *(str(p) for p in self.problems)]))
+
+
+class UnknownJobError(ScheduledJobsError):
+    """No job definition has the identifier or path the user asked for."""
+
+
+class StoreError(ScheduledJobsError):
+    """The task store cannot be reached or used."""
+
+
+class SourceError(ScheduledJobsError):
+    """A subscriber's source holds data that cannot be read (a malformed file, page or record)."""
+
+    def __init__(self, source: str | Path, reason: str) -> None:
+        self.source = str(source)
+        self.reason = reason
+        super().__init__(f"{self.source}: {reason}")
+
+
+class DeliveryError(ScheduledJobsError):
+    """A publisher could not deliver one task to its destination."""
+
+
+class ExportFailedError(ScheduledJobsError):
+    """A route export finished, but some tasks failed."""
+
+
+class IncomingRunError(ScheduledJobsError):
+    """An incoming run stored what it could, but some sources were rejected."""

@@ -1,0 +1,127 @@
+"""The DAG factory: each valid job definition becomes one DAG, each bad one an error that names it.
+
+On a worker, a task's parse builds only its own DAG (Airflow sets the parsing context's dag_id).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import DAG, CronTriggerTimetable, get_parsing_context
+
+from scheduled_jobs import settings
+from scheduled_jobs.definitions import Catalog, ScheduledJob, find_job_file, load_catalog
+from scheduled_jobs.exceptions import InvalidDefinitionsError
+from scheduled_jobs.operators import (
+    ExportRouteOperator,
+    RepairStuckTasksOperator,
+    RunIncomingConfigurationOperator,
+)
+
+if TYPE_CHECKING:
+    from scheduled_jobs.operators.base import ScheduledJobOperator
+
+log = logging.getLogger(__name__)
+
+TAG = "scheduled-job"
+TASK_IDS = {
+    "incoming": "run_incoming_configuration",
+    "outgoing": "export_route",
+    "repair_stuck_tasks": "repair_stuck_tasks",
+}
+
+
+def _doc(job: ScheduledJob) -> str:
+    d = job.definition
+    lines = [f"## {d.name}", "", d.description or "_No description._", ""]
+    lines += [
+        f"- **Identifier:** `{job.identifier}`",
+        f"- **Job:** {d.job}" + (f" `{job.target}`" if job.target else ""),
+        f"- **Expression:** `{d.expression}` ({job.timezone})",
+        f"- **Priority:** {d.priority}",
+        f"- **Disabled:** {'yes: runs process nothing' if d.disabled else 'no'}",
+        f"- **Definition file:** `{job.path}`",
+    ]
+    if d.tasks_to_export:
+        lines.append(f"- **Number of tasks to export:** {d.tasks_to_export}")
+    return "\n".join(lines)
+
+
+def _operator(job: ScheduledJob) -> ScheduledJobOperator:
+    d = job.definition
+    common: dict[str, Any] = {
+        "task_id": TASK_IDS[d.job],
+        "disabled": d.disabled,
+        "definition_file": str(job.path),
+        "priority_weight": d.priority,
+        "weight_rule": "absolute",
+    }
+    if d.job == "incoming":
+        assert d.incoming_configuration is not None
+        return RunIncomingConfigurationOperator(incoming_configuration=d.incoming_configuration, **common)
+    if d.job == "outgoing":
+        assert d.route is not None
+        return ExportRouteOperator(route=d.route, tasks_to_export=d.tasks_to_export, **common)
+    return RepairStuckTasksOperator(stuck_after_minutes=d.stuck_after_minutes, max_attempts=d.max_attempts, **common)
+
+
+def build_dag(job: ScheduledJob) -> DAG:
+    d = job.definition
+    schedule = None if d.disabled else CronTriggerTimetable(d.expression, timezone=job.timezone)
+    tags = [TAG, d.job] + (["disabled"] if d.disabled else [])
+    with DAG(
+        dag_id=job.identifier,
+        description=d.name if not d.description else f"{d.name}: {d.description}",
+        doc_md=_doc(job),
+        schedule=schedule,
+        catchup=False,
+        max_active_runs=1,
+        # An enabled job runs without anyone having to unpause it, as in the seed product.
+        is_paused_upon_creation=False,
+        tags=tags,
+    ) as dag:
+        _operator(job)
+    return dag
+
+
+def build_dags(catalog: Catalog | None = None) -> dict[str, DAG]:
+    """Build the DAGs of every valid job; on a worker, only the DAG of the task being run.
+
+    A job that fails to build is logged and left out: it never takes the other jobs down.
+    """
+    if catalog is None:
+        catalog = _catalog_for_parsing_context()
+    dags: dict[str, DAG] = {}
+    for identifier, job in catalog.jobs.items():
+        try:
+            dags[identifier] = build_dag(job)
+        except Exception:  # one job's failure must not hide the others
+            log.exception("%s: cannot build the DAG of scheduled job %r", job.path, identifier)
+    for problem in catalog.problems:
+        log.warning("Invalid scheduled job file: %s", problem)
+    return dags
+
+
+def _catalog_for_parsing_context() -> Catalog:
+    dag_id = get_parsing_context().dag_id
+    if dag_id is None:
+        return load_catalog()
+    folder = settings.definitions_folder()
+    path = find_job_file(dag_id, folder)
+    if path is None:
+        return Catalog()
+    return load_catalog(folder, files=[path])
+
+
+def raise_problems() -> None:
+    """Raise every problem in the job definitions and configurations as one error.
+
+    Called from its own DAG file, so that Airflow shows the problems as that file's import error in
+    the UI while the valid jobs' DAGs, built by the other file, keep running.
+    """
+    if get_parsing_context().dag_id is not None:
+        return  # a worker running a task: nothing to report there
+    problems = load_catalog().problems
+    if problems:
+        raise InvalidDefinitionsError(problems)

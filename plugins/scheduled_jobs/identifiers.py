@@ -1,0 +1,24 @@
+"""Identifiers generated from names, as the seed product does: ``Orders to ERP`` -> ``orders-to-erp``."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+IDENTIFIER_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+_IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def identifier_from_name(name: str) -> str:
+    """Fold accents, lowercase, and join the remaining ASCII letters and digits with '-'.
+
+    Returns an empty string when nothing usable is left (e.g. a name in a non-Latin script).
+    """
+    decomposed = unicodedata.normalize("NFKD", name)
+    ascii_only = decomposed.encode("ascii", "ignore").decode("ascii").lower()
+    return _NOT_ALNUM.sub("-", ascii_only).strip("-")
+
+
+def is_valid_identifier(value: str) -> bool:
+    return bool(_IDENTIFIER_RE.match(value))

@@ -1,0 +1,51 @@
+"""What every scheduled-job operator shares: the disabled switch and the configurations it reads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+from scheduled_jobs import settings
+from scheduled_jobs.configurations import Configurations, load_configurations
+from scheduled_jobs.exceptions import ScheduledJobsError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class ScheduledJobOperator(BaseOperator):
+    """Base of the job operators: a disabled job processes nothing, and says so in the log."""
+
+    ui_color = "#e8f1fb"
+
+    def __init__(self, *, disabled: bool = False, definition_file: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.disabled = disabled
+        self.definition_file = definition_file
+
+    def execute(self, context: Context) -> Any:
+        if self.disabled:
+            reason = (
+                f"Scheduled job {self.dag_id!r} is disabled (disabled: true in {self.definition_file}); "
+                "nothing was processed"
+            )
+            self.log.warning(reason)
+            raise AirflowSkipException(reason)
+        return self.run(context)
+
+    def run(self, context: Context) -> Any:
+        raise NotImplementedError
+
+    def load_configurations(self) -> Configurations:
+        configurations = load_configurations(settings.configurations_folder())
+        for problem in configurations.problems:
+            self.log.warning("Invalid configuration file: %s", problem)
+        return configurations
+
+
+def require(found: Any, message: str) -> Any:
+    if found is None:
+        raise ScheduledJobsError(message)
+    return found

@@ -1,0 +1,80 @@
+"""Settings from Airflow's own configuration, section ``[scheduled_jobs]``.
+
+Every key can be set in ``airflow.cfg`` or as ``AIRFLOW__SCHEDULED_JOBS__<KEY>``. Values are read on
+each call, so a changed environment is seen without a restart of the process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SECTION = "scheduled_jobs"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+DEFAULT_STUCK_AFTER_MINUTES = 30
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_STORE_CONN_ID = "scheduled_jobs_store"
+
+
+def _get(key: str) -> str | None:
+    from airflow.sdk import conf
+
+    value = conf.get(SECTION, key, fallback=None)
+    return value if value not in (None, "") else None
+
+
+def _get_int(key: str, default: int) -> int:
+    raw = _get(key)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        from scheduled_jobs.exceptions import ScheduledJobsError
+
+        raise ScheduledJobsError(
+            f"[{SECTION}] {key}: expected a whole number, got {raw!r} "
+            f"(set in airflow.cfg or AIRFLOW__{SECTION.upper()}__{key.upper()})"
+        ) from None
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")).expanduser()
+
+
+def definitions_folder() -> Path:
+    return Path(_get("definitions_folder") or PROJECT_ROOT / "job_definitions").expanduser()
+
+
+def configurations_folder() -> Path:
+    return Path(_get("configurations_folder") or PROJECT_ROOT / "configurations").expanduser()
+
+
+def data_folder() -> Path:
+    """Where relative folders in configurations (inboxes, outboxes) are resolved."""
+    return Path(_get("data_folder") or airflow_home() / "scheduled_jobs_data").expanduser()
+
+
+def store_conn_id() -> str:
+    return _get("store_conn_id") or DEFAULT_STORE_CONN_ID
+
+
+def default_store_path() -> Path:
+    return airflow_home() / "scheduled_jobs_store.db"
+
+
+def stuck_after_minutes() -> int:
+    return _get_int("stuck_after_minutes", DEFAULT_STUCK_AFTER_MINUTES)
+
+
+def max_attempts() -> int:
+    return _get_int("max_attempts", DEFAULT_MAX_ATTEMPTS)
+
+
+def default_timezone() -> str:
+    """Airflow's ``[core] default_timezone``, spelled as an IANA name."""
+    from airflow.sdk import conf
+
+    value = conf.get("core", "default_timezone", fallback="utc") or "utc"
+    return "UTC" if value.lower() == "utc" else value

@@ -1,0 +1,41 @@
+"""Tables of the task store. Changes go through a new Alembic revision in ``migrations/versions``."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+tasks = Table(
+    "scheduled_jobs_task",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("route", String(200), nullable=False),
+    Column("entity_key", String(500), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("claimed_at", DateTime, nullable=True),
+    Column("claim_token", String(36), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_scheduled_jobs_task_route_status_id", "route", "status", "id"),
+    Index("ix_scheduled_jobs_task_status_claimed_at", "status", "claimed_at"),
+)
+
+# The last content seen per entity and route: the rule that keeps re-imports from duplicating tasks.
+entities = Table(
+    "scheduled_jobs_entity",
+    metadata,
+    Column("route", String(200), primary_key=True),
+    Column("entity_key", String(500), primary_key=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+VERSION_TABLE = "scheduled_jobs_alembic_version"

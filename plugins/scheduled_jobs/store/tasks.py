@@ -1,0 +1,282 @@
+"""The task queue: ingest entities as tasks, claim them for export, finish or fail them, repair stuck ones.
+
+Every state change is one short transaction. A claim marks tasks ``processing`` with a claim token;
+finishing or failing only counts while that token still holds, so an exporter that lost its claim
+(repaired as stuck) cannot overwrite the outcome of the exporter that took over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import bindparam, func, select, update
+
+from scheduled_jobs.store.engine import create_store_engine, url_from_airflow
+from scheduled_jobs.store.schema import entities, tasks
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from sqlalchemy.engine import URL, Connection, Engine
+
+_IN_CHUNK = 500
+T = TypeVar("T")
+
+
+class TaskStatus(StrEnum):
+    NEW = "new"
+    PROCESSING = "processing"
+    FINISHED = "finished"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC: what every timestamp column holds, on SQLite and PostgreSQL alike."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def content_hash(payload: Any) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    id: int
+    route: str
+    entity_key: str
+    payload: Any
+    attempts: int
+    claim_token: str
+
+
+@dataclass
+class IngestResult:
+    created: int = 0
+    unchanged: int = 0
+
+    def __iadd__(self, other: IngestResult) -> IngestResult:
+        self.created += other.created
+        self.unchanged += other.unchanged
+        return self
+
+
+@dataclass
+class RepairResult:
+    reset: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+
+
+def _chunks(items: Sequence[T], size: int = _IN_CHUNK) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class TaskStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: URL | str) -> TaskStore:
+        return cls(create_store_engine(url))
+
+    @classmethod
+    def from_airflow(cls) -> TaskStore:
+        """The store behind the ``scheduled_jobs_store`` connection (or the default SQLite file)."""
+        return cls.from_url(url_from_airflow())
+
+    @property
+    def where(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # -- ingest ---------------------------------------------------------------------------------
+
+    def add_entities(self, routes: Sequence[str], records: Sequence[tuple[str, Any]]) -> IngestResult:
+        """Make one "new" task per route for each entity whose content is new or changed.
+
+        An entity whose content is the same as the last content seen for it on that route makes no
+        task: re-importing the same input is harmless.
+        """
+        result = IngestResult()
+        if not records:
+            return result
+        now = utcnow()
+        hashed = [(key, payload, content_hash(payload)) for key, payload in records]
+        keys = sorted({key for key, _, _ in hashed})
+        with self.engine.begin() as conn:
+            for route in routes:
+                known = self._known_hashes(conn, route, keys)
+                new_rows: list[dict[str, Any]] = []
+                seen: dict[str, str] = {}
+                for key, payload, digest in hashed:
+                    if (seen.get(key) or known.get(key)) == digest:
+                        result.unchanged += 1
+                        continue
+                    seen[key] = digest
+                    new_rows.append(
+                        {
+                            "route": route,
+                            "entity_key": key,
+                            "content_hash": digest,
+                            "payload": json.dumps(payload, ensure_ascii=False, default=str),
+                            "status": TaskStatus.NEW.value,
+                            "attempts": 0,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                    )
+                if new_rows:
+                    conn.execute(tasks.insert(), new_rows)
+                    result.created += len(new_rows)
+                self._remember(conn, route, known, seen, now)
+        return result
+
+    @staticmethod
+    def _known_hashes(conn: Connection, route: str, keys: Sequence[str]) -> dict[str, str]:
+        known: dict[str, str] = {}
+        for chunk in _chunks(keys):
+            query = select(entities.c.entity_key, entities.c.content_hash).where(
+                entities.c.route == route, entities.c.entity_key.in_(chunk)
+            )
+            known.update(dict(conn.execute(query)))
+        return known
+
+    @staticmethod
+    def _remember(conn: Connection, route: str, known: dict[str, str], seen: dict[str, str], now: dt.datetime) -> None:
+        inserts = [
+            {"route": route, "entity_key": k, "content_hash": h, "updated_at": now}
+            for k, h in seen.items()
+            if k not in known
+        ]
+        updates = [{"k": k, "h": h} for k, h in seen.items() if k in known]
+        if inserts:
+            conn.execute(entities.insert(), inserts)
+        if updates:
+            statement = (
+                update(entities)
+                .where(entities.c.route == route, entities.c.entity_key == bindparam("k"))
+                .values(content_hash=bindparam("h"), updated_at=now)
+            )
+            conn.execute(statement, updates)
+
+    # -- export ---------------------------------------------------------------------------------
+
+    def newest_new_id(self, route: str) -> int | None:
+        """The id of the newest "new" task of a route: an export never runs past what was there at its start."""
+        query = select(func.max(tasks.c.id)).where(tasks.c.route == route, tasks.c.status == TaskStatus.NEW.value)
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+        return int(value) if value is not None else None
+
+    def claim(self, route: str, limit: int, up_to_id: int | None = None) -> list[ClaimedTask]:
+        """Claim at most ``limit`` "new" tasks of a route, oldest first, under one fresh claim token."""
+        token = str(uuid.uuid4())
+        now = utcnow()
+        with self.engine.begin() as conn:
+            query = (
+                select(tasks.c.id)
+                .where(tasks.c.route == route, tasks.c.status == TaskStatus.NEW.value)
+                .order_by(tasks.c.id)
+                .limit(limit)
+            )
+            if up_to_id is not None:
+                query = query.where(tasks.c.id <= up_to_id)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = list(conn.execute(query).scalars())
+            if not ids:
+                return []
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.id.in_(ids), tasks.c.status == TaskStatus.NEW.value)
+                .values(
+                    status=TaskStatus.PROCESSING.value,
+                    claim_token=token,
+                    claimed_at=now,
+                    updated_at=now,
+                    attempts=tasks.c.attempts + 1,
+                )
+            )
+            rows = conn.execute(
+                select(tasks.c.id, tasks.c.route, tasks.c.entity_key, tasks.c.payload, tasks.c.attempts)
+                .where(tasks.c.claim_token == token)
+                .order_by(tasks.c.id)
+            ).all()
+        return [ClaimedTask(r.id, r.route, r.entity_key, json.loads(r.payload), r.attempts, token) for r in rows]
+
+    def _settle(self, task: ClaimedTask, status: TaskStatus, error: str | None) -> bool:
+        statement = (
+            update(tasks)
+            .where(
+                tasks.c.id == task.id,
+                tasks.c.claim_token == task.claim_token,
+                tasks.c.status == TaskStatus.PROCESSING.value,
+            )
+            .values(status=status.value, last_error=error, updated_at=utcnow())
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount == 1
+
+    def finish(self, task: ClaimedTask) -> bool:
+        """Mark a delivered task finished; False when its claim was lost (it was repaired meanwhile)."""
+        return self._settle(task, TaskStatus.FINISHED, None)
+
+    def fail(self, task: ClaimedTask, error: str) -> bool:
+        """Mark a task failed with its error; False when its claim was lost."""
+        return self._settle(task, TaskStatus.FAILED, error)
+
+    # -- repair ---------------------------------------------------------------------------------
+
+    def repair(self, stuck_after: dt.timedelta, max_attempts: int, now: dt.datetime | None = None) -> RepairResult:
+        """Tasks in "processing" since before ``now - stuck_after`` go back to "new", or to "failed"
+        once they have been claimed ``max_attempts`` times."""
+        cutoff = (now or utcnow()) - stuck_after
+        result = RepairResult()
+        stuck = (tasks.c.status == TaskStatus.PROCESSING.value, tasks.c.claimed_at < cutoff)
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(tasks.c.id, tasks.c.attempts).where(*stuck).order_by(tasks.c.id)).all()
+            result.failed = [r.id for r in rows if r.attempts >= max_attempts]
+            result.reset = [r.id for r in rows if r.attempts < max_attempts]
+            minutes = int(stuck_after.total_seconds() // 60)
+            for chunk in _chunks(result.failed):
+                conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id.in_(chunk), *stuck)
+                    .values(
+                        status=TaskStatus.FAILED.value,
+                        claim_token=None,
+                        updated_at=utcnow(),
+                        last_error=f"stuck in processing for more than {minutes} minutes after {max_attempts} attempts",
+                    )
+                )
+            for chunk in _chunks(result.reset):
+                conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id.in_(chunk), *stuck)
+                    .values(status=TaskStatus.NEW.value, claim_token=None, claimed_at=None, updated_at=utcnow())
+                )
+        return result
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def counts(self, route: str | None = None) -> dict[str, int]:
+        query = select(tasks.c.status, func.count()).group_by(tasks.c.status)
+        if route is not None:
+            query = query.where(tasks.c.route == route)
+        with self.engine.connect() as conn:
+            found = {status: int(count) for status, count in conn.execute(query)}
+        return {status.value: found.get(status.value, 0) for status in TaskStatus}
+
+    def list_tasks(self, route: str | None = None) -> list[dict[str, Any]]:
+        query = select(tasks).order_by(tasks.c.id)
+        if route is not None:
+            query = query.where(tasks.c.route == route)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
