@@ -11,4 +11,6 @@ export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAU
 # New definition files show up within 30 s instead of Airflow's default 5 minutes.
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"
 export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+# Workers report to the API server's execution API: it must follow the port.
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://localhost:$AIRFLOW__API__PORT/execution/}"
 export PATH="$ROOT/.venv/bin:$PATH"

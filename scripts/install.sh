@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the pinned requirements and this project into .venv (idempotent, seconds when up to date).
+# Install the pinned requirements (exact versions; nothing else is removed) and this project into .venv (idempotent, seconds when up to date).
 # Usage: scripts/install.sh [--dev]
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -10,9 +10,9 @@ fi
 if [ ! -x "$ROOT/.venv/bin/uv" ]; then
   "$ROOT/.venv/bin/python" -m pip install --quiet "uv==0.13.9"
 fi
-requirements=("$ROOT/requirements.txt")
+requirements=(-r "$ROOT/requirements.txt")
 if [ "${1:-}" = "--dev" ]; then
-  requirements+=("$ROOT/requirements-dev.txt")
+  requirements+=(-r "$ROOT/requirements-dev.txt")
 fi
-"$ROOT/.venv/bin/uv" pip sync --quiet --python "$ROOT/.venv/bin/python" "${requirements[@]}"
+"$ROOT/.venv/bin/uv" pip install --quiet --python "$ROOT/.venv/bin/python" "${requirements[@]}"
 "$ROOT/.venv/bin/uv" pip install --quiet --python "$ROOT/.venv/bin/python" --no-deps -e "$ROOT"

@@ -170,7 +170,7 @@ def load_catalog(
     for identifier, shared in by_identifier.items():
         if len(shared) > 1:  # which file is meant is ambiguous: neither becomes a DAG
             catalog.jobs.pop(identifier, None)
-    catalog.problems.sort(key=lambda problem: problem.path)
+    catalog.problems.sort(key=lambda problem: (problem.path, problem.key))
     return catalog
 
 

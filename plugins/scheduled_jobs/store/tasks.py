@@ -145,7 +145,7 @@ class TaskStore:
             query = select(entities.c.entity_key, entities.c.content_hash).where(
                 entities.c.route == route, entities.c.entity_key.in_(chunk)
             )
-            known.update(dict(conn.execute(query)))
+            known.update((row.entity_key, row.content_hash) for row in conn.execute(query))
         return known
 
     @staticmethod

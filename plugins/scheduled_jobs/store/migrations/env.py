@@ -6,7 +6,14 @@ from alembic import context
 
 from scheduled_jobs.store.schema import VERSION_TABLE, metadata
 
-connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=metadata, version_table=VERSION_TABLE)
-with context.begin_transaction():
-    context.run_migrations()
+
+def run_migrations() -> None:
+    connection = context.config.attributes["connection"]
+    context.configure(connection=connection, target_metadata=metadata, version_table=VERSION_TABLE)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+# Only Alembic sets up `context.config`; anything else importing this file (a linter, a plugin scan) gets no side effects.
+if hasattr(context, "config"):
+    run_migrations()

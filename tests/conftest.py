@@ -1,0 +1,101 @@
+"""Test set-up: a throw-away AIRFLOW_HOME with a migrated metadata database, and a copy of the project.
+
+Airflow reads its configuration at import, so the environment is set here, before any test imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+_HOME = Path(tempfile.mkdtemp(prefix="sj-airflow-home-"))
+_BASE_ENV = {
+    "AIRFLOW_HOME": str(_HOME),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME / 'airflow.db'}",
+}
+os.environ.update(_BASE_ENV)
+for key in [k for k in os.environ if k.startswith(("AIRFLOW__SCHEDULED_JOBS__", "AIRFLOW_CONN_"))]:
+    del os.environ[key]
+if str(ROOT / "plugins") not in sys.path:
+    sys.path.insert(0, str(ROOT / "plugins"))
+
+POSTGRES_URL = os.environ.get("SCHEDULED_JOBS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+_postgres_skipped: list[str] = []
+
+
+def airflow_bin() -> str:
+    return str(Path(sys.executable).with_name("airflow"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    result = subprocess.run([airflow_bin(), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy())
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout}\n{result.stderr}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _postgres_skipped:
+        terminalreporter.section("PostgreSQL", sep="!", red=True, bold=True)
+        terminalreporter.write_line(
+            f"PostgreSQL tests were SKIPPED ({len(_postgres_skipped)}): no server at {POSTGRES_URL}: {_postgres_skipped[0]}"
+        )
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session; skipped (loudly) where no server answers.
+
+    Under CI (CI=true) a missing server is a failure, not a skip: CI must run these tests.
+    """
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"sj_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0]
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must run the PostgreSQL tests, but no server answers at {POSTGRES_URL}: {reason}")
+        _postgres_skipped.append(reason)
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {reason}")
+    url = sa.engine.make_url(POSTGRES_URL).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the example definitions and configurations, with their own data folder and store."""
+    shutil.copytree(ROOT / "job_definitions", tmp_path / "job_definitions")
+    shutil.copytree(ROOT / "configurations", tmp_path / "configurations")
+    shutil.copytree(ROOT / "examples" / "inbox", tmp_path / "data" / "inbox")
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__DEFINITIONS_FOLDER", str(tmp_path / "job_definitions"))
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__CONFIGURATIONS_FOLDER", str(tmp_path / "configurations"))
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__DATA_FOLDER", str(tmp_path / "data"))
+    store = {"conn_type": "sqlite", "host": str(tmp_path / "store.db")}
+    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", __import__("json").dumps(store))
+    return tmp_path

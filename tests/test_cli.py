@@ -1,0 +1,132 @@
+"""The ``scheduled-jobs`` command, run as users run it: the installed console script."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pendulum
+import pytest
+
+from scheduled_jobs.cron import fire_times
+from scheduled_jobs.definitions import load_catalog
+
+CLI = str(Path(sys.executable).with_name("scheduled-jobs"))
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=os.environ.copy(), cwd=cwd, timeout=120)
+
+
+def test_validate_exits_0_when_all_is_valid(project: Path) -> None:
+    result = run("validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr.strip() == "4 job definitions valid"
+
+
+def test_validate_prints_one_line_per_problem_and_exits_1(project: Path) -> None:
+    folder = project / "job_definitions"
+    (folder / "bad.yaml").write_text(
+        "name: Bad\njob: outgoing\nroute: orders-to-erp\nexpression: '61 * * * *'\ntimezone: Mars/Olympus\n"
+        "tasks_to_export: 0\n",
+        encoding="utf-8",
+    )
+    result = run("validate", cwd=project)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "job_definitions/bad.yaml: expression: minute: 61 is out of range 0-59",
+        "job_definitions/bad.yaml: tasks_to_export: must be greater than 0, got 0",
+        "job_definitions/bad.yaml: timezone: 'Mars/Olympus' is not an IANA time zone name (e.g. 'Europe/Amsterdam', 'UTC')",
+    ]
+    assert result.stderr.strip() == "3 problems found"
+
+
+def test_validate_given_paths_checks_only_those(project: Path) -> None:
+    folder = project / "job_definitions"
+    (folder / "bad.yaml").write_text("name: Bad\n", encoding="utf-8")
+    good = run("validate", str(folder / "shop-orders-incoming.yaml"))
+    assert good.returncode == 0, good.stdout
+    bad = run("validate", str(folder / "bad.yaml"), str(project / "missing.yaml"))
+    assert bad.returncode == 1
+    assert bad.stdout.splitlines() == [
+        f"{project / 'missing.yaml'}: (file): does not exist",
+        f"{folder / 'bad.yaml'}: expression: is required",
+        f"{folder / 'bad.yaml'}: job: is required",
+    ]
+
+
+def test_preview_by_identifier_describes_and_lists_iso_times(project: Path) -> None:
+    result = run("preview", "orders-to-erp-export", "--count", "3", "--from", "2026-11-24T10:00:00+00:00")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "Orders to ERP export (orders-to-erp-export)",
+        "Expression: * * * * *  Every minute",
+        "Timezone:   Europe/Amsterdam",
+        "Next 3 fire times:",
+        "  2026-11-24T11:01:00+01:00",
+        "  2026-11-24T11:02:00+01:00",
+        "  2026-11-24T11:03:00+01:00",
+    ]
+
+
+def test_preview_by_path_marks_dst(project: Path) -> None:
+    path = project / "job_definitions" / "nightly.yaml"
+    path.write_text(
+        "name: Nightly export\njob: outgoing\nroute: orders-to-erp\nexpression: '30 2 * * *'\ntimezone: Europe/Amsterdam\n",
+        encoding="utf-8",
+    )
+    result = run("preview", str(path), "--count", "2", "--from", "2026-03-28T12:00:00+00:00")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-2:] == [
+        "  2026-03-29T03:30:00+02:00  DST: moved from 02:30, which does not exist on 2026-03-29 (clocks go forward)",
+        "  2026-03-30T02:30:00+02:00",
+    ]
+
+
+def test_preview_of_an_unknown_job_is_a_clear_error(project: Path) -> None:
+    result = run("preview", "nope")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: nope: no valid scheduled job has this identifier or path (known: ")
+
+
+def _timetable_times(dag: object, after: dt.datetime, count: int) -> list[dt.datetime]:
+    """Fire times of the DAG's own timetable, as the scheduler computes them (serialized, then core)."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    timetable = coerce_to_core_timetable(dag.timetable)  # type: ignore[attr-defined]
+    restriction = TimeRestriction(earliest=pendulum.instance(after + dt.timedelta(seconds=1)), latest=None, catchup=True)
+    last = None
+    times = []
+    for _ in range(count):
+        info = timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
+        last = info.data_interval
+        times.append(info.run_after)
+    return times
+
+
+@pytest.mark.parametrize(
+    ("zone", "start"),
+    [
+        ("Europe/Amsterdam", "2026-03-28T20:00:00+00:00"),
+        ("Europe/Amsterdam", "2026-10-24T20:00:00+00:00"),
+        ("America/New_York", "2026-03-08T02:00:00+00:00"),
+        ("America/New_York", "2026-11-01T02:00:00+00:00"),
+    ],
+)
+@pytest.mark.parametrize("expression", ["30 2 * * *", "0 * * * *", "*/20 * * * *", "15 1,2,3 * * *"])
+def test_preview_and_dag_timetable_agree_on_dst_days(project: Path, zone: str, start: str, expression: str) -> None:
+    from scheduled_jobs.factory import build_dags
+
+    (project / "job_definitions" / "dst.yaml").write_text(
+        f"name: DST probe\njob: repair_stuck_tasks\nexpression: '{expression}'\ntimezone: {zone}\n", encoding="utf-8"
+    )
+    dag = build_dags(load_catalog())["dst-probe"]
+    after = dt.datetime.fromisoformat(start)
+    # Compared in UTC: Python never treats a repeated (fold=1) local time as equal across zones (PEP 495).
+    preview = [f.at.astimezone(dt.UTC) for f in fire_times(expression, zone, 12, after)]
+    assert preview == [t.astimezone(dt.UTC) for t in _timetable_times(dag, after, 12)]

@@ -1,0 +1,135 @@
+"""``dag.test()`` runs of each job type moving real files through a real task store."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from conftest import ROOT
+from scheduled_jobs.store import TaskStore
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def run_dag(dag_id: str) -> tuple[str, dict[str, str]]:
+    dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag(dag_id)
+    assert dag is not None, f"no DAG {dag_id}"
+    run = dag.test()
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    return run.state, states
+
+
+def store_at(project: Path) -> TaskStore:
+    return TaskStore.from_url(f"sqlite:///{project / 'store.db'}")
+
+
+def outbox(project: Path) -> list[str]:
+    folder = project / "data" / "outbox" / "erp-orders"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_incoming_then_outgoing_moves_orders_from_inbox_to_outbox(project: Path) -> None:
+    inbox = project / "data" / "inbox" / "shop-orders"
+    assert run_dag("shop-orders-incoming") == ("success", {"run_incoming_configuration": "success"})
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["orders-0001.json", "orders-0002.json"]
+    # SO-1002 is in both files with the same content: one task, not two.
+    assert store_at(project).counts("orders-to-erp")["new"] == 4
+
+    assert run_dag("orders-to-erp-export") == ("success", {"export_route": "success"})
+    assert outbox(project) == ["order-SO-1001.json", "order-SO-1002.json", "order-SO-1003.json", "order-SO-1004.json"]
+    written = json.loads((project / "data" / "outbox" / "erp-orders" / "order-SO-1002.json").read_text())
+    assert written["customer"] == "Café Amstel"
+    assert store_at(project).counts("orders-to-erp") == {
+        "new": 0, "processing": 0, "finished": 4, "failed": 0, "skipped": 0,
+    }
+
+
+def test_running_incoming_again_on_the_same_input_creates_no_tasks(project: Path) -> None:
+    inbox = project / "data" / "inbox" / "shop-orders"
+    run_dag("shop-orders-incoming")
+    for processed in (inbox / "processed").iterdir():  # someone drops the same files again
+        processed.rename(inbox / processed.name)
+    assert run_dag("shop-orders-incoming")[0] == "success"
+    assert store_at(project).counts("orders-to-erp")["new"] == 4
+
+
+def test_export_takes_at_most_tasks_to_export_oldest_first(project: Path) -> None:
+    definition = project / "job_definitions" / "orders-to-erp-export.yaml"
+    definition.write_text(definition.read_text().replace("tasks_to_export: 100", "tasks_to_export: 3"))
+    run_dag("shop-orders-incoming")
+    run_dag("orders-to-erp-export")
+    assert outbox(project) == ["order-SO-1001.json", "order-SO-1002.json", "order-SO-1003.json"]
+    assert store_at(project).counts("orders-to-erp")["new"] == 1
+
+
+def test_a_malformed_file_is_rejected_and_the_others_are_stored(project: Path) -> None:
+    inbox = project / "data" / "inbox" / "shop-orders"
+    (inbox / "orders-0000.json").write_text('{"orders": [{"id": "SO-9"}, ', encoding="utf-8")
+    (inbox / "orders-0003.json").write_text('{"orders": [{"number": "SO-10"}]}', encoding="utf-8")
+    state, tasks = run_dag("shop-orders-incoming")
+    assert (state, tasks) == ("failed", {"run_incoming_configuration": "failed"})
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["orders-0001.json", "orders-0002.json"]
+    assert (inbox / "rejected" / "orders-0000.json.error.txt").read_text().startswith("not valid JSON at line 1")
+    assert (inbox / "rejected" / "orders-0003.json.error.txt").read_text() == "record 0: a record has no entity key 'id'\n"
+    assert store_at(project).counts("orders-to-erp")["new"] == 4
+
+
+def test_a_failing_destination_marks_tasks_failed_with_the_error(project: Path) -> None:
+    run_dag("shop-orders-incoming")
+    (project / "data" / "outbox").write_text("a file where the outbox folder should be")
+    assert run_dag("orders-to-erp-export")[0] == "success"
+    tasks = store_at(project).list_tasks("orders-to-erp")
+    assert {t["status"] for t in tasks} == {"failed"}
+    assert "cannot write" in tasks[0]["last_error"]
+
+
+def test_repair_hands_stuck_tasks_back(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = store_at(project)
+    store.add_entities(["orders-to-erp"], [("SO-1", {"id": "SO-1"})])
+    store.claim("orders-to-erp", 1)
+    definition = project / "job_definitions" / "repair-stuck-tasks.yaml"
+    definition.write_text(definition.read_text().replace("stuck_after_minutes: 30", "stuck_after_minutes: 1"))
+    with store.engine.begin() as conn:  # the claim happened two minutes ago
+        conn.exec_driver_sql("UPDATE scheduled_jobs_task SET claimed_at = datetime(claimed_at, '-2 minutes')")
+    assert run_dag("repair-stuck-tasks") == ("success", {"repair_stuck_tasks": "success"})
+    assert store.counts("orders-to-erp")["new"] == 1
+
+
+def test_a_disabled_job_processes_nothing_and_says_why(project: Path) -> None:
+    inbox = project / "data" / "inbox" / "product-catalog"
+    assert run_dag("product-catalog-incoming") == ("success", {"run_incoming_configuration": "skipped"})
+    assert (inbox / "products.csv").exists()
+    assert store_at(project).counts() ["new"] == 0
+
+
+def test_the_store_defaults_to_sqlite_in_airflow_home(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    from pathlib import Path as P
+
+    monkeypatch.delenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE")
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__STORE_CONN_ID", "scheduled_jobs_store_absent")
+    default = P(os.environ["AIRFLOW_HOME"]) / "scheduled_jobs_store.db"
+    default.unlink(missing_ok=True)
+    assert run_dag("shop-orders-incoming")[0] == "success"
+    assert TaskStore.from_url(f"sqlite:///{default}").counts("orders-to-erp")["new"] == 4
+
+
+@pytest.mark.postgres
+def test_a_postgres_connection_holds_the_store(project: Path, monkeypatch: pytest.MonkeyPatch, postgres_server_url: str) -> None:
+    import sqlalchemy as sa
+
+    url = sa.engine.make_url(postgres_server_url)
+    connection = {"conn_type": "postgres", "host": url.host, "port": url.port, "login": url.username,
+                  "password": url.password or "", "schema": url.database}
+    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", json.dumps(connection))
+    store = TaskStore.from_url(postgres_server_url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity RESTART IDENTITY"))
+    run_dag("shop-orders-incoming")
+    run_dag("orders-to-erp-export")
+    assert store.counts("orders-to-erp")["finished"] == 4
+    assert len(outbox(project)) == 4

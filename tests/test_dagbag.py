@@ -1,0 +1,87 @@
+"""The DAGs Airflow sees: one per valid definition, with its timetable, priority and import errors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from conftest import ROOT
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+ENTRY = "scheduled_jobs_dags.py"
+PROBLEMS = "scheduled_jobs_problems.py"
+
+
+def dagbag() -> DagBag:
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_examples_make_one_dag_each_and_no_import_error(project: Path) -> None:
+    bag = dagbag()
+    assert bag.import_errors == {}
+    definitions = sorted(p.stem for p in (project / "job_definitions").glob("*.yaml"))
+    assert sorted(bag.dag_ids) == definitions
+
+
+def test_each_dag_carries_the_definition(project: Path) -> None:
+    bag = dagbag()
+    export = bag.get_dag("orders-to-erp-export")
+    assert export.timetable.expression == "* * * * *"
+    assert export.timetable.timezone == "Europe/Amsterdam"
+    assert export.max_active_runs == 1
+    assert export.catchup is False
+    assert export.is_paused_upon_creation is False
+    assert export.tags == {"scheduled-job", "outgoing"}
+    assert "Push new orders to the ERP, 100 at a time." in export.doc_md
+    (task,) = export.tasks
+    assert (task.task_id, task.priority_weight, task.weight_rule) == ("export_route", 5, "absolute")
+    assert (task.route, task.tasks_to_export) == ("orders-to-erp", 100)
+
+    incoming = bag.get_dag("shop-orders-incoming")
+    assert [(t.task_id, t.priority_weight) for t in incoming.tasks] == [("run_incoming_configuration", 10)]
+    repair = bag.get_dag("repair-stuck-tasks")
+    assert repair.timetable.timezone == "UTC"
+    assert repair.tasks[0].stuck_after_minutes == 30
+
+
+def test_a_disabled_job_has_no_schedule(project: Path) -> None:
+    dag = dagbag().get_dag("product-catalog-incoming")
+    assert type(dag.timetable).__name__ == "NullTimetable"
+    assert "disabled" in dag.tags
+    assert dag.tasks[0].disabled is True
+
+
+def test_a_bad_file_is_an_import_error_and_the_good_dags_still_register(project: Path) -> None:
+    bad = project / "job_definitions" / "broken.yaml"
+    bad.write_text("name: Broken\njob: outgoing\nroute: orders-to-erp\nexpression: '61 * * * *'\n", encoding="utf-8")
+    other = project / "job_definitions" / "typo.yaml"
+    other.write_text("name: Typo\njob: repair_stuck_tasks\nexpression: '@daily'\nprority: 3\n", encoding="utf-8")
+    bag = dagbag()
+    assert len(bag.dag_ids) == 4
+    errors = {path.rsplit("/", 1)[-1]: text for path, text in bag.import_errors.items()}
+    assert list(errors) == [PROBLEMS]
+    assert f"{bad}: expression: minute: 61 is out of range 0-59" in errors[PROBLEMS]
+    assert f"{other}: prority: unknown key; did you mean 'priority'?" in errors[PROBLEMS]
+    assert "2 problems in scheduled job files:" in errors[PROBLEMS]
+
+
+def test_a_worker_builds_only_the_dag_of_its_task(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scheduled_jobs.factory import build_dags
+
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "orders-to-erp-export")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "export_route")
+    (project / "job_definitions" / "broken.yaml").write_text("name: [", encoding="utf-8")
+    assert list(build_dags()) == ["orders-to-erp-export"]
+
+
+def test_a_worker_finds_a_job_whose_file_name_differs(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scheduled_jobs.factory import build_dags
+
+    folder = project / "job_definitions"
+    (folder / "orders-to-erp-export.yaml").rename(folder / "export-1.yaml")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "orders-to-erp-export")
+    assert list(build_dags()) == ["orders-to-erp-export"]

@@ -1,0 +1,103 @@
+"""The task store on SQLite and on the PostgreSQL server: ingest, claim, finish, fail, repair."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+
+from scheduled_jobs.store import TaskStore
+from scheduled_jobs.store.schema import VERSION_TABLE
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> TaskStore:
+    if request.param == "sqlite":
+        return TaskStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    url = request.getfixturevalue("postgres_server_url")
+    store = TaskStore.from_url(url)
+    with store.engine.begin() as conn:  # each test starts from an empty queue
+        conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity RESTART IDENTITY"))
+    return store
+
+
+def test_schema_is_created_by_alembic(store: TaskStore) -> None:
+    with store.engine.connect() as conn:
+        version = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+    assert version == "0001"
+
+
+def test_same_input_twice_makes_no_duplicate_tasks(store: TaskStore) -> None:
+    records = [("A", {"id": "A", "n": 1}), ("B", {"id": "B", "n": 2})]
+    first = store.add_entities(["r1", "r2"], records)
+    again = store.add_entities(["r1", "r2"], records)
+    assert (first.created, first.unchanged) == (4, 0)
+    assert (again.created, again.unchanged) == (0, 4)
+    assert store.counts("r1")["new"] == 2
+
+
+def test_changed_content_makes_a_new_task(store: TaskStore) -> None:
+    store.add_entities(["r"], [("A", {"id": "A", "n": 1})])
+    changed = store.add_entities(["r"], [("A", {"id": "A", "n": 2}), ("A", {"id": "A", "n": 2})])
+    assert (changed.created, changed.unchanged) == (1, 1)
+    assert [t["payload"] for t in store.list_tasks("r")] == ['{"id": "A", "n": 1}', '{"id": "A", "n": 2}']
+
+
+def test_claim_takes_the_oldest_new_tasks_up_to_the_limit(store: TaskStore) -> None:
+    store.add_entities(["r"], [(str(i), {"i": i}) for i in range(5)])
+    claimed = store.claim("r", 3)
+    assert [t.entity_key for t in claimed] == ["0", "1", "2"]
+    assert all(t.attempts == 1 for t in claimed)
+    assert store.counts("r") == {"new": 2, "processing": 3, "finished": 0, "failed": 0, "skipped": 0}
+    assert [t.entity_key for t in store.claim("r", 10)] == ["3", "4"]
+    assert store.claim("r", 10) == []
+
+
+def test_claim_stops_at_the_newest_task_seen_at_the_start(store: TaskStore) -> None:
+    store.add_entities(["r"], [("a", {}), ("b", {"x": 1})])
+    up_to = store.newest_new_id("r")
+    store.add_entities(["r"], [("c", {})])
+    assert [t.entity_key for t in store.claim("r", 10, up_to_id=up_to)] == ["a", "b"]
+
+
+def test_finish_and_fail_only_count_while_the_claim_holds(store: TaskStore) -> None:
+    store.add_entities(["r"], [("a", {}), ("b", {"x": 1})])
+    first, second = store.claim("r", 2)
+    assert store.finish(first) is True
+    assert store.finish(first) is False  # already finished
+    assert store.fail(second, "HTTP 500") is True
+    rows = {t["entity_key"]: t for t in store.list_tasks("r")}
+    assert rows["a"]["status"] == "finished"
+    assert (rows["b"]["status"], rows["b"]["last_error"]) == ("failed", "HTTP 500")
+
+
+def test_repair_resets_stuck_tasks_then_fails_them_after_max_attempts(store: TaskStore) -> None:
+    store.add_entities(["r"], [("a", {})])
+    later = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(hours=1)
+    stale = store.claim("r", 1)[0]
+    assert store.repair(dt.timedelta(minutes=30), max_attempts=2, now=later).reset == [stale.id]
+    assert store.finish(stale) is False  # the first exporter's late finish changes nothing
+    store.claim("r", 1)
+    result = store.repair(dt.timedelta(minutes=30), max_attempts=2, now=later)
+    assert (result.reset, result.failed) == ([], [stale.id])
+    task = store.list_tasks("r")[0]
+    assert (task["status"], task["attempts"]) == ("failed", 2)
+    assert task["last_error"] == "stuck in processing for more than 30 minutes after 2 attempts"
+
+
+def test_repair_leaves_tasks_that_are_not_stuck_yet(store: TaskStore) -> None:
+    store.add_entities(["r"], [("a", {})])
+    store.claim("r", 1)
+    assert store.repair(dt.timedelta(minutes=30), max_attempts=3).reset == []
+    assert store.counts("r")["processing"] == 1
+
+
+def test_migrating_twice_is_harmless(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'twice.db'}"
+    TaskStore.from_url(url).add_entities(["r"], [("a", {})])
+    assert TaskStore.from_url(url).counts("r")["new"] == 1
