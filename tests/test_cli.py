@@ -99,7 +99,9 @@ def _timetable_times(dag: object, after: dt.datetime, count: int) -> list[dt.dat
     from airflow.timetables.base import TimeRestriction
 
     timetable = coerce_to_core_timetable(dag.timetable)  # type: ignore[attr-defined]
-    restriction = TimeRestriction(earliest=pendulum.instance(after + dt.timedelta(seconds=1)), latest=None, catchup=True)
+    restriction = TimeRestriction(
+        earliest=pendulum.instance(after + dt.timedelta(seconds=1)), latest=None, catchup=True
+    )
     last = None
     times = []
     for _ in range(count):

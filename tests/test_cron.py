@@ -11,8 +11,22 @@ from scheduled_jobs.cron import cron_errors, describe, fire_times, timezone_erro
 
 @pytest.mark.parametrize(
     "expression",
-    ["* * * * *", "*/5 * * * *", "0 6 * * 1-5", "0 0 1 */3 *", "0 0 L * *", "0 0 * * 5#2", "0 0 * jan,feb mon-fri",
-     "15,45 8-18/2 * * *", "0 0 * * 7", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"],
+    [
+        "* * * * *",
+        "*/5 * * * *",
+        "0 6 * * 1-5",
+        "0 0 1 */3 *",
+        "0 0 L * *",
+        "0 0 * * 5#2",
+        "0 0 * jan,feb mon-fri",
+        "15,45 8-18/2 * * *",
+        "0 0 * * 7",
+        "@hourly",
+        "@daily",
+        "@weekly",
+        "@monthly",
+        "@yearly",
+    ],
 )
 def test_valid_expressions(expression: str) -> None:
     assert cron_errors(expression) == []
@@ -30,8 +44,10 @@ def test_valid_expressions(expression: str) -> None:
         ("0 0 * * 5#6", ["day of week: '5#6': the week after '#' must be 1-5"]),
         ("0 0 * foo *", ["month: 'foo' is not a number 1-12 or a name JAN-DEC"]),
         ("99 99 * * *", ["minute: 99 is out of range 0-59", "hour: 99 is out of range 0-23"]),
-        ("* * * * * *", ["'* * * * * *' has 6 fields; a cron expression has 5 "
-                         "(minute, hour, day of month, month, day of week)"]),
+        (
+            "* * * * * *",
+            ["'* * * * * *' has 6 fields; a cron expression has 5 (minute, hour, day of month, month, day of week)"],
+        ),
     ],
 )
 def test_invalid_expressions_name_field_value_and_range(expression: str, errors: list[str]) -> None:
@@ -83,3 +99,35 @@ def test_fall_back_runs_a_daily_job_once() -> None:
         "2026-10-25T02:30:00+01:00  DST: 02:30 occurs twice on 2026-10-25 (clocks go back); fires once, at UTC+01:00",
         "2026-10-26T02:30:00+01:00",
     ]
+
+
+def _generated_numeric_expressions(count: int, seed: int) -> list[str]:
+    import random
+
+    from scheduled_jobs.cron import _FIELDS
+
+    rng = random.Random(seed)
+
+    def item(high: int) -> str:
+        number = lambda: str(rng.randint(0, high + 2))  # noqa: E731 - a tiny generator
+        roll = rng.random()
+        text = "*" if roll < 0.2 else number() if roll < 0.5 else f"{number()}-{number()}"
+        return text + (f"/{rng.randint(0, high + 2)}" if rng.random() < 0.3 else "")
+
+    return [" ".join(",".join(item(f.high) for _ in range(rng.randint(1, 3))) for f in _FIELDS) for _ in range(count)]
+
+
+def test_numeric_expressions_we_accept_are_accepted_by_croniter_too() -> None:
+    """Plain numeric expressions skip croniter, so our checks must never accept what croniter refuses
+    (Airflow would then fail the whole DAG file at parse)."""
+    from croniter import croniter
+
+    accepted = [e for e in _generated_numeric_expressions(20_000, seed=7) if not cron_errors(e)]
+    assert len(accepted) > 200  # the generator makes enough valid ones for the comparison to mean something
+    refused = []
+    for expression in accepted:
+        try:
+            croniter(expression)
+        except Exception as exc:
+            refused.append((expression, str(exc)))
+    assert refused == []

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-
 from conftest import ROOT
+
 from scheduled_jobs.store import TaskStore
 
 if TYPE_CHECKING:
@@ -32,7 +32,21 @@ def outbox(project: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+INCOMING_OK = ("success", {"run_incoming_configuration": "success", "export_orders-to-erp": "success"})
+
+
+def not_realtime(project: Path) -> None:
+    route = project / "configurations" / "routes" / "orders-to-erp.yaml"
+    route.write_text(route.read_text().replace("realtime: true", "realtime: false"))
+
+
+def test_a_realtime_route_is_exported_right_after_its_incoming_run(project: Path) -> None:
+    assert run_dag("shop-orders-incoming") == INCOMING_OK
+    assert outbox(project) == ["order-SO-1001.json", "order-SO-1002.json", "order-SO-1003.json", "order-SO-1004.json"]
+
+
 def test_incoming_then_outgoing_moves_orders_from_inbox_to_outbox(project: Path) -> None:
+    not_realtime(project)
     inbox = project / "data" / "inbox" / "shop-orders"
     assert run_dag("shop-orders-incoming") == ("success", {"run_incoming_configuration": "success"})
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["orders-0001.json", "orders-0002.json"]
@@ -44,11 +58,16 @@ def test_incoming_then_outgoing_moves_orders_from_inbox_to_outbox(project: Path)
     written = json.loads((project / "data" / "outbox" / "erp-orders" / "order-SO-1002.json").read_text())
     assert written["customer"] == "Café Amstel"
     assert store_at(project).counts("orders-to-erp") == {
-        "new": 0, "processing": 0, "finished": 4, "failed": 0, "skipped": 0,
+        "new": 0,
+        "processing": 0,
+        "finished": 4,
+        "failed": 0,
+        "skipped": 0,
     }
 
 
 def test_running_incoming_again_on_the_same_input_creates_no_tasks(project: Path) -> None:
+    not_realtime(project)
     inbox = project / "data" / "inbox" / "shop-orders"
     run_dag("shop-orders-incoming")
     for processed in (inbox / "processed").iterdir():  # someone drops the same files again
@@ -60,6 +79,7 @@ def test_running_incoming_again_on_the_same_input_creates_no_tasks(project: Path
 def test_export_takes_at_most_tasks_to_export_oldest_first(project: Path) -> None:
     definition = project / "job_definitions" / "orders-to-erp-export.yaml"
     definition.write_text(definition.read_text().replace("tasks_to_export: 100", "tasks_to_export: 3"))
+    not_realtime(project)
     run_dag("shop-orders-incoming")
     run_dag("orders-to-erp-export")
     assert outbox(project) == ["order-SO-1001.json", "order-SO-1002.json", "order-SO-1003.json"]
@@ -71,14 +91,23 @@ def test_a_malformed_file_is_rejected_and_the_others_are_stored(project: Path) -
     (inbox / "orders-0000.json").write_text('{"orders": [{"id": "SO-9"}, ', encoding="utf-8")
     (inbox / "orders-0003.json").write_text('{"orders": [{"number": "SO-10"}]}', encoding="utf-8")
     state, tasks = run_dag("shop-orders-incoming")
-    assert (state, tasks) == ("failed", {"run_incoming_configuration": "failed"})
+    assert (state, tasks) == (
+        "failed",
+        {"run_incoming_configuration": "failed", "export_orders-to-erp": "upstream_failed"},
+    )
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["orders-0001.json", "orders-0002.json"]
     assert (inbox / "rejected" / "orders-0000.json.error.txt").read_text().startswith("not valid JSON at line 1")
-    assert (inbox / "rejected" / "orders-0003.json.error.txt").read_text() == "record 0: a record has no entity key 'id'\n"
+    assert (
+        inbox / "rejected" / "orders-0003.json.error.txt"
+    ).read_text() == "record 0: a record has no entity key 'id'\n"
     assert store_at(project).counts("orders-to-erp")["new"] == 4
+    # The next run finds only good files and exports what the failed run stored.
+    assert run_dag("shop-orders-incoming") == INCOMING_OK
+    assert len(outbox(project)) == 4
 
 
 def test_a_failing_destination_marks_tasks_failed_with_the_error(project: Path) -> None:
+    not_realtime(project)
     run_dag("shop-orders-incoming")
     (project / "data" / "outbox").write_text("a file where the outbox folder should be")
     assert run_dag("orders-to-erp-export")[0] == "success"
@@ -101,9 +130,10 @@ def test_repair_hands_stuck_tasks_back(project: Path, monkeypatch: pytest.Monkey
 
 def test_a_disabled_job_processes_nothing_and_says_why(project: Path) -> None:
     inbox = project / "data" / "inbox" / "product-catalog"
-    assert run_dag("product-catalog-incoming") == ("success", {"run_incoming_configuration": "skipped"})
+    state, tasks = run_dag("product-catalog-incoming")
+    assert (state, tasks) == ("success", {"run_incoming_configuration": "skipped"})
     assert (inbox / "products.csv").exists()
-    assert store_at(project).counts() ["new"] == 0
+    assert store_at(project).counts()["new"] == 0
 
 
 def test_the_store_defaults_to_sqlite_in_airflow_home(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,22 +144,32 @@ def test_the_store_defaults_to_sqlite_in_airflow_home(project: Path, monkeypatch
     monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__STORE_CONN_ID", "scheduled_jobs_store_absent")
     default = P(os.environ["AIRFLOW_HOME"]) / "scheduled_jobs_store.db"
     default.unlink(missing_ok=True)
-    assert run_dag("shop-orders-incoming")[0] == "success"
-    assert TaskStore.from_url(f"sqlite:///{default}").counts("orders-to-erp")["new"] == 4
+    assert run_dag("shop-orders-incoming") == INCOMING_OK
+    assert TaskStore.from_url(f"sqlite:///{default}").counts("orders-to-erp")["finished"] == 4
 
 
 @pytest.mark.postgres
-def test_a_postgres_connection_holds_the_store(project: Path, monkeypatch: pytest.MonkeyPatch, postgres_server_url: str) -> None:
+def test_a_postgres_connection_holds_the_store(
+    project: Path, monkeypatch: pytest.MonkeyPatch, postgres_server_url: str
+) -> None:
     import sqlalchemy as sa
 
     url = sa.engine.make_url(postgres_server_url)
-    connection = {"conn_type": "postgres", "host": url.host, "port": url.port, "login": url.username,
-                  "password": url.password or "", "schema": url.database}
+    connection = {
+        "conn_type": "postgres",
+        "host": url.host,
+        "port": url.port,
+        "login": url.username,
+        "password": url.password or "",
+        "schema": url.database,
+    }
     monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", json.dumps(connection))
     store = TaskStore.from_url(postgres_server_url)
     with store.engine.begin() as conn:
         conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity RESTART IDENTITY"))
+    not_realtime(project)
     run_dag("shop-orders-incoming")
+    assert store.counts("orders-to-erp")["new"] == 4
     run_dag("orders-to-erp-export")
     assert store.counts("orders-to-erp")["finished"] == 4
     assert len(outbox(project)) == 4

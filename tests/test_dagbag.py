@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-
 from conftest import ROOT
 
 if TYPE_CHECKING:
@@ -42,7 +41,13 @@ def test_each_dag_carries_the_definition(project: Path) -> None:
     assert (task.route, task.tasks_to_export) == ("orders-to-erp", 100)
 
     incoming = bag.get_dag("shop-orders-incoming")
-    assert [(t.task_id, t.priority_weight) for t in incoming.tasks] == [("run_incoming_configuration", 10)]
+    assert sorted((t.task_id, t.priority_weight) for t in incoming.tasks) == [
+        ("export_orders-to-erp", 10),
+        ("run_incoming_configuration", 10),
+    ]
+    realtime = incoming.get_task("export_orders-to-erp")
+    assert realtime.upstream_task_ids == {"run_incoming_configuration"}
+    assert (realtime.route, realtime.tasks_to_export, realtime.trigger_rule) == ("orders-to-erp", None, "all_success")
     repair = bag.get_dag("repair-stuck-tasks")
     assert repair.timetable.timezone == "UTC"
     assert repair.tasks[0].stuck_after_minutes == 30

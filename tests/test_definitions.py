@@ -33,47 +33,97 @@ def problems_for(project: Path, text: str, name: str = "job.yaml") -> list[str]:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (VALID.replace("expression:", "expresion:"), ["expresion: unknown key; did you mean 'expression'?", "expression: is required"]),
+        (
+            VALID.replace("expression:", "expresion:"),
+            ["expresion: unknown key; did you mean 'expression'?", "expression: is required"],
+        ),
         (VALID.replace("priority: 10", "priority: high"), ["priority: must be a whole number, got 'high'"]),
         (VALID.replace("priority: 10", "priority: 1.5"), ["priority: must be a whole number, got 1.5"]),
         (VALID + "disabled: maybe\n", ["disabled: must be true or false, got 'maybe'"]),
-        (VALID.replace("job: outgoing", "job: outgoing_configuration"),
-         ["job: must be one of 'incoming', 'outgoing' or 'repair_stuck_tasks', got 'outgoing_configuration'"]),
-        (VALID.replace("tasks_to_export: 100", "tasks_to_export: 0"), ["tasks_to_export: must be greater than 0, got 0"]),
-        (VALID.replace("tasks_to_export: 100", "tasks_to_export: -5"), ["tasks_to_export: must be greater than 0, got -5"]),
-        (VALID + "incoming_configuration: shop-orders\n",
-         ["incoming_configuration: only allowed with job: incoming (this job is outgoing)"]),
-        (VALID + "max_attempts: 3\n", ["max_attempts: only allowed with job: repair_stuck_tasks (this job is outgoing)"]),
+        (
+            VALID.replace("job: outgoing", "job: outgoing_configuration"),
+            ["job: must be one of 'incoming', 'outgoing' or 'repair_stuck_tasks', got 'outgoing_configuration'"],
+        ),
+        (
+            VALID.replace("tasks_to_export: 100", "tasks_to_export: 0"),
+            ["tasks_to_export: must be greater than 0, got 0"],
+        ),
+        (
+            VALID.replace("tasks_to_export: 100", "tasks_to_export: -5"),
+            ["tasks_to_export: must be greater than 0, got -5"],
+        ),
+        (
+            VALID + "incoming_configuration: shop-orders\n",
+            ["incoming_configuration: only allowed with job: incoming (this job is outgoing)"],
+        ),
+        (
+            VALID + "max_attempts: 3\n",
+            ["max_attempts: only allowed with job: repair_stuck_tasks (this job is outgoing)"],
+        ),
         (VALID.replace("route: orders-to-erp\n", ""), ["route: is required with job: outgoing"]),
-        (VALID.replace("route: orders-to-erp", "route: orders-to-crm"),
-         ["route: no route has identifier 'orders-to-crm' (known: orders-to-erp, products-to-webshop)"]),
-        ("name: In\njob: incoming\nincoming_configuration: shop-order\nexpression: '@daily'\n",
-         ["incoming_configuration: no incoming configuration has identifier 'shop-order' "
-          "(known: product-catalog, shop-orders)"]),
+        (
+            VALID.replace("route: orders-to-erp", "route: orders-to-crm"),
+            ["route: no route has identifier 'orders-to-crm' (known: orders-to-erp, products-to-webshop)"],
+        ),
+        (
+            "name: In\njob: incoming\nincoming_configuration: shop-order\nexpression: '@daily'\n",
+            [
+                "incoming_configuration: no incoming configuration has identifier 'shop-order' "
+                "(known: product-catalog, shop-orders)"
+            ],
+        ),
         (VALID.replace("*/5 * * * *", "61 * * * *"), ["expression: minute: 61 is out of range 0-59"]),
         (VALID.replace("*/5 * * * *", "0 24 * * *"), ["expression: hour: 24 is out of range 0-23"]),
         (VALID.replace("*/5 * * * *", "0 0 0 * *"), ["expression: day of month: 0 is out of range 1-31"]),
         (VALID.replace("*/5 * * * *", "0 0 * 13 *"), ["expression: month: 13 is out of range 1-12"]),
         (VALID.replace("*/5 * * * *", "0 0 * * 8"), ["expression: day of week: 8 is out of range 0-7"]),
-        (VALID.replace("*/5 * * * *", "0 0 * * funday"),
-         ["expression: day of week: 'funday' is not a number 0-7 or a name SUN-SAT"]),
-        (VALID.replace("*/5 * * * *", "*/5 * * *"),
-         ["expression: '*/5 * * *' has 4 fields; a cron expression has 5 "
-          "(minute, hour, day of month, month, day of week)"]),
-        (VALID.replace("*/5 * * * *", "@fortnightly"),
-         ["expression: unknown preset '@fortnightly'; use one of @hourly, @daily, @weekly, @monthly, @quarterly, @yearly"]),
-        (VALID.replace("Europe/Amsterdam", "Europe/Amsterdm"),
-         ["timezone: 'Europe/Amsterdm' is not an IANA time zone name (e.g. 'Europe/Amsterdam', 'UTC'); "
-          "did you mean 'Europe/Amsterdam' or 'Europe/Athens' or 'Europe/Astrakhan'?"]),
-        (VALID.replace("Europe/Amsterdam", "CEST"),
-         ["timezone: 'CEST' is not an IANA time zone name (e.g. 'Europe/Amsterdam', 'UTC'); did you mean 'EST' or 'CET'?"]),
-        (VALID.replace('"*/5 * * * *"', "*/5 * * * *"),
-         ["(file): is not valid YAML at line 5, column 14: did not find expected alphabetic or numeric character "
-          "(quote values that start with '*', e.g. expression: \"*/5 * * * *\")"]),
+        (
+            VALID.replace("*/5 * * * *", "0 0 * * funday"),
+            ["expression: day of week: 'funday' is not a number 0-7 or a name SUN-SAT"],
+        ),
+        (
+            VALID.replace("*/5 * * * *", "*/5 * * *"),
+            [
+                "expression: '*/5 * * *' has 4 fields; a cron expression has 5 "
+                "(minute, hour, day of month, month, day of week)"
+            ],
+        ),
+        (
+            VALID.replace("*/5 * * * *", "@fortnightly"),
+            [
+                "expression: unknown preset '@fortnightly'; use one of @hourly, @daily, @weekly, @monthly, @quarterly, @yearly"
+            ],
+        ),
+        (
+            VALID.replace("Europe/Amsterdam", "Europe/Amsterdm"),
+            [
+                "timezone: 'Europe/Amsterdm' is not an IANA time zone name (e.g. 'Europe/Amsterdam', 'UTC'); "
+                "did you mean 'Europe/Amsterdam' or 'Europe/Athens' or 'Europe/Astrakhan'?"
+            ],
+        ),
+        (
+            VALID.replace("Europe/Amsterdam", "CEST"),
+            [
+                "timezone: 'CEST' is not an IANA time zone name (e.g. 'Europe/Amsterdam', 'UTC'); did you mean 'EST' or 'CET'?"
+            ],
+        ),
+        (
+            VALID.replace('"*/5 * * * *"', "*/5 * * * *"),
+            [
+                "(file): is not valid YAML at line 5, column 14: did not find expected alphabetic or numeric character "
+                "(quote values that start with '*', e.g. expression: \"*/5 * * * *\")"
+            ],
+        ),
         ("- name: a list\n", ["(file): must be a mapping of keys to values, found a list"]),
         ("", ["(file): must be a mapping of keys to values, found an empty file"]),
-        (VALID.replace("Orders to ERP nightly export", "'!!!'"), ["name: cannot generate an identifier from '!!!'; set identifier: explicitly"]),
-        (VALID + "identifier: Orders_To_ERP\n", ["identifier: String should match pattern '^[a-z0-9]+(?:-[a-z0-9]+)*$'"]),
+        (
+            VALID.replace("Orders to ERP nightly export", "'!!!'"),
+            ["name: cannot generate an identifier from '!!!'; set identifier: explicitly"],
+        ),
+        (
+            VALID + "identifier: Orders_To_ERP\n",
+            ["identifier: String should match pattern '^[a-z0-9]+(?:-[a-z0-9]+)*$'"],
+        ),
     ],
 )
 def test_each_mistake_names_file_key_and_reason(project: Path, text: str, expected: list[str]) -> None:
@@ -130,7 +180,7 @@ def test_a_reference_to_an_invalid_configuration_says_so(project: Path) -> None:
     catalog = load_catalog(project / "job_definitions", project / "configurations")
     assert [str(p) for p in catalog.problems] == [
         f"{route}: colour: unknown key; valid keys: description, identifier, incoming_configuration, name, "
-        "outgoing_configuration",
+        "outgoing_configuration, realtime",
         f"{project / 'job_definitions' / 'orders-to-erp-export.yaml'}: route: route 'orders-to-erp' in {route} is "
         "invalid (see its own error)",
     ]

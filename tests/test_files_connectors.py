@@ -46,7 +46,11 @@ def test_acknowledge_moves_a_file_to_processed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "reason"),
     [
-        ("bad.json", '{"id": 1,', "not valid JSON at line 1, column 10: Expecting property name enclosed in double quotes"),
+        (
+            "bad.json",
+            '{"id": 1,',
+            "not valid JSON at line 1, column 10: Expecting property name enclosed in double quotes",
+        ),
         ("bad.json", "[1, 2]", "record 0 is a int, expected a JSON object"),
         ("bad.jsonl", '{"id": 1}\nnope\n', "line 2: not valid JSON (Expecting value)"),
         ("bad.csv", "id,name\n1,a,extra\n", "line 2: more values than the header has columns"),
@@ -65,7 +69,9 @@ def test_a_malformed_file_is_rejected_with_its_reason(tmp_path: Path, name: str,
 
 
 def test_publisher_writes_each_payload_atomically(tmp_path: Path) -> None:
-    settings = FilePublisherSettings(type="file", destination_folder=str(tmp_path / "out"), filename="{route}/{entity_key}.json")
+    settings = FilePublisherSettings(
+        type="file", destination_folder=str(tmp_path / "out"), filename="{route}/{entity_key}.json"
+    )
     task = ClaimedTask(7, "r", "SO/1", {"id": "SO/1", "name": "Café"}, 1, "token")
     FilePublisher(settings).publish(task)
     assert json.loads((tmp_path / "out" / "r_SO_1.json").read_text(encoding="utf-8")) == {"id": "SO/1", "name": "Café"}

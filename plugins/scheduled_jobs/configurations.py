@@ -38,6 +38,8 @@ class OutgoingConfiguration(Named):
 class Route(Named):
     incoming_configuration: str = Field(min_length=1)
     outgoing_configuration: str = Field(min_length=1)
+    realtime: bool = False
+    """A real-time route is exported right after each run of its incoming configuration."""
 
 
 ModelT = TypeVar("ModelT", IncomingConfiguration, OutgoingConfiguration, Route)

@@ -70,6 +70,9 @@ class ScheduledJob:
     def job(self) -> JobType:
         return self.definition.job
 
+    realtime_routes: tuple[str, ...] = ()
+    """For an incoming job: the real-time routes exported right after it."""
+
     @property
     def target(self) -> str | None:
         """The configuration the job executes: the incoming configuration or the route."""
@@ -136,7 +139,11 @@ def _parse_one(path: Path, configurations: Configurations) -> tuple[ScheduledJob
     if problems or identifier is None:
         return None, identifier or path.stem, problems
     timezone = definition.timezone or settings.default_timezone()
-    return ScheduledJob(identifier, path, definition, timezone), identifier, []
+    realtime: tuple[str, ...] = ()
+    if definition.incoming_configuration is not None:
+        routes = configurations.routes_of_incoming(definition.incoming_configuration)
+        realtime = tuple(sorted(r.identifier for r in routes if r.model.realtime))
+    return ScheduledJob(identifier, path, definition, timezone, realtime), identifier, []
 
 
 def load_catalog(

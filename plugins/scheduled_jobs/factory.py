@@ -45,18 +45,24 @@ def _doc(job: ScheduledJob) -> str:
     ]
     if d.tasks_to_export:
         lines.append(f"- **Number of tasks to export:** {d.tasks_to_export}")
+    if job.realtime_routes:
+        lines.append(f"- **Real-time routes exported after it:** {', '.join(job.realtime_routes)}")
     return "\n".join(lines)
+
+
+def _common(job: ScheduledJob, task_id: str) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "disabled": job.definition.disabled,
+        "definition_file": str(job.path),
+        "priority_weight": job.definition.priority,
+        "weight_rule": "absolute",
+    }
 
 
 def _operator(job: ScheduledJob) -> ScheduledJobOperator:
     d = job.definition
-    common: dict[str, Any] = {
-        "task_id": TASK_IDS[d.job],
-        "disabled": d.disabled,
-        "definition_file": str(job.path),
-        "priority_weight": d.priority,
-        "weight_rule": "absolute",
-    }
+    common = _common(job, TASK_IDS[d.job])
     if d.job == "incoming":
         assert d.incoming_configuration is not None
         return RunIncomingConfigurationOperator(incoming_configuration=d.incoming_configuration, **common)
@@ -81,7 +87,12 @@ def build_dag(job: ScheduledJob) -> DAG:
         is_paused_upon_creation=False,
         tags=tags,
     ) as dag:
-        _operator(job)
+        first = _operator(job)
+        for route in job.realtime_routes:
+            # The seed's real-time route: exported right after its incoming configuration runs.
+            # After a failed incoming run (a rejected source) the export waits for the next run, so
+            # that the DAG run shows the failure; what was stored is exported then.
+            first >> ExportRouteOperator(route=route, **_common(job, f"export_{route}"))
     return dag
 
 

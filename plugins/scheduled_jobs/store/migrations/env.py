@@ -14,6 +14,6 @@ def run_migrations() -> None:
         context.run_migrations()
 
 
-# Only Alembic sets up `context.config`; anything else importing this file (a linter, a plugin scan) gets no side effects.
+# Only Alembic sets up `context.config`: anything else importing this file gets no side effects.
 if hasattr(context, "config"):
     run_migrations()
