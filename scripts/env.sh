@@ -13,4 +13,6 @@ export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRE
 export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
 # Workers report to the API server's execution API: it must follow the port.
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://localhost:$AIRFLOW__API__PORT/execution/}"
+# dag-factory (installed for the benchmark) would otherwise report telemetry from every process.
+export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY=False
 export PATH="$ROOT/.venv/bin:$PATH"

@@ -6,6 +6,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 "$ROOT/scripts/install.sh" --dev
 cd "$ROOT"
 PATH="$ROOT/.venv/bin:$PATH"
+export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY=False
 echo "== ruff"
 ruff check .
 ruff format --check .
