@@ -179,8 +179,8 @@ def test_a_reference_to_an_invalid_configuration_says_so(project: Path) -> None:
     route.write_text(route.read_text() + "colour: blue\n", encoding="utf-8")
     catalog = load_catalog(project / "job_definitions", project / "configurations")
     assert [str(p) for p in catalog.problems] == [
-        f"{route}: colour: unknown key; valid keys: description, identifier, incoming_configuration, name, "
-        "outgoing_configuration, realtime",
+        f"{route}: colour: unknown key; valid keys: concurrency, description, identifier, incoming_configuration, name, "
+        "outgoing_configuration, realtime, retry_failed_tasks",
         f"{project / 'job_definitions' / 'orders-to-erp-export.yaml'}: route: route 'orders-to-erp' in {route} is "
         "invalid (see its own error)",
     ]
@@ -197,4 +197,4 @@ def test_configuration_mistakes_name_the_nested_key(project: Path) -> None:
     catalog = load_catalog(project / "job_definitions", project / "configurations")
     lines = [str(p) for p in catalog.problems]
     assert f"{incoming}: subscriber.patern: unknown key; did you mean 'pattern'?" in lines
-    assert f"{outgoing}: publisher.type: type must be one of 'file', got 'ftp'" in lines
+    assert f"{outgoing}: publisher.type: type must be one of 'file', 'http', 'sql', got 'ftp'" in lines

@@ -29,7 +29,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> TaskStore:
 def test_schema_is_created_by_alembic(store: TaskStore) -> None:
     with store.engine.connect() as conn:
         version = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
-    assert version == "0001"
+    assert version == "0002"
 
 
 def test_same_input_twice_makes_no_duplicate_tasks(store: TaskStore) -> None:
@@ -95,6 +95,44 @@ def test_repair_leaves_tasks_that_are_not_stuck_yet(store: TaskStore) -> None:
     store.claim("r", 1)
     assert store.repair(dt.timedelta(minutes=30), max_attempts=3).reset == []
     assert store.counts("r")["processing"] == 1
+
+
+def test_settle_is_fenced_by_the_claim_token(store: TaskStore) -> None:
+    store.add_entities(["r"], [("a", {}), ("b", {"x": 1}), ("c", {"x": 2})])
+    claim = store.claim("r", 3)
+    token = claim[0].claim_token
+    assert store.settle("another-token", [claim[0].id], []) == 0
+    assert store.settle(token, [claim[0].id], [(claim[1].id, "HTTP 503", True), (claim[2].id, "HTTP 400", False)]) == 3
+    rows = {t["entity_key"]: (t["status"], t["retryable"], t["last_error"]) for t in store.list_tasks("r")}
+    assert rows == {
+        "a": ("finished", False, None),
+        "b": ("failed", True, "HTTP 503"),
+        "c": ("failed", False, "HTTP 400"),
+    }
+
+
+def test_requeue_failed_only_retryable_with_attempts_left(store: TaskStore) -> None:
+    store.add_entities(["r"], [("a", {}), ("b", {"x": 1})])
+    first, second = store.claim("r", 2)
+    store.settle(first.claim_token, [], [(first.id, "HTTP 503", True), (second.id, "HTTP 400", False)])
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    assert store.requeue_failed("r", max_attempts=3, failed_before=now - dt.timedelta(minutes=5)) == 0  # too soon
+    assert store.requeue_failed("r", max_attempts=3, failed_before=now + dt.timedelta(seconds=1)) == 1
+    assert [t.entity_key for t in store.claim("r", 5)] == ["a"]
+    assert store.requeue_failed("r", max_attempts=2, failed_before=now + dt.timedelta(minutes=1)) == 0
+
+
+def test_watermarks_keep_their_type(store: TaskStore) -> None:
+    import decimal
+
+    assert store.load_watermark("src") is None
+    moment = dt.datetime(2026, 3, 29, 1, 30, 15, 250000)
+    store.save_watermark("src", moment)
+    assert store.load_watermark("src") == moment
+    store.save_watermark("src", decimal.Decimal("10.50"))
+    assert store.load_watermark("src") == decimal.Decimal("10.50")
+    store.save_watermark("src", 42)
+    assert store.load_watermark("src") == 42
 
 
 def test_migrating_twice_is_harmless(tmp_path: Path) -> None:

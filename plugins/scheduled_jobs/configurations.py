@@ -17,22 +17,45 @@ from pydantic import Field, ValidationError
 from scheduled_jobs.connectors import PublisherSettings, SubscriberSettings
 from scheduled_jobs.exceptions import Problem
 from scheduled_jobs.identifiers import identifier_from_name
-from scheduled_jobs.models import Named
-from scheduled_jobs.yaml_files import find_yaml_files, load_mapping, problems_from_validation
+from scheduled_jobs.models import Named, StrictModel
+from scheduled_jobs.yaml_files import (
+    find_yaml_files,
+    inline_secret_problems,
+    load_mapping,
+    problems_from_validation,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
 
+class Mapping(StrictModel):
+    """From a source record to a task payload: keep some records, reshape them."""
+
+    filter: dict[str, list[str | int | float | bool | None]] = Field(default_factory=dict)
+    """Keep only records whose field (dotted) is one of the values, e.g. ``{status: [new, paid]}``."""
+    fields: dict[str, str] = Field(default_factory=dict)
+    """Payload key: record field (dotted); absent = the whole record is the payload."""
+
+
 class IncomingConfiguration(Named):
     entity_key: str = Field(min_length=1)
     """The record field (dotted for nested fields) whose value identifies an entity, e.g. ``id``."""
     subscriber: SubscriberSettings
+    mapping: Mapping | None = None
 
 
 class OutgoingConfiguration(Named):
     publisher: PublisherSettings
+
+
+class RetryFailedTasks(StrictModel):
+    """The route's "retrying of failed tasks": transient failures are tried again on later runs."""
+
+    attempts: int = Field(ge=2, le=100)
+    """Tries in all, the first included."""
+    after_minutes: float = Field(default=10, ge=0)
 
 
 class Route(Named):
@@ -40,6 +63,9 @@ class Route(Named):
     outgoing_configuration: str = Field(min_length=1)
     realtime: bool = False
     """A real-time route is exported right after each run of its incoming configuration."""
+    concurrency: int = Field(default=1, ge=1, le=64)
+    """How many tasks of the route one export publishes at once."""
+    retry_failed_tasks: RetryFailedTasks | None = None
 
 
 ModelT = TypeVar("ModelT", IncomingConfiguration, OutgoingConfiguration, Route)
@@ -128,6 +154,11 @@ def _load_shelf(folder: Path, kind: str, shelf: Shelf[ModelT], problems: list[Pr
         if problem is not None or data is None:
             problems.append(problem or Problem(str(path), "(file)", "empty"))
             shelf.invalid[guess_identifier(None, path)] = path
+            continue
+        secrets = inline_secret_problems(path, data)
+        if secrets:
+            problems.extend(secrets)
+            shelf.invalid[guess_identifier(data, path)] = path
             continue
         try:
             loaded = model.model_validate(data)

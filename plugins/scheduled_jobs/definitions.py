@@ -20,7 +20,12 @@ from scheduled_jobs.configurations import (
 from scheduled_jobs.cron import cron_errors, timezone_error
 from scheduled_jobs.exceptions import Problem
 from scheduled_jobs.models import Named
-from scheduled_jobs.yaml_files import find_yaml_files, load_mapping, problems_from_validation
+from scheduled_jobs.yaml_files import (
+    find_yaml_files,
+    inline_secret_problems,
+    load_mapping,
+    problems_from_validation,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -128,6 +133,9 @@ def _parse_one(path: Path, configurations: Configurations) -> tuple[ScheduledJob
     data, problem = load_mapping(path)
     if problem is not None or data is None:
         return None, path.stem, [problem] if problem else []
+    secrets = inline_secret_problems(path, data)
+    if secrets:
+        return None, guess_identifier(data, path), secrets
     problems = _semantic_problems(path, data, configurations)
     try:
         definition = JobDefinition.model_validate(data)
@@ -174,11 +182,47 @@ def load_catalog(
         if job is not None:
             catalog.jobs[job.identifier] = job
     catalog.problems.extend(duplicate_problems(by_identifier, "scheduled job"))
+    if files is None or len(files) > 1:
+        catalog.problems.extend(stuck_threshold_problems(catalog))
     for identifier, shared in by_identifier.items():
         if len(shared) > 1:  # which file is meant is ambiguous: neither becomes a DAG
             catalog.jobs.pop(identifier, None)
     catalog.problems.sort(key=lambda problem: (problem.path, problem.key))
     return catalog
+
+
+def stuck_threshold_problems(catalog: Catalog) -> list[Problem]:
+    """Outgoing configurations whose one request could outlast the stuck-task threshold.
+
+    Repair would then hand a task that is still being pushed to a second exporter.
+    """
+    from scheduled_jobs.exporting import LEASE_REFRESH_SECONDS
+
+    repairs = [j for j in catalog.jobs.values() if j.job == "repair_stuck_tasks"]
+    if catalog.configurations is None or not repairs:
+        return []
+    minutes, holder = min(
+        (j.definition.stuck_after_minutes or settings.stuck_after_minutes(), j.identifier) for j in repairs
+    )
+    problems = []
+    for loaded in catalog.configurations.outgoing.valid.values():
+        publisher = loaded.model.publisher
+        timeout = getattr(publisher, "timeout_seconds", None)
+        retry = getattr(publisher, "retry", None)
+        if timeout is None or retry is None:
+            continue
+        worst = retry.worst_case_seconds(timeout) + LEASE_REFRESH_SECONDS
+        if worst >= minutes * 60:
+            problems.append(
+                Problem(
+                    str(loaded.path),
+                    "publisher.timeout_seconds",
+                    f"one request can take up to {worst:.0f} s (timeout_seconds {timeout:g} x retry.attempts "
+                    f"{retry.attempts}, plus waits), longer than the stuck-task threshold of {minutes} minutes "
+                    f"of repair job {holder!r}; lower timeout_seconds or retry.attempts, or raise stuck_after_minutes",
+                )
+            )
+    return problems
 
 
 def find_job_file(identifier: str, folder: Path) -> Path | None:

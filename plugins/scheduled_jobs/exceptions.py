@@ -58,7 +58,15 @@ class SourceError(ScheduledJobsError):
 
 
 class DeliveryError(ScheduledJobsError):
-    """A publisher could not deliver one task to its destination."""
+    """A publisher could not deliver one task to its destination.
+
+    ``transient``: the destination may accept it later (timeouts, 5xx, 429), so a route that retries
+    failed tasks tries it again on a later run; otherwise it is a permanent refusal (other 4xx).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class ExportFailedError(ScheduledJobsError):

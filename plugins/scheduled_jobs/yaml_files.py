@@ -56,6 +56,37 @@ def load_mapping(path: Path) -> tuple[dict[str, Any] | None, Problem | None]:
     return data, None
 
 
+_CREDENTIAL_WORDS = ("password", "passwd", "secret", "token", "apikey", "api_key", "access_key", "private_key")
+_CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key", "cookie")
+
+
+def inline_secret_problems(path: Path, data: object, prefix: str = "") -> list[Problem]:
+    """Keys that carry a password or token inline: credentials belong in Airflow connections."""
+    problems: list[Problem] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            lowered = str(key).lower().replace("-", "_")
+            in_headers = prefix.rsplit(".", 1)[-1] == "headers"
+            if (any(word in lowered for word in _CREDENTIAL_WORDS) and not isinstance(value, dict | list)) or (
+                in_headers and str(key).lower() in _CREDENTIAL_HEADERS
+            ):
+                problems.append(
+                    Problem(
+                        str(path),
+                        name,
+                        "looks like a credential written inline; keep it in an Airflow connection "
+                        "(airflow connections add ...) and name that connection with connection:",
+                    )
+                )
+            else:
+                problems.extend(inline_secret_problems(path, value, name))
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            problems.extend(inline_secret_problems(path, item, f"{prefix}[{index}]"))
+    return problems
+
+
 def _describe(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

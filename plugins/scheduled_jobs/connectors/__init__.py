@@ -12,20 +12,39 @@ from scheduled_jobs.connectors.files import (
     FileSubscriber,
     FileSubscriberSettings,
 )
+from scheduled_jobs.connectors.http import (
+    HttpPublisher,
+    HttpPublisherSettings,
+    HttpSubscriber,
+    HttpSubscriberSettings,
+)
+from scheduled_jobs.connectors.sql import SqlPublisher, SqlPublisherSettings, SqlSubscriber, SqlSubscriberSettings
 
 if TYPE_CHECKING:
-    from scheduled_jobs.connectors.base import ConnectorSettings, Publisher, Subscriber
+    from scheduled_jobs.connectors.base import ConnectorSettings, Publisher, SourceState, Subscriber
 
 # To add a connector: a settings model with a `type: Literal[...]`, a class, and one line in each.
-SubscriberSettings = Annotated[FileSubscriberSettings, Field(discriminator="type")]
-PublisherSettings = Annotated[FilePublisherSettings, Field(discriminator="type")]
+SubscriberSettings = Annotated[
+    FileSubscriberSettings | HttpSubscriberSettings | SqlSubscriberSettings, Field(discriminator="type")
+]
+PublisherSettings = Annotated[
+    FilePublisherSettings | HttpPublisherSettings | SqlPublisherSettings, Field(discriminator="type")
+]
 
-_SUBSCRIBERS: dict[type[ConnectorSettings], type[Subscriber[Any]]] = {FileSubscriberSettings: FileSubscriber}
-_PUBLISHERS: dict[type[ConnectorSettings], type[Publisher[Any]]] = {FilePublisherSettings: FilePublisher}
+_SUBSCRIBERS: dict[type[ConnectorSettings], type[Subscriber[Any]]] = {
+    FileSubscriberSettings: FileSubscriber,
+    HttpSubscriberSettings: HttpSubscriber,
+    SqlSubscriberSettings: SqlSubscriber,
+}
+_PUBLISHERS: dict[type[ConnectorSettings], type[Publisher[Any]]] = {
+    FilePublisherSettings: FilePublisher,
+    HttpPublisherSettings: HttpPublisher,
+    SqlPublisherSettings: SqlPublisher,
+}
 
 
-def subscriber_for(settings: ConnectorSettings) -> Subscriber[Any]:
-    return _SUBSCRIBERS[type(settings)](settings)
+def subscriber_for(settings: ConnectorSettings, state: SourceState | None = None) -> Subscriber[Any]:
+    return _SUBSCRIBERS[type(settings)](settings, state)
 
 
 def publisher_for(settings: ConnectorSettings) -> Publisher[Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from scheduled_jobs.models import StrictModel
 
@@ -58,11 +58,28 @@ class RejectedSource:
     set_aside: Callable[[], None] = field(default=_nothing)
 
 
+class SourceState(Protocol):
+    """What a subscriber keeps between runs (e.g. a SQL watermark), kept in the task store."""
+
+    def load(self) -> Any: ...
+
+    def save(self, value: Any) -> None: ...
+
+
+class NoState:
+    def load(self) -> Any:
+        return None
+
+    def save(self, value: Any) -> None:
+        return None
+
+
 class Subscriber(ABC, Generic[SettingsT]):
     """Reads records from a source for an incoming configuration."""
 
-    def __init__(self, settings: SettingsT) -> None:
+    def __init__(self, settings: SettingsT, state: SourceState | None = None) -> None:
         self.settings = settings
+        self.state: SourceState = state or NoState()
 
     @abstractmethod
     def batches(self) -> Iterator[Batch | RejectedSource]:

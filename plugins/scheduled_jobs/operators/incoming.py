@@ -9,14 +9,18 @@ from airflow.sdk.exceptions import AirflowSkipException
 from scheduled_jobs.configurations import KIND_LABELS
 from scheduled_jobs.connectors import subscriber_for
 from scheduled_jobs.connectors.base import RejectedSource
+from scheduled_jobs.connectors.http import dig
 from scheduled_jobs.exceptions import IncomingRunError
 from scheduled_jobs.operators.base import ScheduledJobOperator, require
 from scheduled_jobs.store import IngestResult, TaskStore
+from scheduled_jobs.store.tasks import StoreState
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
+
+    from scheduled_jobs.configurations import Mapping
 
 
 def entity_key_of(record: dict[str, Any], path: str) -> str:
@@ -31,11 +35,41 @@ def entity_key_of(record: dict[str, Any], path: str) -> str:
     return str(value)
 
 
-def keyed_records(records: Sequence[dict[str, Any]], entity_key: str) -> list[tuple[str, dict[str, Any]]]:
+def _kept(record: dict[str, Any], mapping: Mapping | None) -> bool:
+    if mapping is None:
+        return True
+    for field, allowed in mapping.filter.items():
+        try:
+            value = dig(record, field)
+        except KeyError:
+            return False
+        if value not in allowed:
+            return False
+    return True
+
+
+def _payload(record: dict[str, Any], mapping: Mapping | None) -> dict[str, Any]:
+    if mapping is None or not mapping.fields:
+        return record
+    payload = {}
+    for key, field in mapping.fields.items():
+        try:
+            payload[key] = dig(record, field)
+        except KeyError:
+            payload[key] = None
+    return payload
+
+
+def keyed_records(
+    records: Sequence[dict[str, Any]], entity_key: str, mapping: Mapping | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """(entity key, payload) of each record the mapping's filter keeps; ValueError for a bad record."""
     keyed = []
     for index, record in enumerate(records):
+        if not _kept(record, mapping):
+            continue
         try:
-            keyed.append((entity_key_of(record, entity_key), record))
+            keyed.append((entity_key_of(record, entity_key), _payload(record, mapping)))
         except ValueError as exc:
             raise ValueError(f"record {index}: {exc}") from None
     return keyed
@@ -67,7 +101,7 @@ class RunIncomingConfigurationOperator(ScheduledJobOperator):
                 f"nowhere to go; nothing was read. Add a route in {configurations.folder / 'routes'}."
             )
         store = TaskStore.from_airflow()
-        subscriber = subscriber_for(incoming.model.subscriber)
+        subscriber = subscriber_for(incoming.model.subscriber, StoreState(store, incoming.identifier))
         totals = IngestResult()
         sources = entities = 0
         rejected: list[dict[str, str]] = []
@@ -78,7 +112,7 @@ class RunIncomingConfigurationOperator(ScheduledJobOperator):
                 rejected.append({"source": item.source, "reason": item.reason})
                 continue
             try:
-                keyed = keyed_records(item.records, incoming.model.entity_key)
+                keyed = keyed_records(item.records, incoming.model.entity_key, incoming.model.mapping)
             except ValueError as exc:
                 self.log.error("Rejected %s: %s", item.source, exc)
                 item.reject(str(exc))

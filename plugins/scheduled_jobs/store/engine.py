@@ -25,29 +25,36 @@ _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 
 
-def url_from_airflow() -> URL:
-    """The store's URL from the Airflow connection, or the default SQLite file when it does not exist."""
+def url_for_connection(conn_id: str) -> URL:
+    """The SQLAlchemy URL of an Airflow connection (raises AirflowNotFoundException when it is missing)."""
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
 
-    conn_id = settings.store_conn_id()
-    try:
-        connection = BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        path = settings.default_store_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return URL.create("sqlite", database=str(path))
+    connection = BaseHook.get_connection(conn_id)
     if connection.conn_type == "sqlite":
-        return URL.create("sqlite", database=connection.host or str(settings.default_store_path()))
+        if not connection.host:
+            raise StoreError(f"connection {conn_id!r}: an sqlite connection needs the database file as its host")
+        return URL.create("sqlite", database=connection.host)
     hook = connection.get_hook()  # type: ignore[no-untyped-call]
     try:
         url: URL = hook.sqlalchemy_url
     except (NotImplementedError, AttributeError) as exc:
         raise StoreError(
-            f"connection {conn_id!r}: type {connection.conn_type!r} cannot hold the task store; "
+            f"connection {conn_id!r}: type {connection.conn_type!r} has no SQLAlchemy URL; "
             "use a 'postgres' or 'sqlite' connection"
         ) from exc
     return url
+
+
+def url_from_airflow() -> URL:
+    """The store's URL from the Airflow connection, or the default SQLite file when it does not exist."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return url_for_connection(settings.store_conn_id())
+    except AirflowNotFoundException:
+        path = settings.default_store_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return URL.create("sqlite", database=str(path))
 
 
 def _sqlite_transactions(engine: Engine) -> None:

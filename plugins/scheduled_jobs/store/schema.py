@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, false
 
 metadata = MetaData()
 
@@ -24,6 +24,8 @@ tasks = Table(
     Column("claimed_at", DateTime, nullable=True),
     Column("claim_token", String(36), nullable=True),
     Column("last_error", Text, nullable=True),
+    # A failure the destination may get over (timeout, 5xx, 429): retried on a later run when the route says so.
+    Column("retryable", Boolean, nullable=False, server_default=false()),
     Index("ix_scheduled_jobs_task_route_status_id", "route", "status", "id"),
     Index("ix_scheduled_jobs_task_status_claimed_at", "status", "claimed_at"),
 )
@@ -35,6 +37,15 @@ entities = Table(
     Column("route", String(200), primary_key=True),
     Column("entity_key", String(500), primary_key=True),
     Column("content_hash", String(64), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# What a subscriber keeps between runs, e.g. the last value of a SQL watermark column (as typed JSON).
+watermarks = Table(
+    "scheduled_jobs_watermark",
+    metadata,
+    Column("incoming_configuration", String(200), primary_key=True),
+    Column("value", Text, nullable=False),
     Column("updated_at", DateTime, nullable=False),
 )
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import bindparam, func, select, update
 
 from scheduled_jobs.store.engine import create_store_engine, url_from_airflow
-from scheduled_jobs.store.schema import entities, tasks
+from scheduled_jobs.store.schema import entities, tasks, watermarks
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -77,6 +77,46 @@ class RepairResult:
 def _chunks(items: Sequence[T], size: int = _IN_CHUNK) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _encode_value(value: Any) -> dict[str, Any]:
+    """A watermark as typed JSON, so a timestamp comes back as a timestamp, not as text."""
+    import decimal
+
+    if isinstance(value, dt.datetime):
+        return {"type": "datetime", "value": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"type": "date", "value": value.isoformat()}
+    if isinstance(value, decimal.Decimal):
+        return {"type": "decimal", "value": str(value)}
+    return {"type": "json", "value": value}
+
+
+def _decode_value(data: dict[str, Any]) -> Any:
+    import decimal
+
+    kind, value = data["type"], data["value"]
+    if kind == "datetime":
+        return dt.datetime.fromisoformat(value)
+    if kind == "date":
+        return dt.date.fromisoformat(value)
+    if kind == "decimal":
+        return decimal.Decimal(value)
+    return value
+
+
+class StoreState:
+    """A subscriber's state (its watermark) kept in the task store."""
+
+    def __init__(self, store: TaskStore, incoming: str) -> None:
+        self.store = store
+        self.incoming = incoming
+
+    def load(self) -> Any:
+        return self.store.load_watermark(self.incoming)
+
+    def save(self, value: Any) -> None:
+        self.store.save_watermark(self.incoming, value)
 
 
 class TaskStore:
@@ -211,7 +251,7 @@ class TaskStore:
             ).all()
         return [ClaimedTask(r.id, r.route, r.entity_key, json.loads(r.payload), r.attempts, token) for r in rows]
 
-    def _settle(self, task: ClaimedTask, status: TaskStatus, error: str | None) -> bool:
+    def _settle(self, task: ClaimedTask, status: TaskStatus, error: str | None, retryable: bool = False) -> bool:
         statement = (
             update(tasks)
             .where(
@@ -219,7 +259,7 @@ class TaskStore:
                 tasks.c.claim_token == task.claim_token,
                 tasks.c.status == TaskStatus.PROCESSING.value,
             )
-            .values(status=status.value, last_error=error, updated_at=utcnow())
+            .values(status=status.value, last_error=error, retryable=retryable, updated_at=utcnow())
         )
         with self.engine.begin() as conn:
             return conn.execute(statement).rowcount == 1
@@ -228,9 +268,84 @@ class TaskStore:
         """Mark a delivered task finished; False when its claim was lost (it was repaired meanwhile)."""
         return self._settle(task, TaskStatus.FINISHED, None)
 
-    def fail(self, task: ClaimedTask, error: str) -> bool:
+    def fail(self, task: ClaimedTask, error: str, *, retryable: bool = False) -> bool:
         """Mark a task failed with its error; False when its claim was lost."""
-        return self._settle(task, TaskStatus.FAILED, error)
+        return self._settle(task, TaskStatus.FAILED, error, retryable)
+
+    def settle(self, token: str, finished: Sequence[int], failures: Sequence[tuple[int, str, bool]]) -> int:
+        """Finish and fail the tasks of one claim in one transaction; returns how many still held the claim.
+
+        Each update is fenced by the claim token and the "processing" status, so tasks repaired and
+        claimed by another exporter meanwhile are left alone.
+        """
+        now = utcnow()
+        held = (tasks.c.claim_token == token, tasks.c.status == TaskStatus.PROCESSING.value)
+        changed = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(finished):
+                changed += conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id.in_(chunk), *held)
+                    .values(status=TaskStatus.FINISHED.value, last_error=None, retryable=False, updated_at=now)
+                ).rowcount
+            if failures:
+                changed += conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id == bindparam("task_id"), *held)
+                    .values(
+                        status=TaskStatus.FAILED.value,
+                        last_error=bindparam("error"),
+                        retryable=bindparam("is_retryable"),
+                        updated_at=now,
+                    ),
+                    [{"task_id": i, "error": e, "is_retryable": r} for i, e, r in failures],
+                ).rowcount
+        return changed
+
+    def touch(self, token: str, ids: Sequence[int]) -> None:
+        """Renew a claim: tasks still waiting in a long export are not mistaken for stuck ones."""
+        now = utcnow()
+        held = (tasks.c.claim_token == token, tasks.c.status == TaskStatus.PROCESSING.value)
+        with self.engine.begin() as conn:
+            for chunk in _chunks(ids):
+                conn.execute(update(tasks).where(tasks.c.id.in_(chunk), *held).values(claimed_at=now))
+
+    def requeue_failed(self, route: str, max_attempts: int, failed_before: dt.datetime) -> int:
+        """Retrying of failed tasks: retryable failed tasks back to "new", while attempts remain."""
+        statement = (
+            update(tasks)
+            .where(
+                tasks.c.route == route,
+                tasks.c.status == TaskStatus.FAILED.value,
+                tasks.c.retryable.is_(True),
+                tasks.c.attempts < max_attempts,
+                tasks.c.updated_at <= failed_before,
+            )
+            .values(status=TaskStatus.NEW.value, claim_token=None, updated_at=utcnow())
+        )
+        with self.engine.begin() as conn:
+            return int(conn.execute(statement).rowcount)
+
+    # -- subscriber state ---------------------------------------------------------------------------
+
+    def load_watermark(self, incoming: str) -> Any:
+        with self.engine.connect() as conn:
+            raw = conn.execute(
+                select(watermarks.c.value).where(watermarks.c.incoming_configuration == incoming)
+            ).scalar()
+        return None if raw is None else _decode_value(json.loads(raw))
+
+    def save_watermark(self, incoming: str, value: Any) -> None:
+        encoded = json.dumps(_encode_value(value))
+        now = utcnow()
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(watermarks)
+                .where(watermarks.c.incoming_configuration == incoming)
+                .values(value=encoded, updated_at=now)
+            ).rowcount
+            if not done:
+                conn.execute(watermarks.insert().values(incoming_configuration=incoming, value=encoded, updated_at=now))
 
     # -- repair ---------------------------------------------------------------------------------
 

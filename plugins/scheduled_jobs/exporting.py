@@ -1,0 +1,146 @@
+"""The export loop of a route, shared by the operator, the tests and the benchmarks.
+
+Claim a batch of "new" tasks (oldest first), publish them (``concurrency`` at a time), then settle the
+batch in one transaction, fenced by the claim token. Delivery is at-least-once: an exporter that dies
+after publishing but before settling leaves its batch to be repaired and delivered again, with the
+same idempotency key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from scheduled_jobs.exceptions import DeliveryError
+from scheduled_jobs.store.tasks import utcnow
+
+if TYPE_CHECKING:
+    from scheduled_jobs.connectors.base import Publisher
+    from scheduled_jobs.store import ClaimedTask, TaskStore
+
+CLAIM_BATCH = 100
+LEASE_REFRESH_SECONDS = 30.0
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExportResult:
+    route: str
+    exported: int = 0
+    failed: int = 0
+    left: int = 0
+    requeued: int = 0
+    lost_claims: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RetryFailed:
+    """The route's "retrying of failed tasks": up to ``attempts`` tries, ``after_minutes`` apart."""
+
+    attempts: int
+    after_minutes: float
+
+
+def _outcome(publisher: Publisher[Any], task: ClaimedTask) -> tuple[str | None, bool]:
+    """Publish one task: (None, _) when delivered, else (error, retryable)."""
+    try:
+        publisher.publish(task)
+    except DeliveryError as exc:
+        return str(exc), exc.transient
+    except Exception as exc:  # a connector bug must fail the task, never lose it
+        return f"unexpected {type(exc).__name__}: {exc}", False
+    return None, False
+
+
+class _Batch:
+    """One claimed batch in flight: outcomes so far, and the lease of those still waiting."""
+
+    def __init__(self, store: TaskStore, tasks: list[ClaimedTask]) -> None:
+        self.store = store
+        self.tasks = tasks
+        self.token = tasks[0].claim_token
+        self.finished: list[int] = []
+        self.failures: list[tuple[int, str, bool]] = []
+        self.renewed = time.monotonic()
+
+    def record(self, task: ClaimedTask, error: str | None, retryable: bool) -> None:
+        if error is None:
+            self.finished.append(task.id)
+        else:
+            log.error("Task %d (entity %s) failed: %s", task.id, task.entity_key, error)
+            self.failures.append((task.id, error, retryable))
+
+    def renew_lease(self) -> None:
+        if time.monotonic() - self.renewed < LEASE_REFRESH_SECONDS:
+            return
+        done = set(self.finished) | {failure[0] for failure in self.failures}
+        self.store.touch(self.token, [t.id for t in self.tasks if t.id not in done])
+        self.renewed = time.monotonic()
+
+
+def _publish_batch(batch: _Batch, publisher: Publisher[Any], pool: ThreadPoolExecutor | None) -> None:
+    if pool is None:
+        for task in batch.tasks:
+            batch.record(task, *_outcome(publisher, task))
+            batch.renew_lease()
+        return
+    pending: dict[Future[tuple[str | None, bool]], ClaimedTask] = {
+        pool.submit(_outcome, publisher, task): task for task in batch.tasks
+    }
+    while pending:
+        done, _ = wait(pending, timeout=LEASE_REFRESH_SECONDS, return_when=FIRST_COMPLETED)
+        for future in done:
+            batch.record(pending.pop(future), *future.result())
+        batch.renew_lease()
+
+
+def export_route(
+    store: TaskStore,
+    publisher: Publisher[Any],
+    route: str,
+    *,
+    limit: int | None = None,
+    concurrency: int = 1,
+    retry_failed: RetryFailed | None = None,
+) -> ExportResult:
+    """Export at most ``limit`` tasks of ``route`` that were "new" when the export started."""
+    result = ExportResult(route)
+    if retry_failed is not None:
+        failed_before = utcnow() - dt.timedelta(minutes=retry_failed.after_minutes)
+        result.requeued = store.requeue_failed(route, retry_failed.attempts, failed_before)
+    up_to = store.newest_new_id(route)
+    budget = limit
+    pool = (
+        ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"export-{route}") if concurrency > 1 else None
+    )
+    try:
+        while up_to is not None and (budget is None or budget > 0):
+            size = CLAIM_BATCH if budget is None else min(CLAIM_BATCH, budget)
+            claimed = store.claim(route, size, up_to_id=up_to)
+            if not claimed:
+                break
+            if budget is not None:
+                budget -= len(claimed)
+            batch = _Batch(store, claimed)
+            _publish_batch(batch, publisher, pool)
+            held = store.settle(batch.token, batch.finished, batch.failures)
+            result.exported += len(batch.finished)
+            result.failed += len(batch.failures)
+            if held < len(claimed):
+                result.lost_claims += len(claimed) - held
+                log.warning(
+                    "%d tasks had lost their claim (repaired as stuck) before they were settled", len(claimed) - held
+                )
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+        publisher.close()
+    result.left = store.counts(route)["new"]
+    return result
