@@ -1,0 +1,256 @@
+"""Reliability of the export path, asserted from what a real loopback HTTP sink received.
+
+Exporters run as separate processes against a real store (PostgreSQL, and SQLite), so claims race
+for real and a process can be killed with SIGKILL at a chosen point.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+from conftest import ROOT
+from helpers.sink import Sink
+
+from scheduled_jobs.connectors.http import HttpPublisher, HttpPublisherSettings
+from scheduled_jobs.exporting import RetryFailed, export_route
+from scheduled_jobs.store import TaskStore
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+ROUTE = "orders-to-erp"
+LATER = dt.timedelta(hours=1)
+
+
+@pytest.fixture
+def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
+    server = Sink().start()
+    monkeypatch.setenv("AIRFLOW_CONN_SINK", server.connection_env)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_store(postgres_server_url: str) -> TaskStore:
+    store = TaskStore.from_url(postgres_server_url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity RESTART IDENTITY"))
+    return store
+
+
+def fill(store: TaskStore, count: int) -> set[str]:
+    keys = [f"SO-{i:05d}" for i in range(count)]
+    store.add_entities([ROUTE], [(key, {"id": key, "total": i}) for i, key in enumerate(keys)])
+    return {f"{ROUTE}-{task['id']}" for task in store.list_tasks(ROUTE)}
+
+
+def exporter(store_url: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "tests")])}
+    return subprocess.Popen(
+        [sys.executable, "-m", "helpers.exporter", store_url, ROUTE, *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def finish_all(processes: list[subprocess.Popen[str]]) -> list[str]:
+    errors = []
+    for process in processes:
+        _, stderr = process.communicate(timeout=600)
+        if process.returncode != 0:
+            errors.append(stderr[-2000:])
+    return errors
+
+
+def publisher(**settings: object) -> HttpPublisher:
+    base = {
+        "type": "http",
+        "connection": "sink",
+        "endpoint": "/orders/{entity_key}",
+        "timeout_seconds": 1,
+        "retry": {"attempts": 5, "backoff_seconds": 0.05, "max_backoff_seconds": 0.2},
+    }
+    return HttpPublisher(HttpPublisherSettings.model_validate({**base, **settings}))
+
+
+def url_of(store: TaskStore) -> str:
+    return store.engine.url.render_as_string(hide_password=False)
+
+
+@pytest.mark.postgres
+def test_eight_exporters_deliver_10000_tasks_exactly_once_on_postgres(sink: Sink, pg_store: TaskStore) -> None:
+    expected = fill(pg_store, 10_000)
+    errors = finish_all([exporter(url_of(pg_store), "--concurrency", "2") for _ in range(8)])
+    assert errors == []
+    assert sink.duplicates() == {}
+    assert set(sink.received) == expected
+    assert pg_store.counts(ROUTE)["finished"] == 10_000
+
+
+def test_four_exporters_on_sqlite_never_see_a_locked_database(sink: Sink, tmp_path: Path) -> None:
+    store = TaskStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    expected = fill(store, 10_000)
+    errors = finish_all([exporter(url_of(store), "--concurrency", "2") for _ in range(4)])
+    assert errors == []  # an OperationalError "database is locked" would fail an exporter
+    assert sink.duplicates() == {}
+    assert set(sink.received) == expected
+    assert store.counts(ROUTE)["finished"] == 10_000
+
+
+def repair_and_export(store: TaskStore) -> None:
+    store.repair(dt.timedelta(minutes=0), max_attempts=5, now=dt.datetime.now(dt.UTC).replace(tzinfo=None) + LATER)
+    export_route(store, publisher(), ROUTE)
+
+
+@pytest.mark.postgres
+def test_killed_after_the_claim_commits_loses_nothing_and_repeats_nothing(sink: Sink, pg_store: TaskStore) -> None:
+    expected = fill(pg_store, 300)
+    process = exporter(url_of(pg_store), "--crash-at", "claimed")
+    process.wait(timeout=60)
+    assert process.returncode == -9
+    assert pg_store.counts(ROUTE)["processing"] == 100  # the claimed batch, stranded
+    repair_and_export(pg_store)
+    assert sink.duplicates() == {}
+    assert set(sink.received) == expected
+
+
+@pytest.mark.postgres
+def test_killed_during_a_push_loses_nothing(sink: Sink, pg_store: TaskStore) -> None:
+    expected = fill(pg_store, 300)
+    sink.plan = lambda number, key: "hold" if number == 30 else "ok"
+    process = exporter(url_of(pg_store))
+    assert sink.held.wait(60)
+    process.kill()  # while the sink holds request 30
+    process.wait(timeout=60)
+    sink.release.set()
+    sink.plan = lambda number, key: "ok"
+    repair_and_export(pg_store)
+    assert set(sink.received) == expected
+    # Only the batch that was in flight is delivered again, each repeat under its first idempotency key.
+    assert set(sink.duplicates()) <= {f"{ROUTE}-{i}" for i in range(1, 31)}
+    assert pg_store.counts(ROUTE)["finished"] == 300
+
+
+@pytest.mark.postgres
+def test_killed_after_pushing_before_settling_repeats_with_the_same_key(sink: Sink, pg_store: TaskStore) -> None:
+    expected = fill(pg_store, 300)
+    process = exporter(url_of(pg_store), "--crash-at", "pushed", "--after", "40")
+    process.wait(timeout=60)
+    assert process.returncode == -9
+    repair_and_export(pg_store)
+    assert set(sink.received) == expected
+    repeated = sink.duplicates()
+    assert set(repeated) == {f"{ROUTE}-{i}" for i in range(1, 41)}  # pushed, never settled
+    assert set(repeated.values()) == {2}
+    # A destination that drops repeats by idempotency key ends with each order once.
+    assert len(set(sink.received)) == 300
+
+
+@pytest.mark.postgres
+def test_a_late_finish_after_repair_changes_nothing(sink: Sink, pg_store: TaskStore) -> None:
+    fill(pg_store, 1)
+    (slow,) = pg_store.claim(ROUTE, 1)
+    pg_store.repair(dt.timedelta(minutes=0), max_attempts=5, now=dt.datetime.now(dt.UTC).replace(tzinfo=None) + LATER)
+    result = export_route(pg_store, publisher(), ROUTE)  # a second exporter delivers it
+    assert result.exported == 1
+    assert pg_store.finish(slow) is False
+    assert pg_store.fail(slow, "late failure") is False
+    assert pg_store.settle(slow.claim_token, [slow.id], []) == 0
+    task = pg_store.list_tasks(ROUTE)[0]
+    assert (task["status"], task["last_error"], task["attempts"]) == ("finished", None, 2)
+
+
+def kill_backends(store: TaskStore, like: str) -> None:
+    database = store.engine.url.database
+    admin = sa.create_engine(store.engine.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :db AND pid <> pg_backend_pid() AND query LIKE :like"
+            ),
+            {"db": database, "like": like},
+        )
+    admin.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("moment", ["claim", "settle"])
+def test_a_lost_database_connection_fails_loudly_and_loses_nothing(
+    sink: Sink, pg_store: TaskStore, moment: str
+) -> None:
+    expected = fill(pg_store, 250)
+    store = TaskStore.from_url(url_of(pg_store))
+    original = store.claim if moment == "claim" else store.settle
+    calls = {"n": 0}
+
+    def dying(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second claim or settle: a batch is already done by then
+            kill_backends(store, "%")
+            time.sleep(0.2)
+        return original(*args, **kwargs)  # type: ignore[operator]
+
+    setattr(store, moment, dying)
+    store.engine.dispose()
+    store.engine = sa.create_engine(store.engine.url)  # no pre-ping: the dead connection is used
+    with pytest.raises(sa.exc.OperationalError):
+        export_route(store, publisher(), ROUTE)
+    export_route(pg_store, publisher(), ROUTE)  # a rerun
+    repair_and_export(pg_store)  # and a repair of what the failed run left processing
+    assert set(sink.received) == expected
+    assert pg_store.counts(ROUTE)["finished"] == 250
+    repeated = set(sink.duplicates())
+    if moment == "claim":
+        assert repeated == set()
+    else:  # the batch pushed but never settled is delivered again, same keys
+        assert repeated == {f"{ROUTE}-{i}" for i in range(101, 201)}
+
+
+@pytest.mark.postgres
+def test_a_faulty_sink_loses_nothing_and_statuses_match_what_it_saw(sink: Sink, pg_store: TaskStore) -> None:
+    expected = fill(pg_store, 400)
+    faults = {0: "500", 1: "429", 2: "timeout", 3: "reset"}
+    sink.timeout_sleep = 1.5
+    # Every fifth request fails transiently the first time a key is seen; key 399 always gets 400.
+    sink.plan = lambda number, key: (
+        "400" if key.endswith("-399") else faults.get(number % 10, "ok") if sink.attempts[key] == 1 else "ok"
+    )
+    result = export_route(pg_store, publisher(timeout_seconds=0.5), ROUTE, concurrency=4)
+    assert sink.duplicates() == {}
+    tasks = {f"{ROUTE}-{t['id']}": t for t in pg_store.list_tasks(ROUTE)}
+    finished = {key for key, t in tasks.items() if t["status"] == "finished"}
+    failed = {key for key, t in tasks.items() if t["status"] == "failed"}
+    assert finished == set(sink.received)
+    assert failed == {f"{ROUTE}-399"}  # the permanent refusal; every transient fault was retried away
+    assert finished | failed == expected
+    assert (result.exported, result.failed) == (len(finished), len(failed))
+    assert all(gap >= 0.95 for gap in sink.retry_after_gaps) and sink.retry_after_gaps  # Retry-After: 1 honoured
+    refused = tasks[f"{ROUTE}-399"]
+    assert refused["last_error"].startswith("HTTP 400 from POST http://127.0.0.1:")
+    assert refused["last_error"].endswith('/orders/SO-00398: {"error": "nope"}')
+    assert refused["retryable"] is False
+    assert sink.attempts[f"{ROUTE}-399"] == 1  # a permanent refusal is not retried within the run
+    assert sum(sink.attempts.values()) > 400  # the transient faults did happen, and were retried
+
+
+def test_retrying_failed_tasks_on_later_runs(sink: Sink, tmp_path: Path) -> None:
+    store = TaskStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    fill(store, 3)
+    sink.plan = lambda number, key: "500"
+    first = export_route(store, publisher(retry={"attempts": 1}), ROUTE, retry_failed=RetryFailed(3, 0))
+    assert (first.exported, first.failed) == (0, 3)
+    sink.plan = lambda number, key: "ok"
+    later = export_route(store, publisher(), ROUTE, retry_failed=RetryFailed(3, 0))
+    assert (later.requeued, later.exported) == (3, 3)
+    assert len(set(sink.received)) == 3
