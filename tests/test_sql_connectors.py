@@ -110,7 +110,7 @@ def test_sql_publisher_inserts_and_upserts(database: sa.Engine) -> None:
     columns = {"order_id": "id", "customer": "customer.name", "total": "total"}
     insert = SqlPublisher(SqlPublisherSettings(type="sql", connection="shop_db", table="erp_orders", columns=columns))
     insert.publish(task(1, {"id": "SO-1", "customer": {"name": "Jansen"}, "total": 10}))
-    with pytest.raises(DeliveryError, match="erp_orders: .*(UNIQUE|unique|duplicate)"):
+    with pytest.raises(DeliveryError, match=r"erp_orders: .*(UNIQUE|unique|duplicate)"):
         insert.publish(task(2, {"id": "SO-1", "customer": {"name": "Jansen B.V."}, "total": 12}))
     upsert = SqlPublisher(
         SqlPublisherSettings(
