@@ -198,3 +198,62 @@ def test_configuration_mistakes_name_the_nested_key(project: Path) -> None:
     lines = [str(p) for p in catalog.problems]
     assert f"{incoming}: subscriber.patern: unknown key; did you mean 'pattern'?" in lines
     assert f"{outgoing}: publisher.type: type must be one of 'file', 'http', 'sql', got 'ftp'" in lines
+
+
+def test_an_inline_credential_is_rejected_with_a_pointer_to_connections(project: Path) -> None:
+    outgoing = project / "configurations" / "outgoing" / "erp-api.yaml"
+    outgoing.write_text(
+        "name: ERP API\npublisher:\n  type: http\n  connection: erp\n  password: hunter2\n"
+        "  headers:\n    Authorization: Bearer abc\n    Accept: application/json\n",
+        encoding="utf-8",
+    )
+    job = project / "job_definitions" / "token.yaml"
+    job.write_text("name: T\njob: repair_stuck_tasks\nexpression: '@daily'\napi_token: abc\n", encoding="utf-8")
+    catalog = load_catalog(project / "job_definitions", project / "configurations")
+    hint = (
+        "looks like a credential written inline; keep it in an Airflow connection (airflow connections add ...) "
+        "and name that connection with connection:"
+    )
+    assert [str(p) for p in catalog.problems] == [
+        f"{outgoing}: publisher.headers.Authorization: {hint}",
+        f"{outgoing}: publisher.password: {hint}",
+        f"{job}: api_token: {hint}",
+    ]
+
+
+def test_a_publisher_that_could_outlast_the_stuck_threshold_is_rejected(project: Path) -> None:
+    outgoing = project / "configurations" / "outgoing" / "erp-api.yaml"
+    outgoing.write_text(
+        "name: ERP API\npublisher:\n  type: http\n  connection: erp\n  timeout_seconds: 60\n"
+        "  retry: {attempts: 5, max_retry_after_seconds: 30}\n",
+        encoding="utf-8",
+    )
+    repair = project / "job_definitions" / "repair-stuck-tasks.yaml"
+    repair.write_text(repair.read_text().replace("stuck_after_minutes: 30", "stuck_after_minutes: 5"), encoding="utf-8")
+    catalog = load_catalog(project / "job_definitions", project / "configurations")
+    assert [str(p) for p in catalog.problems] == [
+        f"{outgoing}: publisher.timeout_seconds: one request can take up to 450 s (timeout_seconds 60 x retry.attempts 5, "
+        "plus waits), longer than the stuck-task threshold of 5 minutes of repair job 'repair-stuck-tasks'; "
+        "lower timeout_seconds or retry.attempts, or raise stuck_after_minutes"
+    ]
+    repair.write_text(repair.read_text().replace("stuck_after_minutes: 5", "stuck_after_minutes: 10"), encoding="utf-8")
+    assert load_catalog(project / "job_definitions", project / "configurations").problems == []
+
+
+def test_connector_settings_are_checked(project: Path) -> None:
+    incoming = project / "configurations" / "incoming" / "api.yaml"
+    incoming.write_text(
+        "name: API\nentity_key: id\nsubscriber:\n  type: http\n  connection: shop\n"
+        "  pagination: {type: pages}\n  max_pages: 0\n",
+        encoding="utf-8",
+    )
+    outgoing = project / "configurations" / "outgoing" / "erp-api.yaml"
+    outgoing.write_text(
+        "name: ERP API\npublisher:\n  type: http\n  connection: erp\n  endpoint: /orders/{id-1}\n", encoding="utf-8"
+    )
+    lines = [str(p) for p in load_catalog(project / "job_definitions", project / "configurations").problems]
+    assert lines == [
+        f"{incoming}: subscriber.max_pages: must be greater than 0, got 0",
+        f"{incoming}: subscriber.pagination.type: type must be one of 'page', 'offset', 'cursor', 'next_link', got 'pages'",
+        f"{outgoing}: publisher.endpoint: {{id-1}} in '/orders/{{id-1}}' is not a field name (e.g. {{id}} or {{customer.id}})",
+    ]
