@@ -10,7 +10,6 @@ import datetime as dt
 import os
 import subprocess
 import sys
-import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -170,41 +169,33 @@ def test_a_late_finish_after_repair_changes_nothing(sink: Sink, pg_store: TaskSt
     assert (task["status"], task["last_error"], task["attempts"]) == ("finished", None, 2)
 
 
-def kill_backends(store: TaskStore, like: str) -> None:
-    database = store.engine.url.database
+def terminate_on(store: TaskStore, marker: str, occurrence: int) -> None:
+    """Terminate the store connection that runs the ``occurrence``-th statement containing ``marker``,
+    right before that statement: the connection is lost in the middle of that transaction."""
+    seen = {"n": 0}
     admin = sa.create_engine(store.engine.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = :db AND pid <> pg_backend_pid() AND query LIKE :like"
-            ),
-            {"db": database, "like": like},
-        )
-    admin.dispose()
+
+    @sa.event.listens_for(store.engine, "before_cursor_execute")
+    def _kill(conn: sa.Connection, cursor: object, statement: str, *args: object) -> None:
+        if marker in statement:
+            seen["n"] += 1
+            if seen["n"] == occurrence:
+                pid = conn.connection.dbapi_connection.get_backend_pid()  # type: ignore[union-attr]
+                with admin.connect() as other:
+                    other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("moment", ["claim", "settle"])
+@pytest.mark.parametrize(
+    ("moment", "marker"), [("claim", "FOR UPDATE SKIP LOCKED"), ("settle", "last_error=%(last_error)s")]
+)
 def test_a_lost_database_connection_fails_loudly_and_loses_nothing(
-    sink: Sink, pg_store: TaskStore, moment: str
+    sink: Sink, pg_store: TaskStore, moment: str, marker: str
 ) -> None:
     expected = fill(pg_store, 250)
     store = TaskStore.from_url(url_of(pg_store))
-    original = store.claim if moment == "claim" else store.settle
-    calls = {"n": 0}
-
-    def dying(*args: object, **kwargs: object) -> object:
-        calls["n"] += 1
-        if calls["n"] == 2:  # the second claim or settle: a batch is already done by then
-            kill_backends(store, "%")
-            time.sleep(0.2)
-        return original(*args, **kwargs)  # type: ignore[operator]
-
-    setattr(store, moment, dying)
-    store.engine.dispose()
-    store.engine = sa.create_engine(store.engine.url)  # no pre-ping: the dead connection is used
-    with pytest.raises(sa.exc.OperationalError):
+    terminate_on(store, marker, occurrence=2)  # the second claim or settle: one batch is done by then
+    with pytest.raises(sa.exc.OperationalError, match=r"terminat|closed|connection"):
         export_route(store, publisher(), ROUTE)
     export_route(pg_store, publisher(), ROUTE)  # a rerun
     repair_and_export(pg_store)  # and a repair of what the failed run left processing

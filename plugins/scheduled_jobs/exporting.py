@@ -116,29 +116,44 @@ def export_route(
         failed_before = utcnow() - dt.timedelta(minutes=retry_failed.after_minutes)
         result.requeued = store.requeue_failed(route, retry_failed.attempts, failed_before)
     up_to = store.newest_new_id(route)
-    budget = limit
-    pool = (
-        ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"export-{route}") if concurrency > 1 else None
-    )
+    if up_to is None:
+        publisher.close()
+        result.left = store.counts(route)["new"]
+        return result
+    remaining = limit
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"export-{route}") if concurrency > 1 else None
+    # One thread does the store's work (claim the next batch, settle the last) while this one publishes:
+    # a transaction's round trip then costs no delivery time. Its errors surface here, at .result().
+    store_thread = ThreadPoolExecutor(1, thread_name_prefix=f"store-{route}")
+
+    def next_claim() -> Future[list[ClaimedTask]] | None:
+        size = CLAIM_BATCH if remaining is None else min(CLAIM_BATCH, remaining)
+        return store_thread.submit(store.claim, route, size, up_to) if size > 0 else None
+
+    settling: list[tuple[Future[int], int]] = []
     try:
-        while up_to is not None and (budget is None or budget > 0):
-            size = CLAIM_BATCH if budget is None else min(CLAIM_BATCH, budget)
-            claimed = store.claim(route, size, up_to_id=up_to)
+        claiming = next_claim()
+        while claiming is not None:
+            claimed = claiming.result()
             if not claimed:
                 break
-            if budget is not None:
-                budget -= len(claimed)
+            if remaining is not None:
+                remaining -= len(claimed)
+            claiming = next_claim()
             batch = _Batch(store, claimed)
             _publish_batch(batch, publisher, pool)
-            held = store.settle(batch.token, batch.finished, batch.failures)
+            settled = store_thread.submit(store.settle, batch.token, batch.finished, batch.failures)
+            settling.append((settled, len(claimed)))
             result.exported += len(batch.finished)
             result.failed += len(batch.failures)
-            if held < len(claimed):
-                result.lost_claims += len(claimed) - held
-                log.warning(
-                    "%d tasks had lost their claim (repaired as stuck) before they were settled", len(claimed) - held
-                )
+        for future, claimed_count in settling:
+            held = future.result()
+            if held < claimed_count:
+                result.lost_claims += claimed_count - held
+                lost = claimed_count - held
+                log.warning("%d tasks had lost their claim (repaired as stuck) before they were settled", lost)
     finally:
+        store_thread.shutdown(wait=True)
         if pool is not None:
             pool.shutdown(wait=True)
         publisher.close()

@@ -132,18 +132,19 @@ class HttpPublisher(Publisher[HttpPublisherSettings]):
     def __init__(self, settings: HttpPublisherSettings) -> None:
         super().__init__(settings)
         self._local = threading.local()
-        self._hook: HttpHook | None = None
+        self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
 
     def _session(self) -> tuple[HttpHook, requests.Session]:
-        session = getattr(self._local, "session", None)
-        with self._lock:
-            if self._hook is None:
-                self._hook = _hook(self.settings)
-        if session is None:
-            session = self._hook.get_conn(headers=self.settings.headers)
-            self._local.session = session
-        return self._hook, session
+        """This thread's hook and session: a hook mounts one connection pool, so threads do not share one."""
+        found: tuple[HttpHook, requests.Session] | None = getattr(self._local, "pair", None)
+        if found is None:
+            hook = _hook(self.settings)
+            session = hook.get_conn(headers=self.settings.headers)
+            found = self._local.pair = (hook, session)
+            with self._lock:
+                self._sessions.append(session)
+        return found
 
     def endpoint_for(self, task: ClaimedTask) -> str:
         def field(match: re.Match[str]) -> str:
@@ -196,9 +197,10 @@ class HttpPublisher(Publisher[HttpPublisherSettings]):
         raise DeliveryError(f"{problem} (after {retry.attempts} tries)", transient=True)
 
     def close(self) -> None:
-        session = getattr(self._local, "session", None)
-        if session is not None:
-            session.close()
+        with self._lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions.clear()
 
 
 class HttpSubscriber(Subscriber[HttpSubscriberSettings]):

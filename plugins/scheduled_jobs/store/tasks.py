@@ -219,36 +219,35 @@ class TaskStore:
         """Claim at most ``limit`` "new" tasks of a route, oldest first, under one fresh claim token."""
         token = str(uuid.uuid4())
         now = utcnow()
+        candidate = tasks.alias("candidate")
+        chosen = (
+            select(candidate.c.id)
+            .where(candidate.c.route == route, candidate.c.status == TaskStatus.NEW.value)
+            .order_by(candidate.c.id)
+            .limit(limit)
+        )
+        if up_to_id is not None:
+            chosen = chosen.where(candidate.c.id <= up_to_id)
+        if self.engine.dialect.name == "postgresql":
+            # Concurrent exporters skip each other's rows instead of waiting for them.
+            chosen = chosen.with_for_update(skip_locked=True)
+        picked = chosen.cte("picked").prefix_with("MATERIALIZED")
+        statement = (
+            update(tasks)
+            # A materialized CTE: a plain IN (subquery ... LIMIT) may be re-run by the planner and claim
+            # more than `limit` rows.
+            .where(tasks.c.id.in_(select(picked.c.id)), tasks.c.status == TaskStatus.NEW.value)
+            .values(
+                status=TaskStatus.PROCESSING.value,
+                claim_token=token,
+                claimed_at=now,
+                updated_at=now,
+                attempts=tasks.c.attempts + 1,
+            )
+            .returning(tasks.c.id, tasks.c.route, tasks.c.entity_key, tasks.c.payload, tasks.c.attempts)
+        )
         with self.engine.begin() as conn:
-            query = (
-                select(tasks.c.id)
-                .where(tasks.c.route == route, tasks.c.status == TaskStatus.NEW.value)
-                .order_by(tasks.c.id)
-                .limit(limit)
-            )
-            if up_to_id is not None:
-                query = query.where(tasks.c.id <= up_to_id)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            ids = list(conn.execute(query).scalars())
-            if not ids:
-                return []
-            conn.execute(
-                update(tasks)
-                .where(tasks.c.id.in_(ids), tasks.c.status == TaskStatus.NEW.value)
-                .values(
-                    status=TaskStatus.PROCESSING.value,
-                    claim_token=token,
-                    claimed_at=now,
-                    updated_at=now,
-                    attempts=tasks.c.attempts + 1,
-                )
-            )
-            rows = conn.execute(
-                select(tasks.c.id, tasks.c.route, tasks.c.entity_key, tasks.c.payload, tasks.c.attempts)
-                .where(tasks.c.claim_token == token)
-                .order_by(tasks.c.id)
-            ).all()
+            rows = sorted(conn.execute(statement).all(), key=lambda row: row.id)
         return [ClaimedTask(r.id, r.route, r.entity_key, json.loads(r.payload), r.attempts, token) for r in rows]
 
     def _settle(self, task: ClaimedTask, status: TaskStatus, error: str | None, retryable: bool = False) -> bool:
