@@ -45,7 +45,13 @@ def test_changed_content_makes_a_new_task(store: TaskStore) -> None:
     store.add_entities(["r"], [("A", {"id": "A", "n": 1})])
     changed = store.add_entities(["r"], [("A", {"id": "A", "n": 2}), ("A", {"id": "A", "n": 2})])
     assert (changed.created, changed.unchanged) == (1, 1)
-    assert [t["payload"] for t in store.list_tasks("r")] == ['{"id": "A", "n": 1}', '{"id": "A", "n": 2}']
+    assert [t["payload"] for t in store.list_tasks("r")] == ['{"id":"A","n":1}', '{"id":"A","n":2}']
+
+
+def test_within_one_batch_the_last_record_of_an_entity_stands_for_it(store: TaskStore) -> None:
+    result = store.add_entities(["r"], [("A", {"n": 1}), ("B", {"n": 1}), ("A", {"n": 2})])
+    assert (result.created, result.unchanged) == (2, 1)
+    assert [(t["entity_key"], t["payload"]) for t in store.list_tasks("r")] == [("A", '{"n":2}'), ("B", '{"n":1}')]
 
 
 def test_claim_takes_the_oldest_new_tasks_up_to_the_limit(store: TaskStore) -> None:

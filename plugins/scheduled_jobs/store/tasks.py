@@ -42,9 +42,13 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+def canonical_json(payload: Any) -> str:
+    """The payload as stored: compact JSON with sorted keys, so equal content is equal text."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def content_hash(payload: Any) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -142,69 +146,59 @@ class TaskStore:
         """Make one "new" task per route for each entity whose content is new or changed.
 
         An entity whose content is the same as the last content seen for it on that route makes no
-        task: re-importing the same input is harmless.
+        task: re-importing the same input is harmless. Within one call (one file, one page) the last
+        record of an entity stands for it.
         """
         result = IngestResult()
         if not records:
             return result
         now = utcnow()
-        hashed = [(key, payload, content_hash(payload)) for key, payload in records]
-        keys = sorted({key for key, _, _ in hashed})
+        latest: dict[str, tuple[str, str]] = {}
+        for key, payload in records:
+            document = canonical_json(payload)
+            latest[key] = (document, hashlib.sha256(document.encode("utf-8")).hexdigest())
+        result.unchanged += (len(records) - len(latest)) * len(routes)
         with self.engine.begin() as conn:
             for route in routes:
-                known = self._known_hashes(conn, route, keys)
-                new_rows: list[dict[str, Any]] = []
-                seen: dict[str, str] = {}
-                for key, payload, digest in hashed:
-                    if (seen.get(key) or known.get(key)) == digest:
-                        result.unchanged += 1
-                        continue
-                    seen[key] = digest
-                    new_rows.append(
-                        {
-                            "route": route,
-                            "entity_key": key,
-                            "content_hash": digest,
-                            "payload": json.dumps(payload, ensure_ascii=False, default=str),
-                            "status": TaskStatus.NEW.value,
-                            "attempts": 0,
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                    )
-                if new_rows:
-                    conn.execute(tasks.insert(), new_rows)
-                    result.created += len(new_rows)
-                self._remember(conn, route, known, seen, now)
+                changed = self._remember(conn, route, latest, now)
+                result.unchanged += len(latest) - len(changed)
+                rows = [
+                    {
+                        "route": route,
+                        "entity_key": key,
+                        "content_hash": latest[key][1],
+                        "payload": latest[key][0],
+                        "status": TaskStatus.NEW.value,
+                        "attempts": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for key in latest
+                    if key in changed
+                ]
+                if rows:
+                    conn.execute(tasks.insert(), rows)
+                    result.created += len(rows)
         return result
 
     @staticmethod
-    def _known_hashes(conn: Connection, route: str, keys: Sequence[str]) -> dict[str, str]:
-        known: dict[str, str] = {}
-        for chunk in _chunks(keys):
-            query = select(entities.c.entity_key, entities.c.content_hash).where(
-                entities.c.route == route, entities.c.entity_key.in_(chunk)
-            )
-            known.update((row.entity_key, row.content_hash) for row in conn.execute(query))
-        return known
-
-    @staticmethod
-    def _remember(conn: Connection, route: str, known: dict[str, str], seen: dict[str, str], now: dt.datetime) -> None:
-        inserts = [
-            {"route": route, "entity_key": k, "content_hash": h, "updated_at": now}
-            for k, h in seen.items()
-            if k not in known
-        ]
-        updates = [{"k": k, "h": h} for k, h in seen.items() if k in known]
-        if inserts:
-            conn.execute(entities.insert(), inserts)
-        if updates:
-            statement = (
-                update(entities)
-                .where(entities.c.route == route, entities.c.entity_key == bindparam("k"))
-                .values(content_hash=bindparam("h"), updated_at=now)
-            )
-            conn.execute(statement, updates)
+    def _remember(conn: Connection, route: str, latest: dict[str, tuple[str, str]], now: dt.datetime) -> set[str]:
+        """Record each entity's content; return the keys that were new or changed (one upsert, no read)."""
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert_insert  # type: ignore[assignment]
+        values = upsert_insert(entities)
+        statement = values.on_conflict_do_update(
+            index_elements=[entities.c.route, entities.c.entity_key],
+            set_={"content_hash": values.excluded.content_hash, "updated_at": values.excluded.updated_at},
+            where=entities.c.content_hash != values.excluded.content_hash,
+        ).returning(entities.c.entity_key)
+        rows = [{"route": route, "entity_key": k, "content_hash": h, "updated_at": now} for k, (_, h) in latest.items()]
+        changed: set[str] = set()
+        for chunk in _chunks(rows, 1000):
+            changed.update(conn.execute(statement, list(chunk)).scalars())
+        return changed
 
     # -- export ---------------------------------------------------------------------------------
 

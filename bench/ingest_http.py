@@ -1,0 +1,147 @@
+"""Benchmark: ingest 100,000 entities from a paged loopback HTTP source into the PostgreSQL store.
+
+Our path: the operator's ingest loop (scheduled_jobs.ingesting.ingest): HttpSubscriber pages (1,000
+records each, read ahead in a thread) -> entity keys -> TaskStore.add_entities, which also records each
+entity's last content (one upsert) to keep re-imports from making duplicate tasks. Beside it, in the same run: a bare bulk INSERT of the same
+100,000 task rows (prepared in memory, no HTTP, no dedupe) through SQLAlchemy's executemany.
+Usage: python bench/ingest_http.py [--entities 100000] [--store URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "plugins")]
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="sj-bench-home-"))
+
+import sqlalchemy as sa  # noqa: E402
+
+from scheduled_jobs.connectors.http import HttpSubscriber, HttpSubscriberSettings  # noqa: E402
+from scheduled_jobs.ingesting import ingest  # noqa: E402
+from scheduled_jobs.store import TaskStore  # noqa: E402
+from scheduled_jobs.store.schema import tasks  # noqa: E402
+from scheduled_jobs.store.tasks import content_hash, utcnow  # noqa: E402
+
+ROUTE = "bench-ingest"
+PAGE = 1000
+
+
+def entity(i: int) -> dict[str, Any]:
+    return {"id": f"P-{i:07d}", "name": f"Product {i}", "price": round(i * 0.37, 2), "stock": i % 50}
+
+
+def serve(total: int, ports: multiprocessing.Queue[int]) -> None:
+    pages = {
+        n: json.dumps({"data": [entity(i) for i in range((n - 1) * PAGE, min(n * PAGE, total))]}).encode()
+        for n in range(1, total // PAGE + 2)
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+        def do_GET(self) -> None:
+            page = int(parse_qs(urlparse(self.path).query)["page"][0])
+            body = pages.get(page, b'{"data": []}')
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ports.put(server.server_address[1])
+    server.serve_forever()
+
+
+def clean(url: str) -> TaskStore:
+    store = TaskStore.from_url(url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM scheduled_jobs_task"))
+        conn.execute(sa.text("DELETE FROM scheduled_jobs_entity"))
+    return store
+
+
+def ours(url: str) -> float:
+    store = clean(url)
+    settings = HttpSubscriberSettings(
+        type="http",
+        connection="bench_source",
+        endpoint="/products",
+        records_path="data",
+        pagination={"type": "page", "size": PAGE},  # type: ignore[arg-type]
+        max_pages=100_000,
+        max_records=10_000_000,
+    )
+    start = time.perf_counter()
+    summary = ingest(store, HttpSubscriber(settings), [ROUTE], "id", incoming="bench")
+    elapsed = time.perf_counter() - start
+    assert not summary.rejected, summary.rejected
+    return summary.tasks_created / elapsed
+
+
+def bare(url: str, total: int) -> float:
+    store = clean(url)
+    now = utcnow()
+    rows = []
+    for i in range(total):
+        record = entity(i)
+        rows.append(
+            {
+                "route": ROUTE,
+                "entity_key": record["id"],
+                "content_hash": content_hash(record),
+                "payload": json.dumps(record),
+                "status": "new",
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    start = time.perf_counter()
+    with store.engine.begin() as conn:
+        for offset in range(0, total, PAGE):
+            conn.execute(tasks.insert(), rows[offset : offset + PAGE])
+    return total / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entities", type=int, default=100_000)
+    parser.add_argument("--store", default="postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
+    source = multiprocessing.Process(target=serve, args=(args.entities, ports), daemon=True)
+    source.start()
+    port = ports.get(timeout=120)
+    os.environ["AIRFLOW_CONN_BENCH_SOURCE"] = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port})
+    ingest, insert = [], []
+    for _ in range(args.repeat):
+        ingest.append(ours(args.store))
+        insert.append(bare(args.store, args.entities))
+    print(
+        f"{args.entities} entities, pages of {PAGE}; {platform.machine()}, {os.cpu_count()} cores, best of {args.repeat}"
+    )
+    print(f"ingest (HTTP pages -> tasks, with dedupe): {max(ingest):>9.0f} tasks/s")
+    print(f"bare bulk INSERT of the same task rows:    {max(insert):>9.0f} rows/s")
+    print(f"ratio: {max(ingest) / max(insert):.2f} (aim >= 0.70)")
+    source.terminate()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The ingest loop of an incoming configuration, shared by the operator and the benchmark.
+
+The subscriber reads ahead in a thread of its own (the next page is fetched while this one is
+stored); each batch is acknowledged only after its tasks are committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from scheduled_jobs.connectors.base import RejectedSource
+from scheduled_jobs.connectors.http import dig
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from scheduled_jobs.configurations import Mapping
+    from scheduled_jobs.connectors.base import Subscriber
+    from scheduled_jobs.store import TaskStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_DONE = object()
+
+
+@dataclass
+class IngestSummary:
+    incoming_configuration: str
+    routes: list[str]
+    sources: int = 0
+    entities: int = 0
+    tasks_created: int = 0
+    unchanged: int = 0
+    rejected: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def entity_key_of(record: dict[str, Any], path: str) -> str:
+    """The entity key at a dotted path; a ValueError saying what is wrong when it is not usable."""
+    try:
+        value = dig(record, path)
+    except KeyError:
+        raise ValueError(f"a record has no entity key {path!r}") from None
+    if value is None or value == "" or isinstance(value, dict | list):
+        raise ValueError(f"a record's entity key {path!r} is {value!r}; it must be a non-empty string or number")
+    return str(value)
+
+
+def _kept(record: dict[str, Any], mapping: Mapping | None) -> bool:
+    if mapping is None:
+        return True
+    for name, allowed in mapping.filter.items():
+        try:
+            value = dig(record, name)
+        except KeyError:
+            return False
+        if value not in allowed:
+            return False
+    return True
+
+
+def _payload(record: dict[str, Any], mapping: Mapping | None) -> dict[str, Any]:
+    if mapping is None or not mapping.fields:
+        return record
+    payload = {}
+    for key, name in mapping.fields.items():
+        try:
+            payload[key] = dig(record, name)
+        except KeyError:
+            payload[key] = None
+    return payload
+
+
+def keyed_records(
+    records: Sequence[dict[str, Any]], entity_key: str, mapping: Mapping | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """(entity key, payload) of each record the mapping's filter keeps; ValueError for a bad record."""
+    keyed = []
+    for index, record in enumerate(records):
+        if not _kept(record, mapping):
+            continue
+        try:
+            keyed.append((entity_key_of(record, entity_key), _payload(record, mapping)))
+        except ValueError as exc:
+            raise ValueError(f"record {index}: {exc}") from None
+    return keyed
+
+
+def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, at most ``depth`` items ahead of the consumer."""
+    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            buffer.put(exc)
+
+    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def ingest(
+    store: TaskStore,
+    subscriber: Subscriber[Any],
+    routes: list[str],
+    entity_key: str,
+    mapping: Mapping | None = None,
+    *,
+    incoming: str = "",
+) -> IngestSummary:
+    """Store every batch the subscriber yields as tasks on ``routes``; sources that fail are set aside."""
+    summary = IngestSummary(incoming, routes)
+    for item in read_ahead(subscriber.batches()):
+        if isinstance(item, RejectedSource):
+            log.error("Rejected %s: %s", item.source, item.reason)
+            item.set_aside()
+            summary.rejected.append({"source": item.source, "reason": item.reason})
+            continue
+        try:
+            keyed = keyed_records(item.records, entity_key, mapping)
+        except ValueError as exc:
+            log.error("Rejected %s: %s", item.source, exc)
+            item.reject(str(exc))
+            summary.rejected.append({"source": item.source, "reason": str(exc)})
+            continue
+        result = store.add_entities(routes, keyed)
+        item.acknowledge()  # only once its tasks are committed: a crash before this re-reads it
+        summary.sources += 1
+        summary.entities += len(keyed)
+        summary.tasks_created += result.created
+        summary.unchanged += result.unchanged
+        log.info(
+            "%s: %d entities, %d new tasks, %d unchanged", item.source, len(keyed), result.created, result.unchanged
+        )
+    return summary

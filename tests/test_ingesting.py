@@ -1,0 +1,65 @@
+"""The ingest loop's read-ahead and record mapping."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from scheduled_jobs.configurations import Mapping
+from scheduled_jobs.ingesting import keyed_records, read_ahead
+
+
+def test_read_ahead_keeps_order_and_raises_the_producers_error() -> None:
+    def items() -> Iterator[int]:
+        yield from range(5)
+        raise ValueError("page 6 is broken")
+
+    seen = []
+    with pytest.raises(ValueError, match="page 6 is broken"):
+        for item in read_ahead(items()):
+            seen.append(item)
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_read_ahead_stops_its_thread_when_the_consumer_stops() -> None:
+    produced = []
+
+    def endless() -> Iterator[int]:
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    for item in read_ahead(endless(), depth=2):
+        if item == 3:
+            break
+    threads = [t for t in threading.enumerate() if t.name == "read-ahead"]
+    assert threads == []
+    assert len(produced) <= 3 + 2 + 2  # never more than depth ahead (plus one in hand)
+
+
+def test_mapping_filters_and_reshapes_records() -> None:
+    mapping = Mapping(filter={"status": ["paid"]}, fields={"order": "id", "who": "customer.name", "gone": "nope"})
+    records = [
+        {"id": 1, "status": "paid", "customer": {"name": "A"}},
+        {"id": 2, "status": "cancelled", "customer": {"name": "B"}},
+        {"id": 3, "customer": {"name": "C"}},
+    ]
+    assert keyed_records(records, "id", mapping) == [("1", {"order": 1, "who": "A", "gone": None})]
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({"number": 1}, "record 0: a record has no entity key 'id'"),
+        ({"id": None}, "record 0: a record's entity key 'id' is None; it must be a non-empty string or number"),
+        ({"id": {"a": 1}}, "record 0: a record's entity key 'id' is {'a': 1}; it must be a non-empty string or number"),
+    ],
+)
+def test_a_record_without_a_usable_entity_key_is_an_error(record: dict[str, object], reason: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        keyed_records([record], "id")
+    assert str(caught.value) == reason
