@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from helpers.sink import Sink
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -86,6 +87,31 @@ def postgres_server_url() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def connection_json(url: str) -> str:
+    """An Airflow connection (JSON form) for a SQLAlchemy PostgreSQL URL."""
+    import sqlalchemy as sa
+
+    parsed = sa.engine.make_url(url)
+    connection = {
+        "conn_type": "postgres",
+        "host": parsed.host,
+        "port": parsed.port,
+        "login": parsed.username,
+        "password": parsed.password or "",
+        "schema": parsed.database,
+    }
+    return __import__("json").dumps(connection)
+
+
+@pytest.fixture
+def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
+    """A loopback HTTP destination behind the Airflow connection ``sink``."""
+    server = Sink().start()
+    monkeypatch.setenv("AIRFLOW_CONN_SINK", server.connection_env)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from conftest import ROOT
+from conftest import ROOT, connection_json
 
 from scheduled_jobs.store import TaskStore
 
@@ -154,16 +154,7 @@ def test_a_postgres_connection_holds_the_store(
 ) -> None:
     import sqlalchemy as sa
 
-    url = sa.engine.make_url(postgres_server_url)
-    connection = {
-        "conn_type": "postgres",
-        "host": url.host,
-        "port": url.port,
-        "login": url.username,
-        "password": url.password or "",
-        "schema": url.database,
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", json.dumps(connection))
+    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", connection_json(postgres_server_url))
     store = TaskStore.from_url(postgres_server_url)
     with store.engine.begin() as conn:
         conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity RESTART IDENTITY"))

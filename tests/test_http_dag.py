@@ -16,7 +16,6 @@ from helpers.sink import Sink
 from werkzeug import Response
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
     from pytest_httpserver import HTTPServer
@@ -26,14 +25,6 @@ PASSWORD = "s3cr3t-Pa55word"
 ORDERS = [
     {"id": f"SO-{i}", "status": "paid" if i % 3 else "cancelled", "customer": {"name": f"C{i}"}} for i in range(1, 11)
 ]
-
-
-@pytest.fixture
-def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
-    server = Sink().start()
-    monkeypatch.setenv("AIRFLOW_CONN_ERP_API", server.connection_env)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -90,7 +81,7 @@ mapping:
 name: ERP API
 publisher:
   type: http
-  connection: erp_api
+  connection: sink
   method: PUT
   endpoint: /orders/{id}
 """,

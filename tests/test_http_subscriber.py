@@ -134,5 +134,6 @@ def test_a_client_error_is_not_retried_and_a_server_error_is(api: HTTPServer) ->
     api.clear()
     api.expect_request("/orders").respond_with_data("no such shop", status=404)
     (refused,) = read()
-    assert isinstance(refused, RejectedSource) and refused.reason == "HTTP 404: no such shop"
+    assert isinstance(refused, RejectedSource)
+    assert refused.reason == f"HTTP 404 from GET http://127.0.0.1:{api.port}/orders: no such shop"
     assert len(api.log) == 1

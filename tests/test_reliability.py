@@ -22,19 +22,10 @@ from scheduled_jobs.exporting import RetryFailed, export_route
 from scheduled_jobs.store import TaskStore
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 ROUTE = "orders-to-erp"
 LATER = dt.timedelta(hours=1)
-
-
-@pytest.fixture
-def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
-    server = Sink().start()
-    monkeypatch.setenv("AIRFLOW_CONN_SINK", server.connection_env)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

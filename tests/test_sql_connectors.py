@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+from conftest import connection_json
 
 from scheduled_jobs.connectors.base import Batch, RejectedSource
 from scheduled_jobs.connectors.sql import SqlPublisher, SqlPublisherSettings, SqlSubscriber, SqlSubscriberSettings
@@ -24,20 +25,13 @@ def database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest
     """A source/destination database behind the Airflow connection `shop_db`."""
     if request.param == "sqlite":
         path = tmp_path / "shop.db"
-        connection = {"conn_type": "sqlite", "host": str(path)}
+        connection = json.dumps({"conn_type": "sqlite", "host": str(path)})
         engine = sa.create_engine(f"sqlite:///{path}")
     else:
-        url = sa.engine.make_url(request.getfixturevalue("postgres_server_url"))
-        connection = {
-            "conn_type": "postgres",
-            "host": url.host,
-            "port": url.port,
-            "login": url.username,
-            "password": url.password or "",
-            "schema": url.database,
-        }
+        url = request.getfixturevalue("postgres_server_url")
+        connection = connection_json(url)
         engine = sa.create_engine(url)
-    monkeypatch.setenv("AIRFLOW_CONN_SHOP_DB", json.dumps(connection))
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_DB", connection)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS orders"))
         conn.execute(sa.text("DROP TABLE IF EXISTS erp_orders"))

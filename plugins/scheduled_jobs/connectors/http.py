@@ -20,7 +20,7 @@ from scheduled_jobs.exceptions import DeliveryError, SourceError
 from scheduled_jobs.models import StrictModel
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     import requests
     from airflow.providers.http.hooks.http import HttpHook
@@ -128,6 +128,60 @@ def _short(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
+def _is_2xx(status: int) -> bool:
+    return 200 <= status < 300
+
+
+class Refused(Exception):
+    """A request that did not succeed, after the retries it was worth."""
+
+    def __init__(self, problem: str, *, transient: bool) -> None:
+        super().__init__(problem)
+        self.transient = transient
+
+
+def send(
+    hook: HttpHook,
+    session: requests.Session,
+    request: requests.Request,
+    settings: _HttpSettings,
+    *,
+    accepted: Callable[[int], bool],
+    url: str,
+) -> requests.Response:
+    """Send through the hook, retrying transient failures with backoff and honouring Retry-After.
+
+    Raises ``Refused`` at once for a permanent refusal (a 4xx other than 408/425/429), and after the
+    last try for a transient one.
+    """
+    import requests
+
+    retry = settings.retry
+    where = f"{settings.method} {url}"
+    options = {"timeout": settings.timeout_seconds, "check_response": False, "allow_redirects": False}
+    problem = ""
+    for attempt in range(1, retry.attempts + 1):
+        wait = retry.backoff(attempt)
+        try:
+            response = hook.run_and_check(session, session.prepare_request(request), options)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            problem = f"{type(exc).__name__} on {where}"
+        else:
+            if accepted(response.status_code):
+                return cast("requests.Response", response)
+            problem = f"HTTP {response.status_code} from {where}: {_short(response.text)}"
+            if not is_transient_status(response.status_code):
+                raise Refused(problem, transient=False)
+            asked = retry_after_seconds(response.headers)
+            if asked is not None:
+                if asked > retry.max_retry_after_seconds:
+                    raise Refused(f"{problem} (Retry-After {asked:.0f} s is longer than the limit)", transient=True)
+                wait = asked
+        if attempt < retry.attempts:
+            time.sleep(wait)
+    raise Refused(f"{problem} (after {retry.attempts} tries)", transient=True)
+
+
 class HttpPublisher(Publisher[HttpPublisherSettings]):
     def __init__(self, settings: HttpPublisherSettings) -> None:
         super().__init__(settings)
@@ -160,41 +214,20 @@ class HttpPublisher(Publisher[HttpPublisherSettings]):
 
         return _FIELD.sub(lambda m: quote(field(m), safe=""), self.settings.endpoint)
 
+    def _accepted(self, status: int) -> bool:
+        return status in self.settings.success_status_codes
+
     def publish(self, task: ClaimedTask) -> None:
-        import requests
         from requests import Request
 
         hook, session = self._session()
         url = hook.url_from_endpoint(self.endpoint_for(task))
         headers = {self.settings.idempotency_header: f"{task.route}-{task.id}"}
-        retry = self.settings.retry
-        options = {"timeout": self.settings.timeout_seconds, "check_response": False, "allow_redirects": False}
-        problem = ""
-        for attempt in range(1, retry.attempts + 1):
-            wait = retry.backoff(attempt)
-            try:
-                prepared = session.prepare_request(
-                    Request(self.settings.method, url, json=task.payload, headers=headers)
-                )
-                response = hook.run_and_check(session, prepared, options)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = f"{type(exc).__name__} on {self.settings.method} {url}"
-            else:
-                if response.status_code in self.settings.success_status_codes:
-                    return
-                problem = f"HTTP {response.status_code} from {self.settings.method} {url}: {_short(response.text)}"
-                if not is_transient_status(response.status_code):
-                    raise DeliveryError(problem, transient=False)
-                asked = retry_after_seconds(response.headers)
-                if asked is not None:
-                    if asked > retry.max_retry_after_seconds:
-                        raise DeliveryError(
-                            f"{problem} (Retry-After {asked:.0f} s is longer than the limit)", transient=True
-                        )
-                    wait = asked
-            if attempt < retry.attempts:
-                time.sleep(wait)
-        raise DeliveryError(f"{problem} (after {retry.attempts} tries)", transient=True)
+        request = Request(self.settings.method, url, json=task.payload, headers=headers)
+        try:
+            send(hook, session, request, self.settings, accepted=self._accepted, url=url)
+        except Refused as exc:
+            raise DeliveryError(str(exc), transient=exc.transient) from None
 
     def close(self) -> None:
         with self._lock:
@@ -207,30 +240,13 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
     """Reads pages until one is empty or the pagination says it was the last (or ``max_pages``)."""
 
     def _get(self, hook: HttpHook, session: requests.Session, url: str, params: dict[str, Any]) -> requests.Response:
-        import requests
         from requests import Request
 
-        retry = self.settings.retry
-        options = {"timeout": self.settings.timeout_seconds, "check_response": False, "stream": True}
-        problem = ""
-        for attempt in range(1, retry.attempts + 1):
-            wait = retry.backoff(attempt)
-            try:
-                prepared = session.prepare_request(Request(self.settings.method, url, params=params))
-                response = hook.run_and_check(session, prepared, options)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = f"{type(exc).__name__}"
-            else:
-                if 200 <= response.status_code < 300:
-                    return cast("requests.Response", response)
-                problem = f"HTTP {response.status_code}: {_short(response.text)}"
-                if not is_transient_status(response.status_code):
-                    raise SourceError(url, problem)
-                asked = retry_after_seconds(response.headers)
-                wait = min(asked, retry.max_retry_after_seconds) if asked is not None else wait
-            if attempt < retry.attempts:
-                time.sleep(wait)
-        raise SourceError(url, f"{problem} (after {retry.attempts} tries)")
+        try:
+            request = Request(self.settings.method, url, params=params)
+            return send(hook, session, request, self.settings, accepted=_is_2xx, url=url)
+        except Refused as exc:
+            raise SourceError(url, str(exc)) from None
 
     def _body(self, response: requests.Response, source: str) -> Any:
         limit = self.settings.max_response_bytes
@@ -252,6 +268,7 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
     def batches(self) -> Iterator[Batch | RejectedSource]:
         hook = _hook(self.settings)
         session = hook.get_conn(headers=self.settings.headers)
+        session.stream = True  # bodies are read in chunks, so max_response_bytes bounds the memory used
         url: str | None = hook.url_from_endpoint(self.settings.endpoint)
         params: dict[str, Any] = dict(self.settings.params)
         pagination = self.settings.pagination
