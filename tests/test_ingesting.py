@@ -63,3 +63,48 @@ def test_a_record_without_a_usable_entity_key_is_an_error(record: dict[str, obje
     with pytest.raises(ValueError) as caught:
         keyed_records([record], "id")
     assert str(caught.value) == reason
+
+
+class _Pages:
+    """A subscriber of three pages that records which pages were acknowledged."""
+
+    def __init__(self) -> None:
+        self.acknowledged: list[int] = []
+
+    def batches(self) -> Iterator[object]:
+        from scheduled_jobs.connectors.base import Batch
+
+        for page in (1, 2, 3):
+            records = [{"id": f"{page}-{i}"} for i in range(50)]
+            yield Batch(f"page {page}", records, acknowledge=lambda page=page: self.acknowledged.append(page))
+
+
+def test_batches_are_acknowledged_in_order_and_never_past_a_failure(tmp_path: object) -> None:
+    import time
+
+    from scheduled_jobs.ingesting import ingest
+    from scheduled_jobs.store import TaskStore
+
+    store = TaskStore.from_url(f"sqlite:///{tmp_path}/store.db")
+    real = store.add_entities
+    calls = {"n": 0}
+
+    def flaky(routes: list[str], records: list[tuple[str, object]]) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            time.sleep(0.3)  # page 1 commits last: its acknowledgement must still come first
+        if calls["n"] == 2:
+            raise RuntimeError("the store went away")
+        return real(routes, records)
+
+    store.add_entities = flaky  # type: ignore[method-assign]
+    pages = _Pages()
+    with pytest.raises(RuntimeError, match="the store went away"):
+        ingest(store, pages, ["r"], "id", writers=3)  # type: ignore[arg-type]
+    assert pages.acknowledged == [1]  # page 3 may be stored, but is not acknowledged past page 2
+    again = _Pages()
+    store.add_entities = real  # type: ignore[method-assign]
+    summary = ingest(store, again, ["r"], "id", writers=3)  # type: ignore[arg-type]
+    assert again.acknowledged == [1, 2, 3]
+    assert store.counts("r")["new"] == 150  # what the failed run stored is not stored twice
+    assert summary.unchanged >= 50

@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from scheduled_jobs.connectors.base import RejectedSource
+from scheduled_jobs.connectors.base import Batch, RejectedSource
 from scheduled_jobs.connectors.http import dig
 
 if TYPE_CHECKING:
@@ -20,9 +22,10 @@ if TYPE_CHECKING:
 
     from scheduled_jobs.configurations import Mapping
     from scheduled_jobs.connectors.base import Subscriber
-    from scheduled_jobs.store import TaskStore
+    from scheduled_jobs.store import IngestResult, TaskStore
 
 log = logging.getLogger(__name__)
+WRITERS = 4  # batches written at once; more did not help on 2 cores (bench/ingest_http.py)
 T = TypeVar("T")
 _DONE = object()
 
@@ -135,29 +138,51 @@ def ingest(
     mapping: Mapping | None = None,
     *,
     incoming: str = "",
+    writers: int = WRITERS,
 ) -> IngestSummary:
-    """Store every batch the subscriber yields as tasks on ``routes``; sources that fail are set aside."""
+    """Store every batch the subscriber yields as tasks on ``routes``; sources that fail are set aside.
+
+    Up to ``writers`` batches are written at once, each in its own transaction, but acknowledged
+    strictly in order and only once committed: a SQL watermark never moves past a batch that was not
+    stored. A batch committed but not acknowledged (the run failed meanwhile) is read again next time,
+    and the entity-key rule makes that harmless.
+    """
     summary = IngestSummary(incoming, routes)
-    for item in read_ahead(subscriber.batches()):
-        if isinstance(item, RejectedSource):
-            log.error("Rejected %s: %s", item.source, item.reason)
-            item.set_aside()
-            summary.rejected.append({"source": item.source, "reason": item.reason})
-            continue
-        try:
-            keyed = keyed_records(item.records, entity_key, mapping)
-        except ValueError as exc:
-            log.error("Rejected %s: %s", item.source, exc)
-            item.reject(str(exc))
-            summary.rejected.append({"source": item.source, "reason": str(exc)})
-            continue
-        result = store.add_entities(routes, keyed)
-        item.acknowledge()  # only once its tasks are committed: a crash before this re-reads it
-        summary.sources += 1
-        summary.entities += len(keyed)
-        summary.tasks_created += result.created
-        summary.unchanged += result.unchanged
-        log.info(
-            "%s: %d entities, %d new tasks, %d unchanged", item.source, len(keyed), result.created, result.unchanged
-        )
+    pending: deque[tuple[Future[IngestResult], Batch, int]] = deque()
+    pool = ThreadPoolExecutor(writers, thread_name_prefix="ingest-writer")
+
+    def acknowledge(keep: int) -> None:
+        while len(pending) > keep:
+            future, batch, count = pending.popleft()
+            result = future.result()
+            batch.acknowledge()
+            summary.sources += 1
+            summary.entities += count
+            summary.tasks_created += result.created
+            summary.unchanged += result.unchanged
+            log.info(
+                "%s: %d entities, %d new tasks, %d unchanged", batch.source, count, result.created, result.unchanged
+            )
+
+    try:
+        for item in read_ahead(subscriber.batches()):
+            if isinstance(item, RejectedSource):
+                acknowledge(0)
+                log.error("Rejected %s: %s", item.source, item.reason)
+                item.set_aside()
+                summary.rejected.append({"source": item.source, "reason": item.reason})
+                continue
+            try:
+                keyed = keyed_records(item.records, entity_key, mapping)
+            except ValueError as exc:
+                acknowledge(0)
+                log.error("Rejected %s: %s", item.source, exc)
+                item.reject(str(exc))
+                summary.rejected.append({"source": item.source, "reason": str(exc)})
+                continue
+            pending.append((pool.submit(store.add_entities, routes, keyed), item, len(keyed)))
+            acknowledge(writers - 1)
+        acknowledge(0)
+    finally:
+        pool.shutdown(wait=True)
     return summary

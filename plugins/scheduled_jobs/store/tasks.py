@@ -194,7 +194,10 @@ class TaskStore:
             set_={"content_hash": values.excluded.content_hash, "updated_at": values.excluded.updated_at},
             where=entities.c.content_hash != values.excluded.content_hash,
         ).returning(entities.c.entity_key)
-        rows = [{"route": route, "entity_key": k, "content_hash": h, "updated_at": now} for k, (_, h) in latest.items()]
+        # In key order: concurrent writers then lock shared entities in the same order, never in a cycle.
+        rows = [
+            {"route": route, "entity_key": k, "content_hash": latest[k][1], "updated_at": now} for k in sorted(latest)
+        ]
         changed: set[str] = set()
         for chunk in _chunks(rows, 1000):
             changed.update(conn.execute(statement, list(chunk)).scalars())
