@@ -10,6 +10,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -236,3 +237,38 @@ def test_retrying_failed_tasks_on_later_runs(sink: Sink, tmp_path: Path) -> None
     later = export_route(store, publisher(), ROUTE, retry_failed=RetryFailed(3, 0))
     assert (later.requeued, later.exported) == (3, 3)
     assert len(set(sink.received)) == 3
+
+
+def test_a_slow_export_renews_its_claims_so_repair_leaves_them_alone(
+    sink: Sink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from scheduled_jobs import exporting
+
+    monkeypatch.setattr(exporting, "LEASE_REFRESH_SECONDS", 0.2)
+    monkeypatch.setattr(exporting, "CLAIM_BATCH", 5)
+    store = TaskStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    expected = fill(store, 15)
+    sink.timeout_sleep = 0.3
+    sink.plan = lambda number, key: "slow"
+    repaired: list[int] = []
+    stop = threading.Event()
+
+    def repair_loop() -> None:  # an eager repair job: anything claimed for 2 s counts as stuck
+        while not stop.is_set():
+            repaired.extend(store.repair(dt.timedelta(seconds=2), max_attempts=5).reset)
+            time.sleep(0.05)
+
+    repairer = threading.Thread(target=repair_loop)
+    repairer.start()
+    try:
+        result = export_route(store, publisher(timeout_seconds=2), ROUTE)
+    finally:
+        stop.set()
+        repairer.join()
+    # Each batch takes 1.5 s while the next one waits, claimed: 3 s without renewal.
+    assert repaired == []
+    assert result.exported == 15
+    assert sink.duplicates() == {}
+    assert set(sink.received) == expected

@@ -60,12 +60,15 @@ def _outcome(publisher: Publisher[Any], task: ClaimedTask) -> tuple[str | None, 
 
 
 class _Batch:
-    """One claimed batch in flight: outcomes so far, and the lease of those still waiting."""
+    """One claimed batch in flight: outcomes so far, and the lease of the claims this export holds."""
 
-    def __init__(self, store: TaskStore, tasks: list[ClaimedTask]) -> None:
+    def __init__(
+        self, store: TaskStore, tasks: list[ClaimedTask], prefetched: Future[list[ClaimedTask]] | None
+    ) -> None:
         self.store = store
         self.tasks = tasks
         self.token = tasks[0].claim_token
+        self.prefetched = prefetched
         self.finished: list[int] = []
         self.failures: list[tuple[int, str, bool]] = []
         self.renewed = time.monotonic()
@@ -78,10 +81,13 @@ class _Batch:
             self.failures.append((task.id, error, retryable))
 
     def renew_lease(self) -> None:
+        """Renew this batch's claim and the next batch's, already claimed, so repair leaves both alone."""
         if time.monotonic() - self.renewed < LEASE_REFRESH_SECONDS:
             return
-        done = set(self.finished) | {failure[0] for failure in self.failures}
-        self.store.touch(self.token, [t.id for t in self.tasks if t.id not in done])
+        tokens = [self.token]
+        if self.prefetched is not None and self.prefetched.done() and not self.prefetched.exception():
+            tokens += [task.claim_token for task in self.prefetched.result()[:1]]
+        self.store.touch(tokens)
         self.renewed = time.monotonic()
 
 
@@ -140,7 +146,7 @@ def export_route(
             if remaining is not None:
                 remaining -= len(claimed)
             claiming = next_claim()
-            batch = _Batch(store, claimed)
+            batch = _Batch(store, claimed, claiming)
             _publish_batch(batch, publisher, pool)
             settled = store_thread.submit(store.settle, batch.token, batch.finished, batch.failures)
             settling.append((settled, len(claimed)))

@@ -14,7 +14,7 @@ from typing import Any
 
 # A fault plan gets the request number (1-based) and the idempotency key, and says what to do:
 # "ok", "500", "400", "429" (Retry-After: 1), "timeout" (answer too late), "reset" (drop the connection),
-# or "hold" (wait until released, then answer ok).
+# "slow" (answer ok after timeout_sleep), or "hold" (wait until released, then answer ok).
 FaultPlan = Callable[[int, str], str]
 
 
@@ -64,6 +64,9 @@ class Sink:
                 if action == "timeout":
                     time.sleep(sink.timeout_sleep)
                     action = "ok-late"
+                if action == "slow":
+                    time.sleep(sink.timeout_sleep)
+                    action = "ok"
                 if action == "reset":
                     self.close_connection = True
                     self.connection.shutdown(2)

@@ -298,13 +298,15 @@ class TaskStore:
                 ).rowcount
         return changed
 
-    def touch(self, token: str, ids: Sequence[int]) -> None:
-        """Renew a claim: tasks still waiting in a long export are not mistaken for stuck ones."""
-        now = utcnow()
-        held = (tasks.c.claim_token == token, tasks.c.status == TaskStatus.PROCESSING.value)
+    def touch(self, tokens: Sequence[str]) -> int:
+        """Renew claims: tasks a long export still holds are not mistaken for stuck ones."""
+        statement = (
+            update(tasks)
+            .where(tasks.c.claim_token.in_(tokens), tasks.c.status == TaskStatus.PROCESSING.value)
+            .values(claimed_at=utcnow())
+        )
         with self.engine.begin() as conn:
-            for chunk in _chunks(ids):
-                conn.execute(update(tasks).where(tasks.c.id.in_(chunk), *held).values(claimed_at=now))
+            return int(conn.execute(statement).rowcount)
 
     def requeue_failed(self, route: str, max_attempts: int, failed_before: dt.datetime) -> int:
         """Retrying of failed tasks: retryable failed tasks back to "new", while attempts remain."""
