@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, false
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
 
 metadata = MetaData()
 
@@ -47,6 +60,34 @@ watermarks = Table(
     Column("incoming_configuration", String(200), primary_key=True),
     Column("value", Text, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+)
+
+# The process ledger: per configuration at most one run executing and one waiting, enforced by the
+# database (a unique key), so concurrent runs cannot both win.
+processes = Table(
+    "scheduled_jobs_process",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("configuration", String(250), nullable=False),
+    Column("slot", String(10), nullable=False),
+    Column("dag_id", String(250), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("acquired_at", DateTime, nullable=False),
+    Column("lease_expires_at", DateTime, nullable=False),
+    UniqueConstraint("configuration", "slot", name="uq_scheduled_jobs_process_configuration_slot"),
+)
+
+skipped_runs = Table(
+    "scheduled_jobs_skipped_run",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("configuration", String(250), nullable=False),
+    Column("dag_id", String(250), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("duplicate_of_dag_id", String(250), nullable=False),
+    Column("duplicate_of_run_id", String(250), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("skipped_at", DateTime, nullable=False),
 )
 
 VERSION_TABLE = "scheduled_jobs_alembic_version"

@@ -1,0 +1,216 @@
+"""The process ledger behind duplicate prevention.
+
+Per configuration (an incoming configuration or a route) at most one run executes and at most one
+waits. The decision is the database's: a unique key on (configuration, slot) lets exactly one of any
+number of concurrent runs take a slot; there is no check-then-act on counts. A run that vanished
+(its lease ran out, or Airflow says it is no longer running) is cleared before anyone decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Literal
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from scheduled_jobs.store.schema import processes, skipped_runs
+from scheduled_jobs.store.tasks import utcnow
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from sqlalchemy.engine import Engine
+
+
+class Slot(StrEnum):
+    RUNNING = "running"
+    WAITING = "waiting"
+
+
+@dataclass(frozen=True)
+class Holder:
+    dag_id: str
+    run_id: str
+
+    def __str__(self) -> str:
+        return f"{self.dag_id} / {self.run_id}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a run may do: ``run`` now, ``wait`` for the running one, or ``skip`` as a duplicate of ``holder``."""
+
+    action: Literal["run", "wait", "skip"]
+    holder: Holder | None = None
+    reason: str = ""
+
+
+# Tells whether an Airflow run is still queued or running; None when it cannot tell.
+IsAlive = Callable[[str, str], bool | None]
+
+
+class ProcessLedger:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _holders(self, configuration: str) -> dict[Slot, tuple[int, Holder, dt.datetime]]:
+        query = select(processes).where(processes.c.configuration == configuration)
+        with self.engine.connect() as conn:
+            return {
+                Slot(row.slot): (row.id, Holder(row.dag_id, row.run_id), row.lease_expires_at)
+                for row in conn.execute(query)
+            }
+
+    def clear_stale(self, configuration: str, is_alive: IsAlive | None = None) -> list[Holder]:
+        """Remove holders whose lease ran out or whose Airflow run is over (failed, cleared, killed)."""
+        now = utcnow()
+        gone = []
+        for _slot, (_, holder, expires) in self._holders(configuration).items():
+            alive = is_alive(holder.dag_id, holder.run_id) if is_alive is not None else None
+            if expires < now or alive is False:
+                self.leave(holder)
+                gone.append(holder)
+        return gone
+
+    def _take(self, configuration: str, slot: Slot, me: Holder, lease: dt.timedelta) -> bool:
+        now = utcnow()
+        row = {
+            "configuration": configuration,
+            "slot": slot.value,
+            "dag_id": me.dag_id,
+            "run_id": me.run_id,
+            "acquired_at": now,
+            "lease_expires_at": now + lease,
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(processes).values(row))
+        except IntegrityError:
+            return False
+        return True
+
+    def enter(
+        self,
+        configuration: str,
+        me: Holder,
+        lease: dt.timedelta,
+        *,
+        wait_allowed: bool = True,
+        is_alive: IsAlive | None = None,
+    ) -> Decision:
+        """Decide for a run that wants to execute ``configuration`` (the seed's duplicate rule).
+
+        ``wait_allowed=False`` is the ``skip`` overlap policy: never wait, skip while anything holds it.
+        """
+        self.clear_stale(configuration, is_alive)
+        for slot, (_, holder, _) in self._holders(configuration).items():
+            if holder == me:  # this run decided before (its guard is retried): the same answer
+                return Decision("run" if slot is Slot.RUNNING else "wait")
+        if self._take(configuration, Slot.RUNNING, me, lease):
+            return Decision("run")
+        if wait_allowed and self._take(configuration, Slot.WAITING, me, lease):
+            running = self._holders(configuration).get(Slot.RUNNING)
+            return Decision("wait", running[1] if running else None)
+        holders = self._holders(configuration)
+        first, second = (Slot.WAITING, Slot.RUNNING) if wait_allowed else (Slot.RUNNING, Slot.WAITING)
+        found = holders.get(first) or holders.get(second)
+        holder = found[1] if found else Holder("(gone)", "(gone)")
+        if wait_allowed:
+            reason = f"{configuration} already has a run waiting ({holder}); this run is a duplicate of it"
+        else:
+            reason = f"{configuration} is being executed by {holder}; overlap: skip drops this run"
+        self._record_skip(configuration, me, holder, reason)
+        return Decision("skip", holder, reason)
+
+    def promote(self, configuration: str, me: Holder, lease: dt.timedelta, is_alive: IsAlive | None = None) -> bool:
+        """Whether a waiting run may execute now: it was handed the running slot, or takes the free one."""
+        self.clear_stale(configuration, is_alive)
+        running = self._holders(configuration).get(Slot.RUNNING)
+        if running is not None:
+            return running[1] == me
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(processes).values(
+                        configuration=configuration,
+                        slot=Slot.RUNNING.value,
+                        dag_id=me.dag_id,
+                        run_id=me.run_id,
+                        acquired_at=now,
+                        lease_expires_at=now + lease,
+                    )
+                )
+                conn.execute(
+                    delete(processes).where(
+                        processes.c.configuration == configuration,
+                        processes.c.slot == Slot.WAITING.value,
+                        processes.c.dag_id == me.dag_id,
+                        processes.c.run_id == me.run_id,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def renew(self, me: Holder, lease: dt.timedelta) -> int:
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    update(processes)
+                    .where(processes.c.dag_id == me.dag_id, processes.c.run_id == me.run_id)
+                    .values(lease_expires_at=utcnow() + lease)
+                ).rowcount
+            )
+
+    def leave(self, me: Holder) -> int:
+        """Free whatever this run holds; a run waiting for it is handed the running slot at once,
+        so no newcomer can overtake it."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            held = conn.execute(
+                select(processes.c.configuration, processes.c.slot).where(
+                    processes.c.dag_id == me.dag_id, processes.c.run_id == me.run_id
+                )
+            ).all()
+            conn.execute(delete(processes).where(processes.c.dag_id == me.dag_id, processes.c.run_id == me.run_id))
+            for configuration, slot in held:
+                if slot != Slot.RUNNING.value:
+                    continue
+                waiting = conn.execute(
+                    select(processes.c.id, processes.c.acquired_at, processes.c.lease_expires_at).where(
+                        processes.c.configuration == configuration, processes.c.slot == Slot.WAITING.value
+                    )
+                ).first()
+                if waiting is not None:
+                    lease = waiting.lease_expires_at - waiting.acquired_at
+                    conn.execute(
+                        update(processes)
+                        .where(processes.c.id == waiting.id)
+                        .values(slot=Slot.RUNNING.value, acquired_at=now, lease_expires_at=now + lease)
+                    )
+        return len(held)
+
+    def _record_skip(self, configuration: str, me: Holder, holder: Holder, reason: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(skipped_runs).values(
+                    configuration=configuration,
+                    dag_id=me.dag_id,
+                    run_id=me.run_id,
+                    duplicate_of_dag_id=holder.dag_id,
+                    duplicate_of_run_id=holder.run_id,
+                    reason=reason,
+                    skipped_at=utcnow(),
+                )
+            )
+
+    def skipped(self, configuration: str | None = None) -> list[dict[str, object]]:
+        query = select(skipped_runs).order_by(skipped_runs.c.id)
+        if configuration is not None:
+            query = query.where(skipped_runs.c.configuration == configuration)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]

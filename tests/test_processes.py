@@ -1,0 +1,123 @@
+"""The process ledger: at most one run executing and one waiting per configuration, decided by the database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import pytest
+import sqlalchemy as sa
+from conftest import ROOT
+
+from scheduled_jobs.store.engine import create_store_engine
+from scheduled_jobs.store.processes import Holder, ProcessLedger
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+HOUR = dt.timedelta(hours=1)
+CONFIG = "route:orders-to-erp"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("postgres_server_url")
+    engine = create_store_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM scheduled_jobs_process"))
+        conn.execute(sa.text("DELETE FROM scheduled_jobs_skipped_run"))
+    return url
+
+
+@pytest.fixture
+def ledger(store_url: str) -> ProcessLedger:
+    return ProcessLedger(create_store_engine(store_url))
+
+
+def run(dag_id: str, n: int = 1) -> Holder:
+    return Holder(dag_id, f"scheduled__2026-11-24T12:0{n}:00")
+
+
+def test_one_runs_one_waits_the_next_is_a_duplicate(ledger: ProcessLedger) -> None:
+    assert ledger.enter(CONFIG, run("export-a"), HOUR).action == "run"
+    waiting = ledger.enter(CONFIG, run("export-b"), HOUR)
+    assert (waiting.action, waiting.holder) == ("wait", run("export-a"))
+    third = ledger.enter(CONFIG, run("manual", 3), HOUR)
+    assert (third.action, third.holder) == ("skip", run("export-b"))
+    assert third.reason == (
+        "route:orders-to-erp already has a run waiting (export-b / scheduled__2026-11-24T12:01:00); "
+        "this run is a duplicate of it"
+    )
+    (skipped,) = ledger.skipped(CONFIG)
+    assert (skipped["dag_id"], skipped["duplicate_of_dag_id"]) == ("manual", "export-b")
+
+
+def test_the_waiting_run_takes_over_when_the_running_one_leaves(ledger: ProcessLedger) -> None:
+    ledger.enter(CONFIG, run("a"), HOUR)
+    ledger.enter(CONFIG, run("b"), HOUR)
+    assert ledger.promote(CONFIG, run("b"), HOUR) is False  # "a" still runs
+    assert ledger.leave(run("a")) == 1
+    # A newcomer cannot overtake the waiting run: the slot was handed over when "a" left.
+    assert ledger.enter(CONFIG, run("c"), HOUR).action == "wait"
+    assert ledger.promote(CONFIG, run("b"), HOUR) is True
+    assert ledger.enter(CONFIG, run("d"), HOUR).action == "skip"
+
+
+def test_overlap_skip_never_waits(ledger: ProcessLedger) -> None:
+    ledger.enter(CONFIG, run("a"), HOUR)
+    decision = ledger.enter(CONFIG, run("b"), HOUR, wait_allowed=False)
+    assert (decision.action, decision.holder) == ("skip", run("a"))
+    assert decision.reason.endswith("overlap: skip drops this run")
+
+
+def test_a_retried_guard_gets_the_same_answer(ledger: ProcessLedger) -> None:
+    ledger.enter(CONFIG, run("a"), HOUR)
+    ledger.enter(CONFIG, run("b"), HOUR)
+    assert ledger.enter(CONFIG, run("a"), HOUR).action == "run"
+    assert ledger.enter(CONFIG, run("b"), HOUR).action == "wait"
+
+
+def test_a_vanished_run_stops_blocking(ledger: ProcessLedger) -> None:
+    ledger.enter(CONFIG, run("killed"), dt.timedelta(seconds=-1))  # its lease has run out
+    assert ledger.enter(CONFIG, run("next"), HOUR).action == "run"
+    ledger.enter(CONFIG, run("failed-in-ui", 2), HOUR)  # waits behind "next"
+    # Airflow says "next" is over (marked failed, cleared, or its worker died and it was failed):
+    # the run waiting behind it moves up, and a newcomer waits behind that one.
+    decision = ledger.enter(CONFIG, run("later", 3), HOUR, is_alive=lambda dag_id, run_id: dag_id != "next")
+    assert (decision.action, decision.holder) == ("wait", run("failed-in-ui", 2))
+    assert ledger.promote(CONFIG, run("failed-in-ui", 2), HOUR) is True
+
+
+def test_configurations_do_not_block_each_other(ledger: ProcessLedger) -> None:
+    assert ledger.enter("route:a", run("x"), HOUR).action == "run"
+    assert ledger.enter("route:b", run("y"), HOUR).action == "run"
+    assert ledger.enter("incoming:a", run("z"), HOUR).action == "run"
+
+
+def test_n_runs_at_the_same_instant_one_runs_one_waits_the_rest_skip(store_url: str) -> None:
+    create_store_engine(store_url).dispose()  # the schema exists before the racers start
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "tests")])}
+    start = time.time() + 4  # every racer has imported and connected by then
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "helpers.racer", store_url, CONFIG, f"job-{i}", str(start)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    outcomes = []
+    for racer in racers:
+        out, err = racer.communicate(timeout=120)
+        assert racer.returncode == 0, err[-2000:]
+        outcomes.append(out.strip().splitlines()[-1])
+    assert Counter(outcomes) == {"run": 1, "wait": 1, "skip": 6}
