@@ -32,7 +32,8 @@ def outbox(project: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-INCOMING_OK = ("success", {"run_incoming_configuration": "success", "export_orders-to-erp": "success"})
+GUARDED = {"guard": "success", "release_guard": "success"}
+INCOMING_OK = ("success", {**GUARDED, "run_incoming_configuration": "success", "export_orders-to-erp": "success"})
 
 
 def not_realtime(project: Path) -> None:
@@ -48,12 +49,12 @@ def test_a_realtime_route_is_exported_right_after_its_incoming_run(project: Path
 def test_incoming_then_outgoing_moves_orders_from_inbox_to_outbox(project: Path) -> None:
     not_realtime(project)
     inbox = project / "data" / "inbox" / "shop-orders"
-    assert run_dag("shop-orders-incoming") == ("success", {"run_incoming_configuration": "success"})
+    assert run_dag("shop-orders-incoming") == ("success", {**GUARDED, "run_incoming_configuration": "success"})
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["orders-0001.json", "orders-0002.json"]
     # SO-1002 is in both files with the same content: one task, not two.
     assert store_at(project).counts("orders-to-erp")["new"] == 4
 
-    assert run_dag("orders-to-erp-export") == ("success", {"export_route": "success"})
+    assert run_dag("orders-to-erp-export") == ("success", {**GUARDED, "export_route": "success"})
     assert outbox(project) == ["order-SO-1001.json", "order-SO-1002.json", "order-SO-1003.json", "order-SO-1004.json"]
     written = json.loads((project / "data" / "outbox" / "erp-orders" / "order-SO-1002.json").read_text())
     assert written["customer"] == "Café Amstel"
@@ -93,7 +94,7 @@ def test_a_malformed_file_is_rejected_and_the_others_are_stored(project: Path) -
     state, tasks = run_dag("shop-orders-incoming")
     assert (state, tasks) == (
         "failed",
-        {"run_incoming_configuration": "failed", "export_orders-to-erp": "upstream_failed"},
+        {**GUARDED, "run_incoming_configuration": "failed", "export_orders-to-erp": "upstream_failed"},
     )
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["orders-0001.json", "orders-0002.json"]
     assert (inbox / "rejected" / "orders-0000.json.error.txt").read_text().startswith("not valid JSON at line 1")
@@ -131,7 +132,7 @@ def test_repair_hands_stuck_tasks_back(project: Path, monkeypatch: pytest.Monkey
 def test_a_disabled_job_processes_nothing_and_says_why(project: Path) -> None:
     inbox = project / "data" / "inbox" / "product-catalog"
     state, tasks = run_dag("product-catalog-incoming")
-    assert (state, tasks) == ("success", {"run_incoming_configuration": "skipped"})
+    assert (state, tasks) == ("success", {**GUARDED, "run_incoming_configuration": "skipped"})
     assert (inbox / "products.csv").exists()
     assert store_at(project).counts()["new"] == 0
 

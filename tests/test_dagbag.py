@@ -36,20 +36,38 @@ def test_each_dag_carries_the_definition(project: Path) -> None:
     assert export.is_paused_upon_creation is False
     assert export.tags == {"scheduled-job", "outgoing"}
     assert "Push new orders to the ERP, 100 at a time." in export.doc_md
-    (task,) = export.tasks
+    assert sorted(t.task_id for t in export.tasks) == ["export_route", "guard", "release_guard"]
+    assert {t.priority_weight for t in export.tasks} == {5}
+    task = export.get_task("export_route")
+    guard = export.get_task("guard")
+    assert (guard.configuration, guard.overlap, guard.downstream_task_ids) == (
+        "route:orders-to-erp",
+        "buffer_one",
+        {"export_route", "release_guard"},
+    )
+    assert export.get_task("release_guard").is_teardown is True
     assert (task.task_id, task.priority_weight, task.weight_rule) == ("export_route", 5, "absolute")
     assert (task.route, task.tasks_to_export) == ("orders-to-erp", 100)
 
     incoming = bag.get_dag("shop-orders-incoming")
     assert sorted((t.task_id, t.priority_weight) for t in incoming.tasks) == [
         ("export_orders-to-erp", 10),
+        ("guard", 10),
+        ("release_guard", 10),
         ("run_incoming_configuration", 10),
     ]
+    assert incoming.get_task("guard").configuration == "incoming:shop-orders"
+    assert incoming.get_task("release_guard").upstream_task_ids == {
+        "guard",
+        "run_incoming_configuration",
+        "export_orders-to-erp",
+    }
     realtime = incoming.get_task("export_orders-to-erp")
     assert realtime.upstream_task_ids == {"run_incoming_configuration"}
     assert (realtime.route, realtime.tasks_to_export, realtime.trigger_rule) == ("orders-to-erp", None, "all_success")
     repair = bag.get_dag("repair-stuck-tasks")
     assert repair.timetable.timezone == "UTC"
+    assert [t.task_id for t in repair.tasks] == ["repair_stuck_tasks"]  # no configuration, no guard
     assert repair.tasks[0].stuck_after_minutes == 30
 
 
@@ -57,7 +75,7 @@ def test_a_disabled_job_has_no_schedule(project: Path) -> None:
     dag = dagbag().get_dag("product-catalog-incoming")
     assert type(dag.timetable).__name__ == "NullTimetable"
     assert "disabled" in dag.tags
-    assert dag.tasks[0].disabled is True
+    assert dag.get_task("run_incoming_configuration").disabled is True
 
 
 def test_a_bad_file_is_an_import_error_and_the_good_dags_still_register(project: Path) -> None:

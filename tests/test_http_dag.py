@@ -110,7 +110,12 @@ expression: "*/5 * * * *"
     dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("shop-api-orders")
     run = dag.test()
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states == {"run_incoming_configuration": "success", "export_api-orders-to-erp": "success"}
+    assert states == {
+        "guard": "success",
+        "run_incoming_configuration": "success",
+        "export_api-orders-to-erp": "success",
+        "release_guard": "success",
+    }
     paid = [o for o in ORDERS if o["status"] == "paid"]
     assert sorted(sink.bodies.values(), key=lambda b: int(b["id"][3:])) == [
         {"id": o["id"], "customer": o["customer"]["name"]} for o in paid

@@ -56,6 +56,8 @@ class JobDefinition(Named):
     priority: int = Field(default=0, ge=-INT32, le=INT32)
     stuck_after_minutes: int | None = Field(default=None, gt=0)
     max_attempts: int | None = Field(default=None, gt=0)
+    overlap: Literal["buffer_one", "skip", "allow"] = "buffer_one"
+    """When its configuration is already running: wait once (the seed's rule), skip, or allow overlap."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,16 @@ class ScheduledJob:
 
     realtime_routes: tuple[str, ...] = ()
     """For an incoming job: the real-time routes exported right after it."""
+
+    @property
+    def guarded_configuration(self) -> str | None:
+        """What the duplicate rule is about: ``incoming:<id>`` or ``route:<id>``; None for repairs."""
+        d = self.definition
+        if d.incoming_configuration:
+            return f"incoming:{d.incoming_configuration}"
+        if d.route:
+            return f"route:{d.route}"
+        return None
 
     @property
     def target(self) -> str | None:

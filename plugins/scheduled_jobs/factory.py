@@ -18,6 +18,7 @@ from scheduled_jobs.operators import (
     RepairStuckTasksOperator,
     RunIncomingConfigurationOperator,
 )
+from scheduled_jobs.operators.guard import GuardOperator, ReleaseGuardOperator
 
 if TYPE_CHECKING:
     from scheduled_jobs.operators.base import ScheduledJobOperator
@@ -87,13 +88,33 @@ def build_dag(job: ScheduledJob) -> DAG:
         is_paused_upon_creation=False,
         tags=tags,
     ) as dag:
-        first = _operator(job)
+        work = _operator(job)
+        last = [work]
         for route in job.realtime_routes:
             # The seed's real-time route: exported right after its incoming configuration runs.
             # After a failed incoming run (a rejected source) the export waits for the next run, so
             # that the DAG run shows the failure; what was stored is exported then.
-            first >> ExportRouteOperator(route=route, **_common(job, f"export_{route}"))
+            export = ExportRouteOperator(route=route, **_common(job, f"export_{route}"))
+            work >> export
+            last.append(export)
+        if job.guarded_configuration is not None:
+            _guard(job, work, last)
     return dag
+
+
+def _guard(job: ScheduledJob, work: ScheduledJobOperator, last: list[ScheduledJobOperator]) -> None:
+    """The duplicate rule around the work: a guard first, and a teardown that frees the hold.
+
+    A teardown is left out of the DAG run's state, so a failed export still fails the run.
+    """
+    priority: dict[str, Any] = {"priority_weight": job.definition.priority, "weight_rule": "absolute"}
+    assert job.guarded_configuration is not None
+    guard = GuardOperator(
+        task_id="guard", configuration=job.guarded_configuration, overlap=job.definition.overlap, **priority
+    )
+    release = ReleaseGuardOperator(task_id="release_guard", **priority)
+    guard >> work
+    last >> release.as_teardown(setups=guard)
 
 
 def build_dags(catalog: Catalog | None = None) -> dict[str, DAG]:

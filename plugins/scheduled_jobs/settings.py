@@ -15,6 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STUCK_AFTER_MINUTES = 30
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_STORE_CONN_ID = "scheduled_jobs_store"
+DEFAULT_GUARD_LEASE_MINUTES = 60
 
 
 def _get(key: str) -> str | None:
@@ -70,6 +71,23 @@ def stuck_after_minutes() -> int:
 
 def max_attempts() -> int:
     return _get_int("max_attempts", DEFAULT_MAX_ATTEMPTS)
+
+
+def prevent_duplicates() -> bool:
+    """The seed's switch: ``AIRFLOW__SCHEDULED_JOBS__PREVENT_DUPLICATES=false`` turns the guard off."""
+    raw = (_get("prevent_duplicates") or "true").strip().lower()
+    return raw not in ("false", "0", "no", "off")
+
+
+def guard_lease_minutes() -> int:
+    """How long a run's hold on its configuration outlives the run if nothing else says it is over."""
+    return _get_int("guard_lease_minutes", DEFAULT_GUARD_LEASE_MINUTES)
+
+
+def guard_poll_seconds() -> float:
+    """How often a waiting run checks, in the triggerer, whether its configuration is free."""
+    raw = _get("guard_poll_seconds")
+    return float(raw) if raw else 5.0
 
 
 def default_timezone() -> str:

@@ -1,0 +1,106 @@
+"""The guard: the first task of every job that executes a configuration (the seed's duplicate rule).
+
+At most one run executes a configuration and at most one waits for it; a further run is skipped as a
+duplicate, its log naming the run it duplicated. Waiting happens in the triggerer (deferrable), not in
+a worker slot. The last task of the DAG (a teardown) frees what the run holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+from scheduled_jobs import settings
+from scheduled_jobs.store import TaskStore
+from scheduled_jobs.store.processes import Holder, ProcessLedger
+from scheduled_jobs.triggers.guard import GuardTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+Overlap = Literal["buffer_one", "skip", "allow"]
+WEBHOOK = "webhook"
+
+
+def _holder(context: Context) -> Holder:
+    return Holder(context["dag"].dag_id, context["run_id"])
+
+
+class GuardOperator(BaseOperator):
+    """Decides whether this run executes now, waits, or is a duplicate (skipped)."""
+
+    template_fields = ("configuration",)
+    ui_color = "#fff4d6"
+
+    def __init__(self, *, configuration: str, overlap: Overlap = "buffer_one", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.configuration = configuration
+        self.overlap = overlap
+
+    def execute(self, context: Context) -> str:
+        conf = context["dag_run"].conf or {}
+        if not settings.prevent_duplicates():
+            self.log.info("Duplicate prevention is off ([scheduled_jobs] prevent_duplicates = False)")
+            return "allowed"
+        if self.overlap == "allow":
+            self.log.info("overlap: allow: runs of %s may overlap", self.configuration)
+            return "allowed"
+        if conf.get("trigger") == WEBHOOK:
+            self.log.info("Triggered by a webhook: never skipped as a duplicate")
+            return "webhook"
+        store = TaskStore.from_airflow()
+        ledger = ProcessLedger(store.engine)
+        me = _holder(context)
+        lease = dt.timedelta(minutes=settings.guard_lease_minutes())
+        ti = context["ti"]
+
+        def is_alive(dag_id: str, run_id: str) -> bool | None:
+            try:
+                state = str(ti.get_dagrun_state(dag_id=dag_id, run_id=run_id))
+            except Exception:  # unknown run (deleted) or no answer: let the lease decide
+                return None
+            return state.rsplit(".", 1)[-1].lower() in ("queued", "running")
+
+        decision = ledger.enter(
+            self.configuration, me, lease, wait_allowed=self.overlap == "buffer_one", is_alive=is_alive
+        )
+        if decision.action == "run":
+            self.log.info("%s is free: this run executes it", self.configuration)
+            return "running"
+        if decision.action == "skip":
+            self.log.warning("Skipped as a duplicate: %s", decision.reason)
+            raise AirflowSkipException(f"Duplicate: {decision.reason}")
+        self.log.info(
+            "%s is being executed by %s: this run waits for it (in the triggerer)", self.configuration, decision.holder
+        )
+        self.defer(
+            trigger=GuardTrigger(
+                configuration=self.configuration,
+                dag_id=me.dag_id,
+                run_id=me.run_id,
+                store_url=store.engine.url.render_as_string(hide_password=False),
+                lease_seconds=lease.total_seconds(),
+                poll_seconds=settings.guard_poll_seconds(),
+            ),
+            method_name="resume",
+        )
+
+    def resume(self, context: Context, event: dict[str, Any] | None = None) -> str:
+        self.log.info("The run that held %s is done: this run executes it now", self.configuration)
+        return "running"
+
+
+class ReleaseGuardOperator(BaseOperator):
+    """Frees what this run holds in the process ledger, however the run's other tasks ended."""
+
+    ui_color = "#fff4d6"
+
+    def execute(self, context: Context) -> int:
+        if not settings.prevent_duplicates():
+            return 0
+        freed = ProcessLedger(TaskStore.from_airflow().engine).leave(_holder(context))
+        self.log.info("Released %d hold(s) of this run", freed)
+        return freed
