@@ -75,7 +75,7 @@ def write_dag_factory_yaml(folder: Path, count: int) -> None:
         tasks = [task]
         if j["kind"] != "repair_stuck_tasks":  # the guard and release the factory adds (release as all_done)
             target = "route:orders-to-erp" if j["kind"] == "outgoing" else "incoming:shop-orders"
-            guard_op = "scheduled_jobs.operators.guard.GuardOperator"
+            guard_op = "scheduled_jobs.operators.guard.GuardSensor"
             release_op = "scheduled_jobs.operators.guard.ReleaseGuardOperator"
             last = [task_id]
             tasks = [
@@ -143,7 +143,7 @@ from pathlib import Path
 import os, yaml
 from airflow.sdk import DAG, CronTriggerTimetable
 from scheduled_jobs.operators import ExportRouteOperator, RepairStuckTasksOperator, RunIncomingConfigurationOperator
-from scheduled_jobs.operators.guard import GuardOperator, ReleaseGuardOperator
+from scheduled_jobs.operators.guard import GuardSensor, ReleaseGuardOperator
 folder = Path(os.environ["AIRFLOW__SCHEDULED_JOBS__DEFINITIONS_FOLDER"])
 START
 dags = {}
@@ -166,7 +166,7 @@ for path in sorted(folder.glob("*.yaml")):
             RepairStuckTasksOperator(task_id="repair_stuck_tasks", stuck_after_minutes=d["stuck_after_minutes"], **common)
             target = None
         if target:
-            guard = GuardOperator(task_id="guard", configuration=target, **weight)
+            guard = GuardSensor(task_id="guard", configuration=target, **weight)
             release = ReleaseGuardOperator(task_id="release_guard", **weight)
             guard >> work
             [work, *([realtime] if d["job"] == "incoming" else [])] >> release.as_teardown(setups=guard)

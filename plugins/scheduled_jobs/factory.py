@@ -18,7 +18,7 @@ from scheduled_jobs.operators import (
     RepairStuckTasksOperator,
     RunIncomingConfigurationOperator,
 )
-from scheduled_jobs.operators.guard import GuardOperator, ReleaseGuardOperator
+from scheduled_jobs.operators.guard import GuardSensor, ReleaseGuardOperator
 
 if TYPE_CHECKING:
     from scheduled_jobs.operators.base import ScheduledJobOperator
@@ -109,7 +109,7 @@ def _guard(job: ScheduledJob, work: ScheduledJobOperator, last: list[ScheduledJo
     """
     priority: dict[str, Any] = {"priority_weight": job.definition.priority, "weight_rule": "absolute"}
     assert job.guarded_configuration is not None
-    guard = GuardOperator(
+    guard = GuardSensor(
         task_id="guard", configuration=job.guarded_configuration, overlap=job.definition.overlap, **priority
     )
     release = ReleaseGuardOperator(task_id="release_guard", **priority)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from scheduled_jobs import settings
@@ -29,8 +29,12 @@ def _holder(context: Context) -> Holder:
     return Holder(context["dag"].dag_id, context["run_id"])
 
 
-class GuardOperator(BaseOperator):
-    """Decides whether this run executes now, waits, or is a duplicate (skipped)."""
+class GuardSensor(BaseSensorOperator):
+    """Decides whether this run executes now, waits, or is a duplicate (skipped).
+
+    Always deferrable: a waiting run waits in the triggerer (``GuardTrigger``), holding no worker slot,
+    up to the sensor's ``timeout``. ``poke`` answers whether a waiting run may go on now.
+    """
 
     template_fields = ("configuration",)
     ui_color = "#fff4d6"
@@ -86,7 +90,12 @@ class GuardOperator(BaseOperator):
                 poll_seconds=settings.guard_poll_seconds(),
             ),
             method_name="resume",
+            timeout=dt.timedelta(seconds=self.timeout),
         )
+
+    def poke(self, context: Context) -> bool:
+        lease = dt.timedelta(minutes=settings.guard_lease_minutes())
+        return ProcessLedger(TaskStore.from_airflow().engine).promote(self.configuration, _holder(context), lease)
 
     def resume(self, context: Context, event: dict[str, Any] | None = None) -> str:
         self.log.info("The run that held %s is done: this run executes it now", self.configuration)
