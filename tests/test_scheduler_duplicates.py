@@ -158,25 +158,7 @@ def test_six_runs_at_once_one_runs_one_waits_three_skip_and_the_webhook_runs(air
     store.add_entities(["orders-to-erp"], [(f"SO-{i}", {"id": f"SO-{i}"}) for i in range(12)])
     engine = metadata(env)
     wait_for(dags_registered(env, len(JOBS)), 180, "the six DAGs", env)
-    triggers = [
-        subprocess.Popen(
-            [
-                str(BIN / "airflow"),
-                "dags",
-                "trigger",
-                job,
-                *(["--conf", '{"trigger": "webhook"}'] if job == "dup-f" else []),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for job in JOBS
-    ]
-    for trigger in triggers:
-        output, _ = trigger.communicate(timeout=120)
-        assert trigger.returncode == 0, output
+    trigger_all(env, JOBS, webhook={"dup-f"})
     wait_for(finished_runs(env, len(JOBS)), 240, "the six runs to finish", env)
     with engine.connect() as conn:
         rows = conn.execute(
@@ -238,10 +220,17 @@ def test_with_one_slot_higher_priority_starts_first(airflow: dict[str, str]) -> 
         assert conn.execute(sa.text("SELECT slots FROM slot_pool WHERE pool = 'default_pool'")).scalar() == 1
 
 
-def trigger_all(env: dict[str, str], jobs: list[str]) -> None:
+def trigger_all(env: dict[str, str], jobs: list[str], webhook: set[str] | None = None) -> None:
+    """``airflow dags trigger`` for each job at once; those in ``webhook`` with conf {"trigger": "webhook"}."""
     triggers = [
         subprocess.Popen(
-            [str(BIN / "airflow"), "dags", "trigger", job],
+            [
+                str(BIN / "airflow"),
+                "dags",
+                "trigger",
+                job,
+                *(["--conf", '{"trigger": "webhook"}'] if job in (webhook or set()) else []),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
