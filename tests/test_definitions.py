@@ -60,6 +60,11 @@ def problems_for(project: Path, text: str, name: str = "job.yaml") -> list[str]:
             VALID + "max_attempts: 3\n",
             ["max_attempts: only allowed with job: repair_stuck_tasks (this job is outgoing)"],
         ),
+        (
+            "name: R\njob: repair_stuck_tasks\nexpression: '@daily'\noverlap: skip\n",
+            ["overlap: only allowed with job: incoming or outgoing (this job is repair_stuck_tasks)"],
+        ),
+        (VALID + "overlap: never\n", ["overlap: must be one of 'buffer_one', 'skip' or 'allow', got 'never'"]),
         (VALID.replace("route: orders-to-erp\n", ""), ["route: is required with job: outgoing"]),
         (
             VALID.replace("route: orders-to-erp", "route: orders-to-crm"),

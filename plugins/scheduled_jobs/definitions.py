@@ -126,6 +126,9 @@ def _semantic_problems(path: Path, data: dict[str, object], configurations: Conf
         for key, owner in KEYS_OF_JOB_TYPE.items():
             if key in data and owner != job:
                 problems.append(Problem(where, key, f"only allowed with job: {owner} (this job is {job})"))
+        if "overlap" in data and job == "repair_stuck_tasks":
+            reason = "only allowed with job: incoming or outgoing (this job is repair_stuck_tasks)"
+            problems.append(Problem(where, "overlap", reason))
         if job == "incoming":
             problems.extend(
                 _reference_problem(where, data, "incoming_configuration", configurations.incoming, "incoming")
