@@ -92,7 +92,7 @@ def test_batches_are_acknowledged_in_order_and_never_past_a_failure(tmp_path: ob
     def flaky(routes: list[str], records: list[tuple[str, object]]) -> object:
         calls["n"] += 1
         if calls["n"] == 1:
-            time.sleep(0.3)  # page 1 commits last: its acknowledgement must still come first
+            time.sleep(0.3)  # page 1 is slow to commit: page 2 must not be acknowledged first
         if calls["n"] == 2:
             raise RuntimeError("the store went away")
         return real(routes, records)
@@ -100,11 +100,45 @@ def test_batches_are_acknowledged_in_order_and_never_past_a_failure(tmp_path: ob
     store.add_entities = flaky  # type: ignore[method-assign]
     pages = _Pages()
     with pytest.raises(RuntimeError, match="the store went away"):
-        ingest(store, pages, ["r"], "id", writers=3)  # type: ignore[arg-type]
-    assert pages.acknowledged == [1]  # page 3 may be stored, but is not acknowledged past page 2
+        ingest(store, pages, ["r"], "id")  # type: ignore[arg-type]
+    assert pages.acknowledged == [1]  # nothing is acknowledged past the failed page 2
     again = _Pages()
     store.add_entities = real  # type: ignore[method-assign]
-    summary = ingest(store, again, ["r"], "id", writers=3)  # type: ignore[arg-type]
+    summary = ingest(store, again, ["r"], "id")  # type: ignore[arg-type]
     assert again.acknowledged == [1, 2, 3]
-    assert store.counts("r")["new"] == 150  # what the failed run stored is not stored twice
+    assert store.counts("r")["new"] == 150  # nothing stored twice
     assert summary.unchanged >= 50
+
+
+def test_batches_commit_in_the_order_read_so_the_later_content_wins(tmp_path: object) -> None:
+    import time
+
+    from scheduled_jobs.connectors.base import Batch
+    from scheduled_jobs.ingesting import ingest
+    from scheduled_jobs.store import TaskStore
+
+    store = TaskStore.from_url(f"sqlite:///{tmp_path}/store.db")
+    real = store.add_entities
+    calls = {"n": 0}
+
+    def slow_first(routes: list[str], records: list[tuple[str, object]]) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            time.sleep(0.3)  # the first page is slow to store: the second must still come after it
+        return real(routes, records)
+
+    store.add_entities = slow_first  # type: ignore[method-assign]
+
+    class TwoPages:
+        def batches(self) -> Iterator[object]:
+            yield Batch("page 1", [{"id": "A", "v": 1}, {"id": "B", "v": 1}])
+            yield Batch("page 2", [{"id": "A", "v": 2}])
+
+    ingest(store, TwoPages(), ["r"], "id")  # type: ignore[arg-type]
+    assert [(t["entity_key"], t["payload"]) for t in store.list_tasks("r")] == [
+        ("A", '{"id":"A","v":1}'),
+        ("B", '{"id":"B","v":1}'),
+        ("A", '{"id":"A","v":2}'),
+    ]
+    store.add_entities = real  # type: ignore[method-assign]
+    assert store.add_entities(["r"], [("A", {"id": "A", "v": 2})]).created == 0  # v2 is the content kept

@@ -155,8 +155,8 @@ def export_route(
         for future, claimed_count in settling:
             held = future.result()
             if held < claimed_count:
-                result.lost_claims += claimed_count - held
                 lost = claimed_count - held
+                result.lost_claims += lost
                 log.warning("%d tasks had lost their claim (repaired as stuck) before they were settled", lost)
     finally:
         store_thread.shutdown(wait=True)

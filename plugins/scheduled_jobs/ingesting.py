@@ -14,8 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from scheduled_jobs.connectors.base import Batch, RejectedSource
-from scheduled_jobs.connectors.http import dig
+from scheduled_jobs.connectors.base import Batch, RejectedSource, dig
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -25,7 +24,10 @@ if TYPE_CHECKING:
     from scheduled_jobs.store import IngestResult, TaskStore
 
 log = logging.getLogger(__name__)
-WRITERS = 4  # batches written at once; more did not help on 2 cores (bench/ingest_http.py)
+# Batches handed to the one writer thread before this thread waits for the oldest. One writer, not
+# several: batches then commit in the order they were read, so task ids (and "oldest first") follow the
+# source, and an entity in two batches always ends with the later content.
+IN_FLIGHT = 2
 T = TypeVar("T")
 _DONE = object()
 
@@ -138,18 +140,17 @@ def ingest(
     mapping: Mapping | None = None,
     *,
     incoming: str = "",
-    writers: int = WRITERS,
 ) -> IngestSummary:
     """Store every batch the subscriber yields as tasks on ``routes``; sources that fail are set aside.
 
-    Up to ``writers`` batches are written at once, each in its own transaction, but acknowledged
-    strictly in order and only once committed: a SQL watermark never moves past a batch that was not
-    stored. A batch committed but not acknowledged (the run failed meanwhile) is read again next time,
-    and the entity-key rule makes that harmless.
+    A writer thread stores each batch in its own transaction, in the order read, while this thread
+    prepares the next. Batches are acknowledged in order and only once committed: a SQL watermark never
+    moves past a batch that was not stored. A batch committed but not acknowledged (the run failed
+    meanwhile) is read again next time, and the entity-key rule makes that harmless.
     """
     summary = IngestSummary(incoming, routes)
     pending: deque[tuple[Future[IngestResult], Batch, int]] = deque()
-    pool = ThreadPoolExecutor(writers, thread_name_prefix="ingest-writer")
+    pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-writer")
 
     def acknowledge(keep: int) -> None:
         while len(pending) > keep:
@@ -181,7 +182,7 @@ def ingest(
                 summary.rejected.append({"source": item.source, "reason": str(exc)})
                 continue
             pending.append((pool.submit(store.add_entities, routes, keyed), item, len(keyed)))
-            acknowledge(writers - 1)
+            acknowledge(IN_FLIGHT - 1)
         acknowledge(0)
     finally:
         pool.shutdown(wait=True)

@@ -18,6 +18,20 @@ if TYPE_CHECKING:
     from scheduled_jobs.store.tasks import ClaimedTask
 
 
+def dig(document: Any, dotted: str | None) -> Any:
+    """The value at a dotted path (``data.items``, ``lines.0.sku``); KeyError naming the missing part."""
+    if not dotted:
+        return document
+    for part in dotted.split("."):
+        if isinstance(document, list) and part.isdigit() and int(part) < len(document):
+            document = document[int(part)]
+        elif isinstance(document, dict) and part in document:
+            document = document[part]
+        else:
+            raise KeyError(f"{dotted!r}: key {part!r} not found")
+    return document
+
+
 class ConnectorSettings(StrictModel):
     """The ``subscriber:`` or ``publisher:`` mapping of a configuration; ``type`` picks the connector."""
 

@@ -21,6 +21,7 @@ from scheduled_jobs.connectors.base import (
     Publisher,
     RejectedSource,
     Subscriber,
+    dig,
 )
 from scheduled_jobs.exceptions import DeliveryError
 
@@ -86,20 +87,13 @@ class FilePublisherSettings(ConnectorSettings):
         return value
 
 
-def _dig(document: Any, dotted: str | None) -> Any:
-    if not dotted:
-        return document
-    for part in dotted.split("."):
-        if not isinstance(document, dict) or part not in document:
-            raise ValueError(f"records_path {dotted!r}: key {part!r} not found")
-        document = document[part]
-    return document
-
-
 def _records_from_json(path: Path, records_path: str | None) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as handle:
         document = json.load(handle)
-    found = _dig(document, records_path)
+    try:
+        found = dig(document, records_path)
+    except KeyError as exc:
+        raise ValueError(f"records_path {exc.args[0]}") from None
     records = found if isinstance(found, list) else [found]
     for index, record in enumerate(records):
         if not isinstance(record, dict):

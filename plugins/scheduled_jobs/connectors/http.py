@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import Field, field_validator
 
-from scheduled_jobs.connectors.base import Batch, ConnectorSettings, Publisher, RejectedSource, Subscriber
+from scheduled_jobs.connectors.base import Batch, ConnectorSettings, Publisher, RejectedSource, Subscriber, dig
 from scheduled_jobs.connectors.retry import RetrySettings, is_transient_status, retry_after_seconds
 from scheduled_jobs.exceptions import DeliveryError, SourceError
 from scheduled_jobs.models import StrictModel
@@ -29,20 +29,6 @@ if TYPE_CHECKING:
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 _FIELD = re.compile(r"{([^{}]+)}")
-
-
-def dig(document: Any, dotted: str | None) -> Any:
-    """The value at a dotted path (``data.items``); KeyError naming the missing part."""
-    if not dotted:
-        return document
-    for part in dotted.split("."):
-        if isinstance(document, list) and part.isdigit() and int(part) < len(document):
-            document = document[int(part)]
-        elif isinstance(document, dict) and part in document:
-            document = document[part]
-        else:
-            raise KeyError(f"{dotted!r}: {part!r} not found")
-    return document
 
 
 class _HttpSettings(ConnectorSettings):

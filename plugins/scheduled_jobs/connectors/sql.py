@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from scheduled_jobs.connectors.base import Batch, ConnectorSettings, Publisher, RejectedSource, Subscriber
-from scheduled_jobs.connectors.http import dig
+from scheduled_jobs.connectors.base import Batch, ConnectorSettings, Publisher, RejectedSource, Subscriber, dig
 from scheduled_jobs.exceptions import DeliveryError
 
 if TYPE_CHECKING:

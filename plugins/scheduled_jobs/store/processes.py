@@ -75,9 +75,10 @@ class ProcessLedger:
                 gone.append(holder)
         return gone
 
-    def _take(self, configuration: str, slot: Slot, me: Holder, lease: dt.timedelta) -> bool:
+    @staticmethod
+    def _row(configuration: str, slot: Slot, me: Holder, lease: dt.timedelta) -> dict[str, object]:
         now = utcnow()
-        row = {
+        return {
             "configuration": configuration,
             "slot": slot.value,
             "dag_id": me.dag_id,
@@ -85,9 +86,11 @@ class ProcessLedger:
             "acquired_at": now,
             "lease_expires_at": now + lease,
         }
+
+    def _take(self, configuration: str, slot: Slot, me: Holder, lease: dt.timedelta) -> bool:
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(processes).values(row))
+                conn.execute(insert(processes).values(self._row(configuration, slot, me, lease)))
         except IntegrityError:
             return False
         return True
@@ -131,19 +134,9 @@ class ProcessLedger:
         running = self._holders(configuration).get(Slot.RUNNING)
         if running is not None:
             return running[1] == me
-        now = utcnow()
         try:
             with self.engine.begin() as conn:
-                conn.execute(
-                    insert(processes).values(
-                        configuration=configuration,
-                        slot=Slot.RUNNING.value,
-                        dag_id=me.dag_id,
-                        run_id=me.run_id,
-                        acquired_at=now,
-                        lease_expires_at=now + lease,
-                    )
-                )
+                conn.execute(insert(processes).values(self._row(configuration, Slot.RUNNING, me, lease)))
                 conn.execute(
                     delete(processes).where(
                         processes.c.configuration == configuration,

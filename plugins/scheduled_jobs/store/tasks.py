@@ -247,26 +247,13 @@ class TaskStore:
             rows = sorted(conn.execute(statement).all(), key=lambda row: row.id)
         return [ClaimedTask(r.id, r.route, r.entity_key, json.loads(r.payload), r.attempts, token) for r in rows]
 
-    def _settle(self, task: ClaimedTask, status: TaskStatus, error: str | None, retryable: bool = False) -> bool:
-        statement = (
-            update(tasks)
-            .where(
-                tasks.c.id == task.id,
-                tasks.c.claim_token == task.claim_token,
-                tasks.c.status == TaskStatus.PROCESSING.value,
-            )
-            .values(status=status.value, last_error=error, retryable=retryable, updated_at=utcnow())
-        )
-        with self.engine.begin() as conn:
-            return conn.execute(statement).rowcount == 1
-
     def finish(self, task: ClaimedTask) -> bool:
         """Mark a delivered task finished; False when its claim was lost (it was repaired meanwhile)."""
-        return self._settle(task, TaskStatus.FINISHED, None)
+        return self.settle(task.claim_token, [task.id], []) == 1
 
     def fail(self, task: ClaimedTask, error: str, *, retryable: bool = False) -> bool:
         """Mark a task failed with its error; False when its claim was lost."""
-        return self._settle(task, TaskStatus.FAILED, error, retryable)
+        return self.settle(task.claim_token, [], [(task.id, error, retryable)]) == 1
 
     def settle(self, token: str, finished: Sequence[int], failures: Sequence[tuple[int, str, bool]]) -> int:
         """Finish and fail the tasks of one claim in one transaction; returns how many still held the claim.
