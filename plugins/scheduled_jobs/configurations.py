@@ -39,11 +39,20 @@ class Mapping(StrictModel):
     """Payload key: record field (dotted); absent = the whole record is the payload."""
 
 
+class WebhookSettings(StrictModel):
+    """How a webhook that pushes into an incoming configuration may authenticate besides an Airflow token."""
+
+    connection: str = Field(min_length=1)
+    """The Airflow connection whose password is the webhook's secret, sent as ``X-Webhook-Secret``."""
+
+
 class IncomingConfiguration(Named):
     entity_key: str = Field(min_length=1)
     """The record field (dotted for nested fields) whose value identifies an entity, e.g. ``id``."""
-    subscriber: SubscriberSettings
+    subscriber: SubscriberSettings | None = None
+    """Where a scheduled job reads records from; absent when records only arrive by webhook."""
     mapping: Mapping | None = None
+    webhook: WebhookSettings | None = None
 
 
 class OutgoingConfiguration(Named):

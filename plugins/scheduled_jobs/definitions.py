@@ -114,6 +114,18 @@ def _reference_problem(where: str, data: dict[str, object], key: str, shelf: She
     return []
 
 
+def _webhook_only_problem(where: str, data: dict[str, object], configurations: Configurations) -> list[Problem]:
+    target = data.get("incoming_configuration")
+    found = configurations.incoming.valid.get(target) if isinstance(target, str) else None
+    if found is None or found.model.subscriber is not None:
+        return []
+    reason = (
+        f"incoming configuration {target!r} ({found.path}) has no subscriber: its records only arrive by "
+        "webhook, so a scheduled job has nothing to read; add a subscriber to it or remove this job"
+    )
+    return [Problem(where, "incoming_configuration", reason)]
+
+
 def _semantic_problems(path: Path, data: dict[str, object], configurations: Configurations) -> list[Problem]:
     """What pydantic cannot know: keys of another job type, references, the cron and the time zone.
 
@@ -133,6 +145,7 @@ def _semantic_problems(path: Path, data: dict[str, object], configurations: Conf
             problems.extend(
                 _reference_problem(where, data, "incoming_configuration", configurations.incoming, "incoming")
             )
+            problems.extend(_webhook_only_problem(where, data, configurations))
         if job == "outgoing":
             problems.extend(_reference_problem(where, data, "route", configurations.routes, "routes"))
     expression = data.get("expression")

@@ -19,6 +19,7 @@ from scheduled_jobs.exceptions import DeliveryError
 from scheduled_jobs.store.tasks import utcnow
 
 if TYPE_CHECKING:
+    from scheduled_jobs.configurations import Configurations
     from scheduled_jobs.connectors.base import Publisher
     from scheduled_jobs.store import ClaimedTask, TaskStore
 
@@ -165,3 +166,26 @@ def export_route(
         publisher.close()
     result.left = store.counts(route)["new"]
     return result
+
+
+def export_configured_route(
+    configurations: Configurations, route: str, store: TaskStore, *, limit: int | None = None
+) -> ExportResult:
+    """Export a route as its YAML says (publisher, concurrency, retrying of failed tasks)."""
+    from scheduled_jobs.configurations import KIND_LABELS
+    from scheduled_jobs.connectors import publisher_for
+    from scheduled_jobs.exceptions import ScheduledJobsError
+
+    found = configurations.routes.valid.get(route)
+    if found is None:
+        raise ScheduledJobsError(configurations.routes.describe_missing(route, KIND_LABELS["routes"]))
+    outgoing = configurations.outgoing.valid[found.model.outgoing_configuration]
+    retry = found.model.retry_failed_tasks
+    return export_route(
+        store,
+        publisher_for(outgoing.model.publisher),
+        found.identifier,
+        limit=limit,
+        concurrency=found.model.concurrency,
+        retry_failed=RetryFailed(retry.attempts, retry.after_minutes) if retry else None,
+    )

@@ -96,3 +96,11 @@ def default_timezone() -> str:
 
     value = conf.get("core", "default_timezone", fallback="utc") or "utc"
     return "UTC" if value.lower() == "utc" else value
+
+
+DEFAULT_WEBHOOK_MAX_BYTES = 10 * 1024 * 1024
+
+
+def webhook_max_bytes() -> int:
+    """The largest webhook body accepted (10 MiB by default); a larger one is answered 413."""
+    return _get_int("webhook_max_bytes", DEFAULT_WEBHOOK_MAX_BYTES)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from scheduled_jobs.configurations import KIND_LABELS
-from scheduled_jobs.connectors import publisher_for
-from scheduled_jobs.exporting import RetryFailed, export_route
-from scheduled_jobs.operators.base import ScheduledJobOperator, require
+from scheduled_jobs.exporting import export_configured_route
+from scheduled_jobs.operators.base import ScheduledJobOperator
 from scheduled_jobs.store import TaskStore
 
 if TYPE_CHECKING:
@@ -29,24 +27,12 @@ class ExportRouteOperator(ScheduledJobOperator):
         self.tasks_to_export = tasks_to_export
 
     def run(self, context: Context) -> dict[str, Any]:
-        configurations = self.load_configurations()
-        route = require(
-            configurations.routes.valid.get(self.route),
-            configurations.routes.describe_missing(self.route, KIND_LABELS["routes"]),
-        )
-        outgoing = configurations.outgoing.valid[route.model.outgoing_configuration]
-        retry = route.model.retry_failed_tasks
-        result = export_route(
-            TaskStore.from_airflow(),
-            publisher_for(outgoing.model.publisher),
-            route.identifier,
-            limit=self.tasks_to_export,
-            concurrency=route.model.concurrency,
-            retry_failed=RetryFailed(retry.attempts, retry.after_minutes) if retry else None,
+        result = export_configured_route(
+            self.load_configurations(), self.route, TaskStore.from_airflow(), limit=self.tasks_to_export
         )
         self.log.info(
             "Route %r: exported %d, failed %d, left %d new tasks%s%s",
-            route.identifier,
+            result.route,
             result.exported,
             result.failed,
             result.left,

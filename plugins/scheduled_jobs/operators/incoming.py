@@ -43,10 +43,15 @@ class RunIncomingConfigurationOperator(ScheduledJobOperator):
                 f"No route uses incoming configuration {incoming.identifier!r}, so its records would have "
                 f"nowhere to go; nothing was read. Add a route in {configurations.folder / 'routes'}."
             )
+        subscriber = require(
+            incoming.model.subscriber,
+            f"incoming configuration {incoming.identifier!r} ({incoming.path}) has no subscriber: "
+            "its records only arrive by webhook",
+        )
         store = TaskStore.from_airflow()
         summary = ingest(
             store,
-            subscriber_for(incoming.model.subscriber, StoreState(store, incoming.identifier)),
+            subscriber_for(subscriber, StoreState(store, incoming.identifier)),
             routes,
             incoming.model.entity_key,
             incoming.model.mapping,

@@ -65,10 +65,13 @@ class ClaimedTask:
 class IngestResult:
     created: int = 0
     unchanged: int = 0
+    task_ids: list[int] = field(default_factory=list)
+    """The ids of the created tasks, when asked for (``return_ids``)."""
 
     def __iadd__(self, other: IngestResult) -> IngestResult:
         self.created += other.created
         self.unchanged += other.unchanged
+        self.task_ids.extend(other.task_ids)
         return self
 
 
@@ -142,7 +145,9 @@ class TaskStore:
 
     # -- ingest ---------------------------------------------------------------------------------
 
-    def add_entities(self, routes: Sequence[str], records: Sequence[tuple[str, Any]]) -> IngestResult:
+    def add_entities(
+        self, routes: Sequence[str], records: Sequence[tuple[str, Any]], *, return_ids: bool = False
+    ) -> IngestResult:
         """Make one "new" task per route for each entity whose content is new or changed.
 
         An entity whose content is the same as the last content seen for it on that route makes no
@@ -176,9 +181,12 @@ class TaskStore:
                     for key in latest
                     if key in changed
                 ]
-                if rows:
+                if rows and return_ids:
+                    inserted = conn.execute(tasks.insert().returning(tasks.c.id, sort_by_parameter_order=True), rows)
+                    result.task_ids.extend(int(task_id) for task_id in inserted.scalars())
+                elif rows:
                     conn.execute(tasks.insert(), rows)
-                    result.created += len(rows)
+                result.created += len(rows)
         return result
 
     @staticmethod

@@ -1,0 +1,267 @@
+"""The web app mounted in Airflow's API server: the pages, their JSON API and the webhooks.
+
+Every route needs an authenticated Airflow user (``security``); there is no OpenAPI page to leak the
+routes. Blocking work (YAML, the store, Airflow's database) runs in worker threads, never on the
+API server's event loop.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from scheduled_jobs import settings
+from scheduled_jobs.configurations import load_configurations
+from scheduled_jobs.store import TaskStore, reports
+from scheduled_jobs.web import overview
+from scheduled_jobs.web.security import (
+    SECRET_HEADER,
+    authenticated_user,
+    require_dag_read,
+    require_dag_run_trigger,
+    webhook_secret_matches,
+)
+from scheduled_jobs.web.webhooks import WebhookRefused, export_realtime, find_incoming, read_body, receive
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+URL_PREFIX = "/scheduled-jobs"
+PAGE_SIZE = 25
+_TEMPLATES = Path(__file__).parent / "templates"
+
+# Autoescape everything: names, payloads and errors come from users and from remote systems.
+_environment = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(default=True))
+_environment.filters["age"] = overview.human_age
+templates = Jinja2Templates(env=_environment)
+
+
+@functools.lru_cache(maxsize=4)
+def _store_for(url: str) -> TaskStore:
+    return TaskStore.from_url(url)
+
+
+def store() -> TaskStore:
+    """The task store (one engine per store URL for the life of the API server)."""
+    from scheduled_jobs.store.engine import url_from_airflow
+
+    return _store_for(url_from_airflow().render_as_string(hide_password=False))
+
+
+def _engine() -> Engine:
+    return store().engine
+
+
+def _page_number(page: int) -> int:
+    return max(1, page)
+
+
+def _relative_root(request: Request) -> str:
+    """The app's root relative to this page (``""`` on /jobs, ``"../"`` on /tasks/7): links survive any prefix."""
+    inside = request.url.path.removeprefix(request.scope.get("root_path", "")).strip("/")
+    return "../" * inside.count("/")
+
+
+def _render(request: Request, template: str, active: str, **values: Any) -> HTMLResponse:
+    context = {"active": active, "root": _relative_root(request), **values}
+    return templates.TemplateResponse(request, template, context)
+
+
+# -- pages ------------------------------------------------------------------------------------------
+
+pages = APIRouter(dependencies=[Depends(require_dag_read)], default_response_class=HTMLResponse)
+
+
+@pages.get("/jobs")
+async def jobs_page(
+    request: Request, name: str = "", job: str = "", status: Literal["", "enabled", "disabled"] = ""
+) -> HTMLResponse:
+    filters = overview.JobFilters(name=name, job=job if job in overview.JOB_TYPES else "", status=status)
+    found = await run_in_threadpool(lambda: overview.jobs_overview(_engine(), filters))
+    return _render(
+        request,
+        "jobs.html",
+        "jobs",
+        overview=found,
+        filters=filters,
+        job_types=overview.JOB_TYPE_LABELS,
+    )
+
+
+@pages.get("/cron")
+async def cron_page(request: Request, expression: str | None = None, timezone: str = "UTC") -> HTMLResponse:
+    check = None if expression is None else await run_in_threadpool(overview.check_cron, expression, timezone)
+    return _render(request, "cron.html", "cron", check=check, expression=expression or "", timezone=timezone)
+
+
+@pages.get("/tasks")
+async def tasks_page(
+    request: Request, route: str | None = None, stuck_page: int = 1, errors_page: int = 1
+) -> HTMLResponse:
+    def build() -> dict[str, Any]:
+        rows = overview.route_rows(_engine())
+        values: dict[str, Any] = {"routes": rows, "route": route, "stuck": None, "errors": None}
+        if route is not None:
+            engine = _engine()
+            values["stuck"] = reports.stuck_tasks(
+                engine, route, overview.stuck_before(), _page_number(stuck_page), PAGE_SIZE
+            )
+            values["errors"] = reports.latest_errors(engine, route, _page_number(errors_page), PAGE_SIZE)
+        values["stuck_after_minutes"] = settings.stuck_after_minutes()
+        return values
+
+    return _render(request, "tasks.html", "tasks", **await run_in_threadpool(build))
+
+
+@pages.get("/tasks/{task_id}")
+async def task_page(request: Request, task_id: int) -> HTMLResponse:
+    detail = await run_in_threadpool(reports.task_detail, _engine(), task_id)
+    if detail is None:
+        raise HTTPException(404, f"no task has id {task_id}")
+    return _render(request, "task.html", "tasks", task=detail, payload=_pretty(detail["payload"]))
+
+
+@pages.get("/processes")
+async def processes_page(request: Request, configuration: str | None = None, page: int = 1) -> HTMLResponse:
+    def build() -> dict[str, Any]:
+        engine = _engine()
+        return {
+            "rows": overview.process_rows(engine),
+            "skipped": reports.skipped_page(engine, configuration, _page_number(page), PAGE_SIZE),
+            "configuration": configuration,
+        }
+
+    return _render(request, "processes.html", "processes", **await run_in_threadpool(build))
+
+
+def _pretty(payload: Any) -> str:
+    import json
+
+    return json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+# -- JSON API ---------------------------------------------------------------------------------------
+
+api = APIRouter(prefix="/api", dependencies=[Depends(require_dag_read)])
+
+
+def _page_dict(page: reports.Page) -> dict[str, Any]:
+    return {"rows": page.rows, "total": page.total, "page": page.number, "pages": page.pages, "size": page.size}
+
+
+@api.get("/jobs")
+async def jobs_api(name: str = "", job: str = "", status: Literal["", "enabled", "disabled"] = "") -> dict[str, Any]:
+    filters = overview.JobFilters(name=name, job=job, status=status)
+    found = await run_in_threadpool(lambda: overview.jobs_overview(_engine(), filters))
+    return {
+        "jobs": [row.as_dict() for row in found.rows],
+        "total": found.total,
+        "invalid": [{"path": p.path, "key": p.key, "reason": p.reason} for p in found.problems],
+    }
+
+
+@api.get("/cron")
+async def cron_api(
+    expression: str = Query(...), timezone: str = "UTC", count: int = Query(10, ge=1, le=100)
+) -> dict[str, Any]:
+    check = await run_in_threadpool(overview.check_cron, expression, timezone, count)
+    return check.as_dict()
+
+
+@api.get("/routes")
+async def routes_api() -> dict[str, Any]:
+    rows = await run_in_threadpool(lambda: overview.route_rows(_engine()))
+    return {"routes": [row.as_dict() for row in rows], "stuck_after_minutes": settings.stuck_after_minutes()}
+
+
+@api.get("/routes/{route}/stuck")
+async def stuck_api(route: str, page: int = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> dict[str, Any]:
+    found = await run_in_threadpool(
+        lambda: reports.stuck_tasks(_engine(), route, overview.stuck_before(), _page_number(page), size)
+    )
+    return _page_dict(found)
+
+
+@api.get("/routes/{route}/errors")
+async def errors_api(route: str, page: int = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> dict[str, Any]:
+    found = await run_in_threadpool(lambda: reports.latest_errors(_engine(), route, _page_number(page), size))
+    return _page_dict(found)
+
+
+@api.get("/tasks/{task_id}")
+async def task_api(task_id: int) -> dict[str, Any]:
+    detail = await run_in_threadpool(reports.task_detail, _engine(), task_id)
+    if detail is None:
+        raise HTTPException(404, f"no task has id {task_id}")
+    return detail
+
+
+@api.get("/processes")
+async def processes_api() -> dict[str, Any]:
+    rows = await run_in_threadpool(lambda: overview.process_rows(_engine()))
+    return {"processes": [row.as_dict() for row in rows]}
+
+
+@api.get("/processes/skipped")
+async def skipped_api(
+    configuration: str | None = None, page: int = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)
+) -> dict[str, Any]:
+    found = await run_in_threadpool(lambda: reports.skipped_page(_engine(), configuration, _page_number(page), size))
+    return _page_dict(found)
+
+
+# -- webhooks ---------------------------------------------------------------------------------------
+
+webhooks = APIRouter(prefix="/webhooks")
+
+
+@webhooks.post("/{incoming_configuration}", status_code=202)
+async def push(incoming_configuration: str, request: Request, background: BackgroundTasks) -> JSONResponse:
+    """Entities in, 202 with the new task ids; 400 bad JSON or entity key, 413 too large."""
+    offered = request.headers.get(SECRET_HEADER)
+    if offered is None:
+        require_dag_run_trigger(await authenticated_user(request))
+    configurations = await run_in_threadpool(load_configurations, settings.configurations_folder())
+    try:
+        incoming = find_incoming(configurations, incoming_configuration)
+    except WebhookRefused as refused:
+        # A secret caller learns nothing about which configurations exist.
+        status = 403 if offered is not None else refused.status
+        return JSONResponse({"detail": "Forbidden: wrong webhook secret" if offered else refused.message}, status)
+    if offered is not None and not await run_in_threadpool(webhook_secret_matches, incoming.model, offered):
+        return JSONResponse({"detail": "Forbidden: wrong webhook secret"}, 403)
+    try:
+        body = await read_body(request.stream(), request.headers.get("content-length"), settings.webhook_max_bytes())
+        the_store = await run_in_threadpool(store)
+        receipt = await run_in_threadpool(receive, configurations, incoming, body, the_store)
+    except WebhookRefused as refused:
+        return JSONResponse({"detail": refused.message}, refused.status)
+    if receipt.realtime_routes and receipt.task_ids:
+        background.add_task(export_realtime, configurations, receipt.realtime_routes, the_store)
+    return JSONResponse(receipt.as_dict(), 202, background=background)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Scheduled jobs",
+        # No /docs, /redoc or /openapi.json: they would be routes without authentication.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.include_router(pages)
+    app.include_router(api)
+    app.include_router(webhooks)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+
+    return app

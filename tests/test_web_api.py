@@ -1,0 +1,457 @@
+"""The plugin's app inside a real Airflow API server (Airflow's own ``create_app``, served by uvicorn on
+loopback in this process): authentication on every route, the figures against the store, the webhooks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from conftest import _HOME
+
+from scheduled_jobs.store import TaskStore
+from scheduled_jobs.store.processes import Holder, ProcessLedger
+from scheduled_jobs.store.schema import tasks
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from fastapi import FastAPI
+    from helpers.sink import Sink
+
+PREFIX = "/scheduled-jobs"
+PASSWORDS = {"admin": "admin-pw", "viewer": "viewer-pw", "user": "user-pw"}
+HOUR = dt.timedelta(hours=1)
+
+
+class Server:
+    def __init__(self, app: FastAPI) -> None:
+        import uvicorn
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.app = app
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the API server did not start within 30 s"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,viewer:viewer,user:user")
+        passwords = _HOME / "web-test-passwords.json"
+        passwords.write_text(json.dumps(PASSWORDS))
+        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
+        from airflow.api_fastapi.app import create_app, purge_cached_app
+
+        with Server(create_app()) as running:
+            yield running
+        purge_cached_app()
+
+
+def token_for(server: Server, username: str) -> str:
+    answer = httpx.post(
+        f"{server.url}/auth/token", json={"username": username, "password": PASSWORDS[username]}, timeout=10
+    )
+    assert answer.status_code == 201, answer.text
+    token: str = answer.json()["access_token"]
+    return token
+
+
+@pytest.fixture(scope="module")
+def tokens(server: Server) -> dict[str, str]:
+    return {name: token_for(server, name) for name in PASSWORDS}
+
+
+@pytest.fixture
+def client(server: Server, tokens: dict[str, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=server.url + PREFIX, headers={"Authorization": f"Bearer {tokens['admin']}"}, timeout=30
+    ) as session:
+        yield session
+
+
+def store_of(project: Path) -> TaskStore:
+    return TaskStore.from_url(f"sqlite:///{project / 'store.db'}")
+
+
+def plugin_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """(method, path) of every route the plugin's app serves, path parameters filled in."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import Mount
+
+    (mount,) = [r for r in app.routes if isinstance(r, Mount) and r.path == PREFIX]
+    found = []
+    for route in mount.app.routes:  # type: ignore[attr-defined]
+        assert isinstance(route, APIRoute), f"{route} is not an API route: it would escape the auth dependency"
+        path = re.sub(r"\{(\w+)\}", lambda m: "1" if m.group(1) == "task_id" else "shop-orders", route.path)
+        found.extend((method, PREFIX + path) for method in sorted(route.methods))
+    return found
+
+
+# -- authentication -------------------------------------------------------------------------------------
+
+
+def test_every_route_refuses_a_request_without_a_valid_token(server: Server, project: Path) -> None:
+    routes = plugin_routes(server.app)
+    assert len(routes) >= 13, routes
+    forged = token_for(server, "admin")[:-4] + "AAAA"
+    for method, path in routes:
+        bare = httpx.request(method, server.url + path, json={"id": 1}, timeout=10)
+        assert bare.status_code == 401, (method, path, bare.status_code, bare.text)
+        bad = httpx.request(
+            method, server.url + path, json={"id": 1}, headers={"Authorization": f"Bearer {forged}"}, timeout=10
+        )
+        assert bad.status_code == 403, (method, path, bad.status_code, bad.text)
+        cookie = httpx.request(method, server.url + path, json={"id": 1}, cookies={"_token": forged}, timeout=10)
+        assert cookie.status_code == 403, (method, path, cookie.status_code, cookie.text)
+    assert store_of(project).counts()["new"] == 0, "a refused webhook stored something"
+
+
+def test_no_unauthenticated_openapi_or_docs(server: Server) -> None:
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        assert httpx.get(server.url + PREFIX + path, timeout=10).status_code in (401, 404)
+
+
+def test_a_viewer_reads_pages_but_may_not_push_to_a_webhook(
+    server: Server, tokens: dict[str, str], project: Path
+) -> None:
+    viewer = {"Authorization": f"Bearer {tokens['viewer']}"}
+    assert httpx.get(f"{server.url}{PREFIX}/jobs", headers=viewer, timeout=30).status_code == 200
+    pushed = httpx.post(f"{server.url}{PREFIX}/webhooks/shop-orders", json={"id": 1}, headers=viewer, timeout=30)
+    assert pushed.status_code == 403
+    assert "trigger DAG runs" in pushed.json()["detail"]
+    as_user = {"Authorization": f"Bearer {tokens['user']}"}
+    pushed = httpx.post(f"{server.url}{PREFIX}/webhooks/shop-orders", json={"id": 1}, headers=as_user, timeout=30)
+    assert pushed.status_code == 202, pushed.text
+
+
+def test_the_ui_session_cookie_is_accepted(server: Server, tokens: dict[str, str], project: Path) -> None:
+    answer = httpx.get(f"{server.url}{PREFIX}/jobs", cookies={"_token": tokens["viewer"]}, timeout=30)
+    assert answer.status_code == 200
+    assert "Orders to ERP export" in answer.text
+
+
+def test_plugin_registers_its_pages_in_airflows_navigation(client: httpx.Client, server: Server) -> None:
+    plugins = client.get(f"{server.url}/api/v2/plugins").json()["plugins"]
+    (ours,) = [p for p in plugins if p["name"] == "scheduled_jobs"]
+    views = {v["name"]: (v["href"], v["url_route"]) for v in ours["external_views"]}
+    assert views == {
+        "Scheduled jobs": ("scheduled-jobs/jobs", "scheduled-jobs-jobs"),
+        "Cron checker": ("scheduled-jobs/cron", "scheduled-jobs-cron"),
+        "Tasks": ("scheduled-jobs/tasks", "scheduled-jobs-tasks"),
+        "Processes": ("scheduled-jobs/processes", "scheduled-jobs-processes"),
+    }
+
+
+# -- scheduled jobs -----------------------------------------------------------------------------------
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def test_jobs_list_every_job_with_fire_times_in_its_timezone_and_invalid_files(
+    client: httpx.Client, project: Path
+) -> None:
+    _write(
+        project / "job_definitions" / "night.yaml",
+        "name: Night repair\njob: repair_stuck_tasks\nexpression: '30 2 * * *'\ntimezone: Europe/Amsterdam\n"
+        "priority: 7\n",
+    )
+    _write(
+        project / "job_definitions" / "broken.yaml",
+        "name: Broken\njob: outgoing\nroute: nope\nexpression: '61 * * * *'\n",
+    )
+    answer = client.get("/api/jobs").json()
+    jobs = {job["identifier"]: job for job in answer["jobs"]}
+    night = jobs["night-repair"]
+    assert night["expression_description"] == "At 02:30"
+    assert (night["priority"], night["disabled"], night["overlap"], night["job"]) == (
+        7,
+        False,
+        None,
+        "repair_stuck_tasks",
+    )
+    fires = [dt.datetime.fromisoformat(f["at"]) for f in night["next_fire_times"]]
+    assert len(fires) == 5
+    assert all(
+        (f.hour, f.minute) == (2, 30) and f.utcoffset() in (dt.timedelta(hours=1), dt.timedelta(hours=2)) for f in fires
+    )
+    assert jobs["orders-to-erp-export"]["target"] == "orders-to-erp"
+    assert jobs["orders-to-erp-export"]["overlap"] == "buffer_one"
+    assert "broken" not in jobs
+    reasons = {(p["key"], p["reason"]) for p in answer["invalid"] if p["path"].endswith("broken.yaml")}
+    assert ("expression", "minute: 61 is out of range 0-59") in reasons
+    assert any(key == "route" and "no route has identifier 'nope'" in reason for key, reason in reasons)
+
+
+def test_jobs_mark_dst_shifts_in_the_next_fire_times(client: httpx.Client, project: Path) -> None:
+    # Every day at 02:30 in Amsterdam: on the last Sunday of March that time does not exist.
+    _write(
+        project / "job_definitions" / "dst.yaml",
+        "name: DST job\njob: repair_stuck_tasks\nexpression: '30 2 * 3 0'\ntimezone: Europe/Amsterdam\n",
+    )
+    (job,) = list(client.get("/api/jobs", params={"name": "dst"}).json()["jobs"])
+    notes = [f["note"] for f in job["next_fire_times"] if f["note"]]
+    assert any("DST" in note and "does not exist" in note for note in notes), job["next_fire_times"]
+    page = client.get("/jobs", params={"name": "dst"}).text
+    assert "clocks go forward" in page
+
+
+def test_jobs_filters_by_name_job_type_and_status(client: httpx.Client, project: Path) -> None:
+    _write(
+        project / "job_definitions" / "off.yaml",
+        "name: Switched off\ndisabled: true\njob: repair_stuck_tasks\nexpression: '0 * * * *'\n",
+    )
+
+    def identifiers(**params: str) -> set[str]:
+        return {job["identifier"] for job in client.get("/api/jobs", params=params).json()["jobs"]}
+
+    everything = identifiers()
+    disabled = {job["identifier"] for job in client.get("/api/jobs").json()["jobs"] if job["disabled"]}
+    assert "switched-off" in disabled and len(everything) >= 5
+    assert identifiers(status="disabled") == disabled
+    assert identifiers(status="enabled") == everything - disabled
+    assert identifiers(job="outgoing") == {j for j in everything if "export" in j}
+    assert identifiers(name="ORDERS") == {j for j in everything if "orders" in j}
+    page = client.get("/jobs", params={"status": "disabled"}).text
+    assert 'data-identifier="switched-off"' in page
+    assert 'data-identifier="orders-to-erp-export"' not in page
+    assert 'href="../dags/switched-off" target="_top"' in page
+
+
+def test_jobs_count_runs_skipped_as_duplicates(client: httpx.Client, project: Path) -> None:
+    ledger = ProcessLedger(store_of(project).engine)
+    configuration = "route:orders-to-erp"
+    ledger.enter(configuration, Holder("orders-to-erp-export", "r1"), HOUR)
+    ledger.enter(configuration, Holder("orders-to-erp-export", "r2"), HOUR)
+    ledger.enter(configuration, Holder("orders-to-erp-export", "r3"), HOUR)
+    ledger.enter(configuration, Holder("orders-to-erp-export", "r4"), HOUR)
+    jobs = {job["identifier"]: job for job in client.get("/api/jobs").json()["jobs"]}
+    assert jobs["orders-to-erp-export"]["skipped_duplicates"] == 2
+
+
+# -- cron checker --------------------------------------------------------------------------------------
+
+
+def test_cron_checker_valid_expression(client: httpx.Client) -> None:
+    answer = client.get("/api/cron", params={"expression": "*/15 9-17 * * MON-FRI", "timezone": "Europe/Amsterdam"})
+    body = answer.json()
+    assert body["valid"] is True and body["errors"] == []
+    assert body["description"] == "Every 15 minutes, between 09:00 and 17:59, Monday through Friday"
+    assert len(body["next_fire_times"]) == 10
+    first = dt.datetime.fromisoformat(body["next_fire_times"][0]["at"])
+    assert first.minute % 15 == 0 and 9 <= first.hour <= 17 and first.weekday() < 5
+
+
+def test_cron_checker_names_the_field_and_the_reason(client: httpx.Client) -> None:
+    body = client.get("/api/cron", params={"expression": "0 25 * * *", "timezone": "Europe/Amsterdm"}).json()
+    assert body["valid"] is False
+    assert body["errors"][0] == "expression: hour: 25 is out of range 0-23"
+    assert body["errors"][1].startswith("timezone: 'Europe/Amsterdm' is not an IANA time zone name")
+    assert "did you mean 'Europe/Amsterdam'" in body["errors"][1]
+    page = client.get("/cron", params={"expression": "0 25 * * *", "timezone": "UTC"}).text
+    assert "hour: 25 is out of range 0-23" in page and "invalid" in page
+
+
+# -- tasks -----------------------------------------------------------------------------------------
+
+
+def _seed_tasks(store: TaskStore) -> dict[str, list[int]]:
+    """On orders-to-erp: 3 new, 2 stuck in processing, 1 processing now, 4 failed, 1 finished."""
+    route = "orders-to-erp"
+    records = [
+        (f"order-{n}", {"id": n, "note": "<script>alert('x')</script>" if n == 1 else "plain"}) for n in range(11)
+    ]
+    created = store.add_entities([route], records, return_ids=True).task_ids
+    stuck = store.claim(route, 2)
+    fresh = store.claim(route, 1)
+    failing = store.claim(route, 4)
+    for number, task in enumerate(failing):
+        store.fail(task, f"HTTP 500 from the ERP <b>#{number}</b>")
+    (done,) = store.claim(route, 1)
+    store.finish(done)
+    long_ago = dt.datetime(2026, 1, 1)
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(tasks).where(tasks.c.id.in_([t.id for t in stuck])).values(claimed_at=long_ago))
+    return {
+        "created": created,
+        "stuck": [t.id for t in stuck],
+        "fresh": [t.id for t in fresh],
+        "failed": [t.id for t in failing],
+    }
+
+
+def test_tasks_figures_match_the_store(client: httpx.Client, project: Path) -> None:
+    store = store_of(project)
+    seeded = _seed_tasks(store)
+    routes = {row["route"]: row for row in client.get("/api/routes").json()["routes"]}
+    row = routes["orders-to-erp"]
+    assert (
+        row["counts"]
+        == store.counts("orders-to-erp")
+        == {"new": 3, "processing": 3, "finished": 1, "failed": 4, "skipped": 0}
+    )
+    assert row["stuck"] == 2
+    assert row["oldest_new_age_seconds"] is not None and 0 <= row["oldest_new_age_seconds"] < 120
+    assert routes["products-to-webshop"]["counts"]["new"] == 0
+    stuck = client.get("/api/routes/orders-to-erp/stuck").json()
+    assert [t["id"] for t in stuck["rows"]] == seeded["stuck"]
+    first = client.get("/api/routes/orders-to-erp/errors", params={"size": 3}).json()
+    second = client.get("/api/routes/orders-to-erp/errors", params={"size": 3, "page": 2}).json()
+    assert (first["total"], first["pages"], len(first["rows"]), len(second["rows"])) == (4, 2, 3, 1)
+    assert sorted(t["id"] for t in first["rows"] + second["rows"]) == sorted(seeded["failed"])
+    page = client.get("/tasks", params={"route": "orders-to-erp"}).text
+    assert re.search(r'data-route="orders-to-erp">.*?count-new">3<.*?count-failed">4<.*?stuck">2<', page, re.S)
+    assert "&lt;b&gt;#0&lt;/b&gt;" in page and "<b>#0</b>" not in page
+
+
+def test_a_tasks_payload_and_error_open_escaped(client: httpx.Client, project: Path) -> None:
+    store = store_of(project)
+    seeded = _seed_tasks(store)
+    first = seeded["created"][1]  # entity order-1 carries a <script>; it is among the stuck tasks
+    detail = client.get(f"/api/tasks/{first}").json()
+    assert detail["payload"] == {"id": 1, "note": "<script>alert('x')</script>"}
+    assert "claim_token" not in detail
+    page = client.get(f"/tasks/{first}").text
+    assert "&lt;script&gt;alert(" in page and "<script>alert" not in page
+    failed = client.get(f"/tasks/{seeded['failed'][0]}").text
+    assert "HTTP 500 from the ERP &lt;b&gt;#0&lt;/b&gt;" in failed
+    assert client.get("/tasks/999999").status_code == 404
+
+
+# -- processes -----------------------------------------------------------------------------------------
+
+
+def test_processes_show_the_run_executing_waiting_and_skipped(client: httpx.Client, project: Path) -> None:
+    ledger = ProcessLedger(store_of(project).engine)
+    configuration = "incoming:shop-orders"
+    ledger.enter(configuration, Holder("shop-orders-import", "run-1"), HOUR)
+    ledger.enter(configuration, Holder("shop-orders-import-2", "run-2"), HOUR)
+    ledger.enter(configuration, Holder("shop-orders-import", "run-3"), HOUR)
+    rows = {row["configuration"]: row for row in client.get("/api/processes").json()["processes"]}
+    row = rows[configuration]
+    assert (row["running"]["run_id"], row["waiting"]["run_id"], row["skipped"]) == ("run-1", "run-2", 1)
+    assert rows["route:orders-to-erp"]["running"] is None
+    (skipped,) = client.get("/api/processes/skipped", params={"configuration": configuration}).json()["rows"]
+    assert skipped["duplicate_of_run_id"] == "run-2"
+    assert "already has a run waiting" in skipped["reason"]
+    page = client.get("/processes").text
+    assert "run-1" in page and "run-2" in page and "already has a run waiting" in page
+
+
+# -- webhooks ----------------------------------------------------------------------------------------
+
+
+def _realtime_http_route(project: Path) -> None:
+    """Point the real-time route orders-to-erp at the loopback sink (connection ``sink``)."""
+    _write(
+        project / "configurations" / "outgoing" / "erp-orders-file.yaml",
+        "name: ERP orders API\nidentifier: erp-orders-file\npublisher:\n  type: http\n  connection: sink\n  endpoint: /orders\n",
+    )
+
+
+def test_webhook_stores_entities_and_exports_realtime_routes_at_once(
+    client: httpx.Client, project: Path, sink: Sink
+) -> None:
+    _realtime_http_route(project)
+    orders = [{"id": 101, "total": 10}, {"id": 102, "total": 20}]
+    answer = client.post("/webhooks/shop-orders", json=orders)
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert (body["routes"], body["realtime_routes"], body["tasks_created"]) == (["orders-to-erp"], ["orders-to-erp"], 2)
+    store = store_of(project)
+    rows = {row["id"]: row for row in store.list_tasks("orders-to-erp")}
+    assert sorted(rows) == sorted(body["task_ids"])
+    assert {rows[i]["entity_key"] for i in body["task_ids"]} == {"101", "102"}
+    deadline = time.monotonic() + 20
+    while store.counts("orders-to-erp")["finished"] < 2:
+        assert time.monotonic() < deadline, store.counts("orders-to-erp")
+        time.sleep(0.1)
+    assert sorted(sink.received) == sorted(f"orders-to-erp-{i}" for i in body["task_ids"])
+    again = client.post("/webhooks/shop-orders", json={"id": 101, "total": 10}).json()
+    assert (again["task_ids"], again["unchanged"]) == ([], 1), "the entity-key rule: same content, no new task"
+
+
+def test_webhook_refuses_bad_input_and_stores_nothing(
+    client: httpx.Client, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = store_of(project)
+    cases: list[tuple[Any, int, str]] = [
+        (b'{"id": 1,', 400, "body is not JSON: Expecting property name enclosed in double quotes at line 1 column 10"),
+        (b"", 400, "body is empty: send one JSON object or a list of JSON objects"),
+        (b"[1, 2]", 400, "item 0 of the list is a JSON int; each entity must be a JSON object"),
+        (b'[{"id": 1}, {"number": 2}]', 400, "record 1: a record has no entity key 'id'; nothing was stored"),
+        (b'{"id": {"nested": true}}', 400, "record 0: a record's entity key 'id' is {'nested': True}"),
+    ]
+    for body, status, message in cases:
+        answer = client.post("/webhooks/shop-orders", content=body, headers={"Content-Type": "application/json"})
+        assert answer.status_code == status, (body, answer.text)
+        assert answer.json()["detail"].startswith(message), answer.json()
+    missing = client.post("/webhooks/nope", json={"id": 1})
+    assert missing.status_code == 404
+    assert missing.json()["detail"].startswith("no incoming configuration has identifier 'nope' (known: ")
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__WEBHOOK_MAX_BYTES", "1000")
+    big = [{"id": n, "filler": "x" * 100} for n in range(20)]
+    declared = client.post("/webhooks/shop-orders", json=big)
+    assert declared.status_code == 413
+    assert declared.json()["detail"].startswith(
+        "body too large: the limit is 1000 bytes ([scheduled_jobs] webhook_max_bytes)"
+    )
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while streaming
+        yield json.dumps(big).encode()
+
+    streamed = client.post("/webhooks/shop-orders", content=chunks())
+    assert streamed.status_code == 413
+    assert sum(store.counts().values()) == 0, "a refused request stored something"
+    assert client.post("/webhooks/shop-orders", json=big[:2]).status_code == 202
+    assert sum(store.counts("orders-to-erp").values()) == 2
+
+
+def test_webhook_secret_from_an_airflow_connection(
+    server: Server, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = project / "configurations" / "incoming" / "shop-orders.yaml"
+    _write(path, path.read_text() + "webhook:\n  connection: shop_orders_webhook\n")
+    url = f"{server.url}{PREFIX}/webhooks/shop-orders"
+
+    def push(secret: str, target: str = url) -> httpx.Response:
+        return httpx.post(target, json={"id": 7}, headers={"X-Webhook-Secret": secret}, timeout=30)
+
+    assert push("s3cret").status_code == 403, "a missing connection refuses, never lets through"
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_ORDERS_WEBHOOK", json.dumps({"conn_type": "generic", "password": "s3cret"}))
+    assert push("wrong").status_code == 403
+    assert push("s3cret").status_code == 202
+    other = f"{server.url}{PREFIX}/webhooks/product-catalog"
+    refused = push("s3cret", other)
+    assert refused.status_code == 403, "the secret of one webhook does not open another"
+    unknown = push("s3cret", f"{server.url}{PREFIX}/webhooks/nope")
+    assert (unknown.status_code, unknown.json()["detail"]) == (403, "Forbidden: wrong webhook secret")
