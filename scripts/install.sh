@@ -16,3 +16,16 @@ if [ "${1:-}" = "--dev" ]; then
 fi
 "$ROOT/.venv/bin/uv" pip install --quiet --python "$ROOT/.venv/bin/python" "${requirements[@]}"
 "$ROOT/.venv/bin/uv" pip install --quiet --python "$ROOT/.venv/bin/python" --no-deps -e "$ROOT"
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+if [ "${1:-}" = "--dev" ] && [ -z "${SCHEDULED_JOBS_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "The browser tests need Chromium: install it, or set SCHEDULED_JOBS_CHROMIUM to its executable." >&2
+    exit 1
+  fi
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "Installing Debian's chromium for the browser tests..."
+  $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+    || { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+fi

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import _HOME
+from conftest import _HOME, connection_json
 
 from scheduled_jobs.store import TaskStore
 from scheduled_jobs.store.processes import Holder, ProcessLedger
@@ -99,6 +99,25 @@ def client(server: Server, tokens: dict[str, str]) -> Iterator[httpx.Client]:
 
 def store_of(project: Path) -> TaskStore:
     return TaskStore.from_url(f"sqlite:///{project / 'store.db'}")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_store(request: pytest.FixtureRequest, project: Path, monkeypatch: pytest.MonkeyPatch) -> TaskStore:
+    """The project's task store on SQLite, or on a fresh PostgreSQL database behind the same connection."""
+    if request.param == "sqlite":
+        return store_of(project)
+    url: str = request.getfixturevalue("postgres_server_url")
+    store = TaskStore.from_url(url)
+    with store.engine.begin() as conn:
+        for table in (
+            "scheduled_jobs_task",
+            "scheduled_jobs_entity",
+            "scheduled_jobs_process",
+            "scheduled_jobs_skipped_run",
+        ):
+            conn.execute(sa.text(f"DELETE FROM {table}"))
+    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", connection_json(url))
+    return store
 
 
 def plugin_routes(app: FastAPI) -> list[tuple[str, str]]:
@@ -244,7 +263,7 @@ def test_jobs_filters_by_name_job_type_and_status(client: httpx.Client, project:
     page = client.get("/jobs", params={"status": "disabled"}).text
     assert 'data-identifier="switched-off"' in page
     assert 'data-identifier="orders-to-erp-export"' not in page
-    assert 'href="../dags/switched-off" target="_top"' in page
+    assert 'href="../dags/switched-off" data-airflow' in page
 
 
 def test_jobs_count_runs_skipped_as_duplicates(client: httpx.Client, project: Path) -> None:
@@ -309,8 +328,8 @@ def _seed_tasks(store: TaskStore) -> dict[str, list[int]]:
     }
 
 
-def test_tasks_figures_match_the_store(client: httpx.Client, project: Path) -> None:
-    store = store_of(project)
+def test_tasks_figures_match_the_store(client: httpx.Client, any_store: TaskStore) -> None:
+    store = any_store
     seeded = _seed_tasks(store)
     routes = {row["route"]: row for row in client.get("/api/routes").json()["routes"]}
     row = routes["orders-to-erp"]
@@ -333,8 +352,8 @@ def test_tasks_figures_match_the_store(client: httpx.Client, project: Path) -> N
     assert "&lt;b&gt;#0&lt;/b&gt;" in page and "<b>#0</b>" not in page
 
 
-def test_a_tasks_payload_and_error_open_escaped(client: httpx.Client, project: Path) -> None:
-    store = store_of(project)
+def test_a_tasks_payload_and_error_open_escaped(client: httpx.Client, any_store: TaskStore) -> None:
+    store = any_store
     seeded = _seed_tasks(store)
     first = seeded["created"][1]  # entity order-1 carries a <script>; it is among the stuck tasks
     detail = client.get(f"/api/tasks/{first}").json()
@@ -350,8 +369,8 @@ def test_a_tasks_payload_and_error_open_escaped(client: httpx.Client, project: P
 # -- processes -----------------------------------------------------------------------------------------
 
 
-def test_processes_show_the_run_executing_waiting_and_skipped(client: httpx.Client, project: Path) -> None:
-    ledger = ProcessLedger(store_of(project).engine)
+def test_processes_show_the_run_executing_waiting_and_skipped(client: httpx.Client, any_store: TaskStore) -> None:
+    ledger = ProcessLedger(any_store.engine)
     configuration = "incoming:shop-orders"
     ledger.enter(configuration, Holder("shop-orders-import", "run-1"), HOUR)
     ledger.enter(configuration, Holder("shop-orders-import-2", "run-2"), HOUR)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 URL_PREFIX = "/scheduled-jobs"
 PAGE_SIZE = 25
+JOBS_PAGE_SIZE = 50
 _TEMPLATES = Path(__file__).parent / "templates"
 
 # Autoescape everything: names, payloads and errors come from users and from remote systems.
@@ -81,10 +82,10 @@ pages = APIRouter(dependencies=[Depends(require_dag_read)], default_response_cla
 
 @pages.get("/jobs")
 async def jobs_page(
-    request: Request, name: str = "", job: str = "", status: Literal["", "enabled", "disabled"] = ""
+    request: Request, name: str = "", job: str = "", status: Literal["", "enabled", "disabled"] = "", page: int = 1
 ) -> HTMLResponse:
     filters = overview.JobFilters(name=name, job=job if job in overview.JOB_TYPES else "", status=status)
-    found = await run_in_threadpool(lambda: overview.jobs_overview(_engine(), filters))
+    found = await run_in_threadpool(lambda: overview.jobs_overview(_engine(), filters, page, JOBS_PAGE_SIZE))
     return _render(
         request,
         "jobs.html",
@@ -118,6 +119,12 @@ async def tasks_page(
         return values
 
     return _render(request, "tasks.html", "tasks", **await run_in_threadpool(build))
+
+
+@pages.get("/task")
+async def open_task(id: int = Query(..., ge=1)) -> RedirectResponse:
+    """The Tasks page's "open a task" form: on to the task's own page."""
+    return RedirectResponse(f"tasks/{id}", status_code=303)
 
 
 @pages.get("/tasks/{task_id}")
@@ -157,12 +164,21 @@ def _page_dict(page: reports.Page) -> dict[str, Any]:
 
 
 @api.get("/jobs")
-async def jobs_api(name: str = "", job: str = "", status: Literal["", "enabled", "disabled"] = "") -> dict[str, Any]:
+async def jobs_api(
+    name: str = "",
+    job: str = "",
+    status: Literal["", "enabled", "disabled"] = "",
+    page: int = 1,
+    size: int = Query(JOBS_PAGE_SIZE, ge=1, le=1000),
+) -> dict[str, Any]:
     filters = overview.JobFilters(name=name, job=job, status=status)
-    found = await run_in_threadpool(lambda: overview.jobs_overview(_engine(), filters))
+    found = await run_in_threadpool(lambda: overview.jobs_overview(_engine(), filters, page, size))
     return {
         "jobs": [row.as_dict() for row in found.rows],
         "total": found.total,
+        "matching": found.matching,
+        "page": found.page,
+        "pages": found.pages,
         "invalid": [{"path": p.path, "key": p.key, "reason": p.reason} for p in found.problems],
     }
 

@@ -6,6 +6,7 @@ The pages and the API render the same objects, so a figure on a page is the figu
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -102,6 +103,11 @@ class JobFilters:
 class JobsOverview:
     rows: list[JobRow]
     total: int
+    """Every valid job, filtered or not."""
+    matching: int
+    """The jobs the filters keep, on every page."""
+    page: int = 1
+    pages: int = 1
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -124,9 +130,17 @@ def last_runs(dag_ids: list[str]) -> dict[str, LastRun]:
         }
 
 
+@functools.lru_cache(maxsize=2048)
+def _next_fires(expression: str, timezone: str, minute: dt.datetime) -> tuple[FireTime, ...]:
+    # Cron has minute resolution, so the fire times after the start of this minute are those after now;
+    # jobs that share an expression and a time zone share the work.
+    return tuple(fire_times(expression, timezone, FIRE_TIMES_SHOWN, minute))
+
+
 def job_row(job: ScheduledJob, now: dt.datetime, last: LastRun | None, skipped: int) -> JobRow:
     d = job.definition
-    fires = [] if d.disabled else fire_times(d.expression, job.timezone, FIRE_TIMES_SHOWN, now)
+    minute = now.replace(second=0, microsecond=0)
+    fires = [] if d.disabled else list(_next_fires(d.expression, job.timezone, minute))
     return JobRow(
         identifier=job.identifier,
         name=d.name,
@@ -146,14 +160,20 @@ def job_row(job: ScheduledJob, now: dt.datetime, last: LastRun | None, skipped: 
     )
 
 
-def jobs_overview(engine: Engine, filters: JobFilters, catalog: Catalog | None = None) -> JobsOverview:
+def jobs_overview(
+    engine: Engine, filters: JobFilters, page: int = 1, size: int = 50, catalog: Catalog | None = None
+) -> JobsOverview:
+    """One page of the jobs the filters keep, by name; fire times and runs are looked up for that page only."""
     catalog = catalog or load_catalog()
-    kept = sorted((j for j in catalog.jobs.values() if filters.keeps(j)), key=lambda j: j.name.lower())
-    runs = last_runs([j.identifier for j in kept])
+    kept = sorted((j for j in catalog.jobs.values() if filters.keeps(j)), key=lambda j: (j.name.lower(), j.identifier))
+    pages = max(1, -(-len(kept) // size))
+    page = min(max(1, page), pages)
+    shown = kept[(page - 1) * size : page * size]
+    runs = last_runs([j.identifier for j in shown])
     skipped = reports.skipped_by_dag(engine)
     now = dt.datetime.now(dt.UTC)
-    rows = [job_row(j, now, runs.get(j.identifier), skipped.get(j.identifier, 0)) for j in kept]
-    return JobsOverview(rows, len(catalog.jobs), list(catalog.problems))
+    rows = [job_row(j, now, runs.get(j.identifier), skipped.get(j.identifier, 0)) for j in shown]
+    return JobsOverview(rows, len(catalog.jobs), len(kept), page, pages, list(catalog.problems))
 
 
 @dataclass(frozen=True)
