@@ -262,3 +262,16 @@ def test_connector_settings_are_checked(project: Path) -> None:
         f"{incoming}: subscriber.pagination.type: type must be one of 'page', 'offset', 'cursor', 'next_link', got 'pages'",
         f"{outgoing}: publisher.endpoint: {{id-1}} in '/orders/{{id-1}}' is not a field name (e.g. {{id}} or {{customer.id}})",
     ]
+
+
+def test_a_scheduled_job_on_a_webhook_only_incoming_configuration_is_an_error(project: Path) -> None:
+    incoming = project / "configurations" / "incoming" / "shop-orders.yaml"
+    incoming.write_text("name: Shop orders\nentity_key: id\nwebhook:\n  connection: shop_webhook\n", encoding="utf-8")
+    catalog = load_catalog(project / "job_definitions", project / "configurations")
+    job = project / "job_definitions" / "shop-orders-incoming.yaml"
+    assert [str(p) for p in catalog.problems] == [
+        f"{job}: incoming_configuration: incoming configuration 'shop-orders' ({incoming}) has no subscriber: "
+        "its records only arrive by webhook, so a scheduled job has nothing to read; add a subscriber to it "
+        "or remove this job"
+    ]
+    assert "orders-to-erp-export" in catalog.jobs, "the route over it is still valid"

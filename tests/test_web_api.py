@@ -474,3 +474,14 @@ def test_webhook_secret_from_an_airflow_connection(
     assert refused.status_code == 403, "the secret of one webhook does not open another"
     unknown = push("s3cret", f"{server.url}{PREFIX}/webhooks/nope")
     assert (unknown.status_code, unknown.json()["detail"]) == (403, "Forbidden: wrong webhook secret")
+
+
+def test_a_changed_definition_shows_on_the_next_request(client: httpx.Client, project: Path) -> None:
+    path = project / "job_definitions" / "later.yaml"
+    _write(path, "name: Later\njob: repair_stuck_tasks\nexpression: '0 * * * *'\n")
+    assert "later" in {job["identifier"] for job in client.get("/api/jobs").json()["jobs"]}
+    _write(path, "name: Later\nidentifier: later\njob: repair_stuck_tasks\nexpression: '0 * * * *'\npriority: 3\n")
+    jobs = {job["identifier"]: job for job in client.get("/api/jobs").json()["jobs"]}
+    assert jobs["later"]["priority"] == 3
+    path.unlink()
+    assert "later" not in {job["identifier"] for job in client.get("/api/jobs").json()["jobs"]}

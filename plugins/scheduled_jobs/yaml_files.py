@@ -130,8 +130,8 @@ def _walk(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[str, type
         field = current.model_fields.get(part) if current is not None and isinstance(part, str) else None
         members = _model_members(field.annotation) if field is not None else []
         current = members[0] if len(members) == 1 else None
-        if field is not None and field.discriminator is not None and index + 1 < len(loc):
-            # A tagged union puts the tag in the location ('subscriber', 'file', 'pattern'): skip it.
+        if field is not None and len(members) > 1 and index + 1 < len(loc):
+            # A tagged union (optional or not) puts the tag in the location ('subscriber', 'file', 'pattern'): skip it.
             chosen = [m for m in members if _union_tag(m) == loc[index + 1]]
             if chosen:
                 current = chosen[0]

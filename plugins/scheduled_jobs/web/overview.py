@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,8 +16,11 @@ from scheduled_jobs.cron import FireTime, cron_errors, describe, fire_times, tim
 from scheduled_jobs.definitions import Catalog, ScheduledJob, load_catalog
 from scheduled_jobs.store import reports
 from scheduled_jobs.store.tasks import utcnow
+from scheduled_jobs.yaml_files import find_yaml_files
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sqlalchemy.engine import Engine
 
     from scheduled_jobs.exceptions import Problem
@@ -28,6 +32,43 @@ JOB_TYPE_LABELS = {
     "outgoing": "Outgoing (route export)",
     "repair_stuck_tasks": "Repair stuck tasks",
 }
+
+
+_catalog_lock = threading.Lock()
+_catalog_cache: dict[tuple[object, ...], Catalog] = {}
+
+
+def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    stats = []
+    for path in find_yaml_files(folder):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # removed while listing: the next request sees it gone
+            continue
+        stats.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(stats)
+
+
+def current_catalog() -> Catalog:
+    """The definitions and configurations as on disk, parsed again only when a file was added, changed or removed.
+
+    A stat per file costs far less than parsing a thousand YAML files on every page view.
+    """
+    definitions, configurations = settings.definitions_folder(), settings.configurations_folder()
+    key = (
+        definitions,
+        configurations,
+        settings.default_timezone(),
+        _fingerprint(definitions),
+        _fingerprint(configurations),
+    )
+    with _catalog_lock:
+        found = _catalog_cache.get(key)
+        if found is None:
+            found = load_catalog(definitions, configurations)
+            _catalog_cache.clear()
+            _catalog_cache[key] = found
+        return found
 
 
 @dataclass(frozen=True)
@@ -164,7 +205,7 @@ def jobs_overview(
     engine: Engine, filters: JobFilters, page: int = 1, size: int = 50, catalog: Catalog | None = None
 ) -> JobsOverview:
     """One page of the jobs the filters keep, by name; fire times and runs are looked up for that page only."""
-    catalog = catalog or load_catalog()
+    catalog = catalog or current_catalog()
     kept = sorted((j for j in catalog.jobs.values() if filters.keeps(j)), key=lambda j: (j.name.lower(), j.identifier))
     pages = max(1, -(-len(kept) // size))
     page = min(max(1, page), pages)
@@ -235,7 +276,7 @@ def stuck_before() -> dt.datetime:
 
 def route_rows(engine: Engine, catalog: Catalog | None = None) -> list[RouteRow]:
     """Every configured route, and every route that still has tasks in the store (even if unconfigured)."""
-    catalog = catalog or load_catalog()
+    catalog = catalog or current_catalog()
     figures = reports.route_figures(engine, stuck_before())
     configured = catalog.configurations.routes.valid if catalog.configurations else {}
     now = utcnow()
@@ -276,7 +317,7 @@ def guarded_configurations(catalog: Catalog) -> set[str]:
 
 def process_rows(engine: Engine, catalog: Catalog | None = None) -> list[ProcessRow]:
     """Per configuration a job executes: the run executing, the run waiting, how many were skipped."""
-    catalog = catalog or load_catalog()
+    catalog = catalog or current_catalog()
     figures = reports.process_figures(engine)
     rows = []
     for configuration in sorted(guarded_configurations(catalog) | set(figures)):
