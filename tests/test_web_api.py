@@ -125,9 +125,12 @@ def plugin_routes(app: FastAPI) -> list[tuple[str, str]]:
     from fastapi.routing import APIRoute
     from starlette.routing import Mount
 
+    from scheduled_jobs.web.plugin import LazyApp
+
     (mount,) = [r for r in app.routes if isinstance(r, Mount) and r.path == PREFIX]
+    assert isinstance(mount.app, LazyApp)
     found = []
-    for route in mount.app.routes:  # type: ignore[attr-defined]
+    for route in mount.app.get().routes:
         assert isinstance(route, APIRoute), f"{route} is not an API route: it would escape the auth dependency"
         path = re.sub(r"\{(\w+)\}", lambda m: "1" if m.group(1) == "task_id" else "shop-orders", route.path)
         found.extend((method, PREFIX + path) for method in sorted(route.methods))

@@ -33,7 +33,6 @@ from scheduled_jobs.web.webhooks import WebhookRefused, export_realtime, find_in
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-URL_PREFIX = "/scheduled-jobs"
 PAGE_SIZE = 25
 JOBS_PAGE_SIZE = 50
 _TEMPLATES = Path(__file__).parent / "templates"
