@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 from conftest import ROOT, connection_json
+from helpers.ports import free_port
 from helpers.sink import Sink
 
 if TYPE_CHECKING:
@@ -44,12 +44,6 @@ BIN = Path(sys.executable).parent
 REDIS_URL = os.environ.get("SCHEDULED_JOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 ORDERS = 300
 MINUTELY = "'* * * * *'"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_project(base: Path, sink: Sink, crm: Sink) -> dict[str, str]:

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 from conftest import ROOT
+from helpers.ports import free_port
 from helpers.sink import Sink
 
 from scheduled_jobs.store import TaskStore
@@ -34,12 +34,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 JOBS = [f"dup-{letter}" for letter in "abcdef"]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 from conftest import ROOT
+from helpers.ports import free_port
 
 from scheduled_jobs.store import TaskStore
 from scheduled_jobs.store.schema import skipped_runs
@@ -48,12 +48,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 XSS = "<script>window.__xss = 1</script><img src=x onerror='window.__xss = 2'>"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Airflow:

@@ -59,10 +59,6 @@ def _engine() -> Engine:
     return store().engine
 
 
-def _page_number(page: int) -> int:
-    return max(1, page)
-
-
 def _relative_root(request: Request) -> str:
     """The app's root relative to this page (``""`` on /jobs, ``"../"`` on /tasks/7): links survive any prefix."""
     inside = request.url.path.removeprefix(request.scope.get("root_path", "")).strip("/")
@@ -110,10 +106,8 @@ async def tasks_page(
         values: dict[str, Any] = {"routes": rows, "route": route, "stuck": None, "errors": None}
         if route is not None:
             engine = _engine()
-            values["stuck"] = reports.stuck_tasks(
-                engine, route, overview.stuck_before(), _page_number(stuck_page), PAGE_SIZE
-            )
-            values["errors"] = reports.latest_errors(engine, route, _page_number(errors_page), PAGE_SIZE)
+            values["stuck"] = reports.stuck_tasks(engine, route, overview.stuck_before(), stuck_page, PAGE_SIZE)
+            values["errors"] = reports.latest_errors(engine, route, errors_page, PAGE_SIZE)
         values["stuck_after_minutes"] = settings.stuck_after_minutes()
         return values
 
@@ -140,7 +134,7 @@ async def processes_page(request: Request, configuration: str | None = None, pag
         engine = _engine()
         return {
             "rows": overview.process_rows(engine),
-            "skipped": reports.skipped_page(engine, configuration, _page_number(page), PAGE_SIZE),
+            "skipped": reports.skipped_page(engine, configuration, page, PAGE_SIZE),
             "configuration": configuration,
         }
 
@@ -198,15 +192,13 @@ async def routes_api() -> dict[str, Any]:
 
 @api.get("/routes/{route}/stuck")
 async def stuck_api(route: str, page: int = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> dict[str, Any]:
-    found = await run_in_threadpool(
-        lambda: reports.stuck_tasks(_engine(), route, overview.stuck_before(), _page_number(page), size)
-    )
+    found = await run_in_threadpool(lambda: reports.stuck_tasks(_engine(), route, overview.stuck_before(), page, size))
     return _page_dict(found)
 
 
 @api.get("/routes/{route}/errors")
 async def errors_api(route: str, page: int = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> dict[str, Any]:
-    found = await run_in_threadpool(lambda: reports.latest_errors(_engine(), route, _page_number(page), size))
+    found = await run_in_threadpool(lambda: reports.latest_errors(_engine(), route, page, size))
     return _page_dict(found)
 
 
@@ -228,7 +220,7 @@ async def processes_api() -> dict[str, Any]:
 async def skipped_api(
     configuration: str | None = None, page: int = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)
 ) -> dict[str, Any]:
-    found = await run_in_threadpool(lambda: reports.skipped_page(_engine(), configuration, _page_number(page), size))
+    found = await run_in_threadpool(lambda: reports.skipped_page(_engine(), configuration, page, size))
     return _page_dict(found)
 
 

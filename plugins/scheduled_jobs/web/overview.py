@@ -71,6 +71,10 @@ def current_catalog() -> Catalog:
         return found
 
 
+def fires_json(fires: list[FireTime]) -> list[dict[str, str | None]]:
+    return [{"at": fire.at.isoformat(), "note": fire.note} for fire in fires]
+
+
 @dataclass(frozen=True)
 class LastRun:
     run_id: str
@@ -107,7 +111,7 @@ class JobRow:
             "expression": self.expression,
             "expression_description": self.expression_description,
             "timezone": self.timezone,
-            "next_fire_times": [{"at": f.at.isoformat(), "note": f.note} for f in self.next_fires],
+            "next_fire_times": fires_json(self.next_fires),
             "priority": self.priority,
             "disabled": self.disabled,
             "overlap": self.overlap,
@@ -238,7 +242,7 @@ class CronCheck:
             "valid": self.valid,
             "errors": self.errors,
             "description": self.description,
-            "next_fire_times": [{"at": f.at.isoformat(), "note": f.note} for f in self.next_fires],
+            "next_fire_times": fires_json(self.next_fires),
         }
 
 

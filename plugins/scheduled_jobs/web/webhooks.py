@@ -102,7 +102,8 @@ def receive(
 ) -> WebhookReceipt:
     """Store the body's entities as "new" tasks on every route of the incoming configuration."""
     entities = parse_entities(body)
-    routes = [route.identifier for route in configurations.routes_of_incoming(incoming.identifier)]
+    found = configurations.routes_of_incoming(incoming.identifier)
+    routes = [route.identifier for route in found]
     if not routes:
         raise WebhookRefused(
             409,
@@ -114,7 +115,7 @@ def receive(
     except ValueError as exc:
         raise WebhookRefused(400, f"{exc}; nothing was stored") from exc
     result = store.add_entities(routes, keyed, return_ids=True)
-    realtime = sorted(r.identifier for r in configurations.routes_of_incoming(incoming.identifier) if r.model.realtime)
+    realtime = sorted(route.identifier for route in found if route.model.realtime)
     return WebhookReceipt(incoming.identifier, routes, result.task_ids, len(keyed), result.unchanged, realtime)
 
 
