@@ -55,8 +55,14 @@ def test_mapping_filters_and_reshapes_records() -> None:
     ("record", "reason"),
     [
         ({"number": 1}, "record 0: a record has no entity key 'id'"),
-        ({"id": None}, "record 0: a record's entity key 'id' is None; it must be a non-empty string or number"),
-        ({"id": {"a": 1}}, "record 0: a record's entity key 'id' is {'a': 1}; it must be a non-empty string or number"),
+        (
+            {"id": None},
+            "record 0: a record's entity key 'id' is None (a null); it must be a non-empty string or a whole number",
+        ),
+        (
+            {"id": {"a": 1}},
+            "record 0: a record's entity key 'id' is {'a': 1} (a dict); it must be a non-empty string or a whole number",
+        ),
     ],
 )
 def test_a_record_without_a_usable_entity_key_is_an_error(record: dict[str, object], reason: str) -> None:

@@ -425,7 +425,12 @@ def test_webhook_refuses_bad_input_and_stores_nothing(
 ) -> None:
     store = store_of(project)
     cases: list[tuple[Any, int, str]] = [
-        (b'{"id": 1,', 400, "body is not JSON: Expecting property name enclosed in double quotes at line 1 column 10"),
+        (
+            b'{"id": 1,',
+            400,
+            "body refused: not valid JSON: Expecting property name enclosed in double quotes at line 1, column 10; "
+            "nothing was stored",
+        ),
         (b"", 400, "body is empty: send one JSON object or a list of JSON objects"),
         (b"[1, 2]", 400, "item 0 of the list is a JSON int; each entity must be a JSON object"),
         (b'[{"id": 1}, {"number": 2}]', 400, "record 1: a record has no entity key 'id'; nothing was stored"),
@@ -454,6 +459,36 @@ def test_webhook_refuses_bad_input_and_stores_nothing(
     assert sum(store.counts().values()) == 0, "a refused request stored something"
     assert client.post("/webhooks/shop-orders", json=big[:2]).status_code == 202
     assert sum(store.counts("orders-to-erp").values()) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 100_000, "body refused: nested more than 100 levels deep"),
+        (b'{"id": 1, "total": ' + b"9" * 5000 + b"}", "body refused: a number has more than 4300 digits"),
+        (b'{"id": 1, "price": NaN}', "body refused: NaN is not a JSON number"),
+        (b'[{"id": 1}, {"id": 2, "price": Infinity}]', "body refused: Infinity is not a JSON number"),
+        (b'[{"id": 1}, {"id": 2, "price": 1e400}]', "entity '2': a number is NaN or infinite, which JSON cannot hold"),
+        (b'{"id": 1, "name": "\\ud800"}', "entity '1': a text holds a lone UTF-16 surrogate"),
+        (b'[{"id": 1}, {"id": "' + b"k" * 600 + b'"}]', "record 1: a record's entity key 'id' is 600 characters long"),
+        (
+            b'[{"id": 1}, {"id": "SO-\\u00001"}]',
+            "record 1: a record's entity key 'id' holds the control character U+0000",
+        ),
+        (b'{"id": true}', "record 0: a record's entity key 'id' is True (a bool)"),
+        (b'{"id": 1, "name": "\xff"}', "body refused: not UTF-8 text: invalid start byte at byte 19"),
+    ],
+)
+def test_webhook_answers_a_poison_body_with_400_naming_the_record(
+    client: httpx.Client, any_store: TaskStore, body: bytes, reason: str
+) -> None:
+    answer = client.post("/webhooks/shop-orders", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    detail = answer.json()["detail"]
+    assert detail.startswith(reason), detail
+    assert detail.endswith("nothing was stored") and len(detail) < 300, detail
+    assert sum(any_store.counts().values()) == 0, "a refused body stored something"
+    assert client.post("/webhooks/shop-orders", json=[{"id": 1}, {"id": 2}]).status_code == 202, "the webhook goes on"
 
 
 def test_webhook_secret_from_an_airflow_connection(

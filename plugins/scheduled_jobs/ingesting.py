@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,15 +47,52 @@ class IngestSummary:
         return asdict(self)
 
 
+MAX_ENTITY_KEY_LENGTH = 500
+"""Characters; the store's entity_key column holds this many."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: its type and at most a short, escaped prefix."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
+
+
 def entity_key_of(record: dict[str, Any], path: str) -> str:
-    """The entity key at a dotted path; a ValueError saying what is wrong when it is not usable."""
+    """The entity key at a dotted path, as text; a ValueError saying what is wrong when it is not usable.
+
+    A key is a non-empty string or a whole number (not a boolean, not a fraction), at most
+    ``MAX_ENTITY_KEY_LENGTH`` characters, without control characters. Keys are text: the number 77 and the
+    string "77" are one entity, since a CSV file and a JSON API name the same record in these two ways.
+    """
     try:
         value = dig(record, path)
     except KeyError:
         raise ValueError(f"a record has no entity key {path!r}") from None
-    if value is None or value == "" or isinstance(value, dict | list):
-        raise ValueError(f"a record's entity key {path!r} is {value!r}; it must be a non-empty string or number")
-    return str(value)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        kind = "null" if value is None else type(value).__name__
+        raise ValueError(
+            f"a record's entity key {path!r} is {_shown(value)} (a {kind}); it must be a non-empty string or a "
+            "whole number"
+        )
+    if isinstance(value, int):
+        if value.bit_length() > 4 * MAX_ENTITY_KEY_LENGTH:  # over 600 digits; str() would refuse past 4,300
+            raise ValueError(f"a record's entity key {path!r} is a number of more than {MAX_ENTITY_KEY_LENGTH} digits")
+        value = str(value)
+    if not value:
+        raise ValueError(f"a record's entity key {path!r} is ''; it must be a non-empty string or a whole number")
+    if len(value) > MAX_ENTITY_KEY_LENGTH:
+        raise ValueError(
+            f"a record's entity key {path!r} is {len(value)} characters long; at most {MAX_ENTITY_KEY_LENGTH} "
+            f"are allowed ({_shown(value)})"
+        )
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        raise ValueError(
+            f"a record's entity key {path!r} holds the control character U+{ord(bad.group()):04X} at position "
+            f"{bad.start()} ({_shown(value)}); keys must be printable text"
+        )
+    return value
 
 
 def _kept(record: dict[str, Any], mapping: Mapping | None) -> bool:

@@ -43,12 +43,39 @@ def utcnow() -> dt.datetime:
 
 
 def canonical_json(payload: Any) -> str:
-    """The payload as stored: compact JSON with sorted keys, so equal content is equal text."""
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """The payload as stored: compact JSON with sorted keys, so equal content is equal text.
+
+    ``ValueError`` for what JSON cannot hold (NaN, infinity: a float column, ``1e400``): stored, it
+    could never be sent to a destination.
+    """
+    try:
+        document = json.dumps(
+            payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str
+        )
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            raise ValueError("a number has more than 4300 digits") from None
+        raise ValueError("a number is NaN or infinite, which JSON cannot hold") from None  # allow_nan=False
+    except RecursionError:
+        raise ValueError("nested too deep to be stored") from None
+    except TypeError as exc:  # keys that are not text, e.g. a tuple from a connector
+        raise ValueError(f"not JSON data: {exc}") from None
+    return document
+
+
+def encoded_document(payload: Any) -> tuple[str, str]:
+    """(canonical JSON, its SHA-256) of a payload; ``ValueError`` when it cannot be stored as UTF-8 JSON
+    (also for a lone surrogate, which a ``\\ud800`` escape in JSON text can make)."""
+    document = canonical_json(payload)
+    try:
+        data = document.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a text holds a lone UTF-16 surrogate, which is not Unicode text") from None
+    return document, hashlib.sha256(data).hexdigest()
 
 
 def content_hash(payload: Any) -> str:
-    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+    return encoded_document(payload)[1]
 
 
 @dataclass(frozen=True)
@@ -160,8 +187,10 @@ class TaskStore:
         now = utcnow()
         latest: dict[str, tuple[str, str]] = {}
         for key, payload in records:
-            document = canonical_json(payload)
-            latest[key] = (document, hashlib.sha256(document.encode("utf-8")).hexdigest())
+            try:
+                latest[key] = encoded_document(payload)
+            except ValueError as exc:
+                raise ValueError(f"entity {key[:100]!r}: {exc}") from None
         result.unchanged += (len(records) - len(latest)) * len(routes)
         with self.engine.begin() as conn:
             for route in routes:

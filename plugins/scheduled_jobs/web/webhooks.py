@@ -7,11 +7,11 @@ duplicate prevention: they do not run through the guard.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from scheduled_jobs import jsondata
 from scheduled_jobs.ingesting import keyed_records
 
 if TYPE_CHECKING:
@@ -75,11 +75,9 @@ def parse_entities(body: bytes) -> list[dict[str, Any]]:
     if not body.strip():
         raise WebhookRefused(400, "body is empty: send one JSON object or a list of JSON objects")
     try:
-        data = json.loads(body)
-    except UnicodeDecodeError as exc:
-        raise WebhookRefused(400, f"body is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
-    except json.JSONDecodeError as exc:
-        raise WebhookRefused(400, f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        data = jsondata.loads(body)
+    except ValueError as exc:
+        raise WebhookRefused(400, f"body refused: {exc}; nothing was stored") from exc
     entities = data if isinstance(data, list) else [data]
     for index, entity in enumerate(entities):
         if not isinstance(entity, dict):
@@ -114,7 +112,10 @@ def receive(
         keyed = keyed_records(entities, incoming.model.entity_key, incoming.model.mapping)
     except ValueError as exc:
         raise WebhookRefused(400, f"{exc}; nothing was stored") from exc
-    result = store.add_entities(routes, keyed, return_ids=True)
+    try:
+        result = store.add_entities(routes, keyed, return_ids=True)
+    except ValueError as exc:  # content the store cannot hold (NaN, 1e400, a lone surrogate): names the entity
+        raise WebhookRefused(400, f"{exc}; nothing was stored") from exc
     realtime = sorted(route.identifier for route in found if route.model.realtime)
     return WebhookReceipt(incoming.identifier, routes, result.task_ids, len(keyed), result.unchanged, realtime)
 

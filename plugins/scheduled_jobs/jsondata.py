@@ -1,0 +1,68 @@
+"""JSON from sources we do not control: files in an inbox, API pages, webhook bodies.
+
+Python's ``json`` accepts more than JSON: ``NaN`` and ``Infinity``, and nesting up to the interpreter's
+recursion limit. What it accepts here is stored, and later dumped, loaded and sent again at other stack
+depths by other processes, so a document is refused at the edge unless every later step can hold it:
+- ``NaN``, ``Infinity`` and ``-Infinity`` are refused (a number that overflows to infinity, like ``1e400``,
+  is refused by the store's ``canonical_json``, which every source goes through);
+- nesting is capped at ``MAX_DEPTH`` levels, far below the recursion limit;
+- a number of more digits than Python converts (4,300) is refused, not a crash;
+- text must be UTF-8 (or UTF-16/32 with a BOM, as ``json`` detects), without lone surrogates.
+Every refusal is a ``ValueError`` whose message says what and where, built from the parser's position,
+never from the document itself.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_DEPTH = 100
+"""Arrays and objects nested deeper than this are refused (real records nest a handful of levels)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse untrusted JSON; ``ValueError`` with the reason when it is not plain, storable JSON."""
+    try:
+        document = json.loads(data, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as exc:  # NaN/Infinity (ours) or a number of more digits than Python converts
+        reason = str(exc)
+        if "integer string conversion" in reason:
+            reason = "a number has more than 4300 digits"
+        raise ValueError(reason) from None
+    if isinstance(document, dict | list):
+        check_depth(document, data)
+    return document
+
+
+def check_depth(document: Any, text: bytes | str | None = None) -> None:
+    """Refuse an already parsed value nested deeper than ``MAX_DEPTH``.
+
+    ``text``, when given, is its source: a document with no more brackets than ``MAX_DEPTH`` cannot
+    nest deeper, which spares the walk for small documents (two C-speed counts).
+    """
+    if text is not None:
+        brackets = text.count(b"[") + text.count(b"{") if isinstance(text, bytes) else text.count("[") + text.count("{")
+        if brackets <= MAX_DEPTH:
+            return
+    level: list[Any] = [document]
+    for _ in range(MAX_DEPTH):
+        level = [
+            child
+            for value in level
+            for child in (value.values() if isinstance(value, dict) else value)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return
+    raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
