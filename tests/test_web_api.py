@@ -12,10 +12,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import hypothesis
 import pytest
 import sqlalchemy as sa
 from conftest import _HOME, connection_json
+from helpers import hostile
 from helpers.ports import free_port
+from hypothesis import strategies as st
 
 from scheduled_jobs.store import TaskStore
 from scheduled_jobs.store.processes import Holder, ProcessLedger
@@ -521,3 +524,39 @@ def test_a_changed_definition_shows_on_the_next_request(client: httpx.Client, pr
     assert jobs["later"]["priority"] == 3
     path.unlink()
     assert "later" not in {job["identifier"] for job in client.get("/api/jobs").json()["jobs"]}
+
+
+# -- fuzz: whatever a webhook is sent, it is stored whole or refused with a reason, never a 500 ---------
+
+
+@hypothesis.settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture, hypothesis.HealthCheck.too_slow],
+)
+@hypothesis.given(data=st.data())
+def test_fuzz_a_webhook_stores_a_body_whole_or_refuses_it(client: httpx.Client, project: Path, data: Any) -> None:
+    store = store_of(project)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM scheduled_jobs_task"))
+        conn.execute(sa.text("DELETE FROM scheduled_jobs_entity"))
+    entities = data.draw(st.one_of(hostile.records(), st.lists(hostile.records(), min_size=1, max_size=5)))
+    text = hostile.dumps(entities)
+    body = data.draw(hostile.mangled(text))
+    answer = client.post("/webhooks/shop-orders", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code in (202, 400), (answer.status_code, answer.text[:300])
+    hypothesis.event(f"HTTP {answer.status_code}")
+    stored = {task["entity_key"]: json.loads(task["payload"]) for task in store.list_tasks("orders-to-erp")}
+    if answer.status_code == 400:
+        detail = answer.json()["detail"]
+        assert detail.endswith("nothing was stored") and len(detail) < 300, detail
+        assert stored == {}, "a refused body stored something"
+        sent_plain = body == text.encode("utf-8", "surrogatepass")
+        listed = entities if isinstance(entities, list) else [entities]
+        assert not (sent_plain and all(hostile.plain(record) for record in listed)), (
+            f"a plain body was refused: {detail}"
+        )
+        return
+    listed = json.loads(body) if isinstance(json.loads(body), list) else [json.loads(body)]
+    expected = {str(record[hostile.KEY]): record for record in listed}  # the last record of an entity stands
+    assert stored == expected, "a body was not stored whole"

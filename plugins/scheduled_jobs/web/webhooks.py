@@ -73,7 +73,7 @@ async def read_body(chunks: AsyncIterator[bytes], declared_length: str | None, l
 def parse_entities(body: bytes) -> list[dict[str, Any]]:
     """One JSON object or a list of objects; 400 with the reason otherwise."""
     if not body.strip():
-        raise WebhookRefused(400, "body is empty: send one JSON object or a list of JSON objects")
+        raise WebhookRefused(400, "body is empty: send one JSON object or a list of JSON objects; nothing was stored")
     try:
         data = jsondata.loads(body)
     except ValueError as exc:
@@ -82,7 +82,9 @@ def parse_entities(body: bytes) -> list[dict[str, Any]]:
     for index, entity in enumerate(entities):
         if not isinstance(entity, dict):
             where = f"item {index} of the list" if isinstance(data, list) else "the body"
-            raise WebhookRefused(400, f"{where} is a JSON {type(entity).__name__}; each entity must be a JSON object")
+            raise WebhookRefused(
+                400, f"{where} is a JSON {type(entity).__name__}; each entity must be a JSON object; nothing was stored"
+            )
     return entities
 
 
