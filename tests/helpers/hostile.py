@@ -46,11 +46,29 @@ entity_keys = st.one_of(
 )
 
 
+plain_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text()),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+plain_keys = st.one_of(
+    st.integers(min_value=0, max_value=10**12), st.from_regex(r"[A-Za-z0-9 ._/-]{1,30}", fullmatch=True)
+)
+
+
 @st.composite
 def records(draw: st.DrawFn) -> dict[str, Any]:
-    record: dict[str, Any] = draw(st.dictionaries(st.text(max_size=8).filter(lambda k: k != KEY), values, max_size=4))
+    """Half the time a record nobody may refuse; else one with hostile values, key, or no key."""
+    names = st.text(max_size=8).filter(lambda k: k != KEY)
+    if draw(st.booleans()):
+        record: dict[str, Any] = draw(st.dictionaries(names, plain_values, max_size=4))
+        record[KEY] = draw(plain_keys)
+        return record
+    record = draw(st.dictionaries(names, values, max_size=4))
     if draw(st.integers(0, 9)):  # now and then a record without the key
-        record[KEY] = draw(entity_keys)
+        record[KEY] = draw(st.one_of(entity_keys, plain_keys))
     return record
 
 
