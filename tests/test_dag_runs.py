@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -91,6 +93,8 @@ def test_a_malformed_file_is_rejected_and_the_others_are_stored(project: Path) -
     inbox = project / "data" / "inbox" / "shop-orders"
     (inbox / "orders-0000.json").write_text('{"orders": [{"id": "SO-9"}, ', encoding="utf-8")
     (inbox / "orders-0003.json").write_text('{"orders": [{"number": "SO-10"}]}', encoding="utf-8")
+    for dropped in ("orders-0000.json", "orders-0003.json"):  # dropped a minute ago: settled, no longer written
+        os.utime(inbox / dropped, (time.time() - 60, time.time() - 60))
     state, tasks = run_dag("shop-orders-incoming")
     assert (state, tasks) == (
         "failed",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+import os
+import re
+import stat
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,8 +19,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-def subscriber(base: Path, pattern: str, **extra: str) -> FileSubscriber:
-    return FileSubscriber(FileSubscriberSettings(type="file", base_folder=str(base), pattern=pattern, **extra))
+def subscriber(base: Path, pattern: str, **extra: Any) -> FileSubscriber:
+    """A subscriber that takes files at once: these tests are about reading, not about settling."""
+    settings = {"settle_seconds": 0, **extra}
+    return FileSubscriber(FileSubscriberSettings(type="file", base_folder=str(base), pattern=pattern, **settings))
 
 
 def test_reads_json_jsonl_and_csv(tmp_path: Path) -> None:
@@ -53,18 +58,32 @@ def test_acknowledge_moves_a_file_to_processed(tmp_path: Path) -> None:
         ),
         ("bad.json", "[1, 2]", "record 0 is a int, expected a JSON object"),
         ("bad.jsonl", '{"id": 1}\nnope\n', "line 2: not valid JSON (Expecting value)"),
-        ("bad.csv", "id,name\n1,a,extra\n", "line 2: more values than the header has columns"),
+        ("bad.csv", "id,name\n1,a,extra\n", "line 2: more values (3) than the header has columns (2)"),
+        ("bad.csv", "id,name\n1,a\n\n2\n", "line 4: fewer values (1) than the header has columns (2)"),
+        ("bad.csv", 'id,name\n1,"a\nb"\n2,"c",\n', "line 4: more values (3) than the header has columns (2)"),
+        ("bad.csv", "id,name,id\n1,a,2\n", "the header names column 'id' twice"),
+        ("bad.csv", 'id,name\n1,"a"b\n', "line 2: ',' expected after '\"'"),
+        (
+            "bad.csv",
+            b"id,name\n1,caf\xe9\n",
+            "not UTF-8 text: the byte at offset 13 cannot be decoded; save the file as UTF-8",
+        ),
         ("bad.json", '{"other": []}', "records_path 'orders': key 'orders' not found"),
     ],
 )
-def test_a_malformed_file_is_rejected_with_its_reason(tmp_path: Path, name: str, content: str, reason: str) -> None:
-    (tmp_path / name).write_text(content)
+def test_a_malformed_file_is_rejected_with_its_reason(
+    tmp_path: Path, name: str, content: str | bytes, reason: str
+) -> None:
+    if isinstance(content, bytes):
+        (tmp_path / name).write_bytes(content)
+    else:
+        (tmp_path / name).write_text(content)
     extra = {"records_path": "orders"} if "records_path" in reason else {}
     (item,) = subscriber(tmp_path, name, **extra).batches()
     assert isinstance(item, RejectedSource)
     assert item.reason == reason
     item.set_aside()
-    assert (tmp_path / "rejected" / name).exists()
+    assert (tmp_path / "rejected" / name).read_bytes() == (content if isinstance(content, bytes) else content.encode())
     assert (tmp_path / "rejected" / f"{name}.error.txt").read_text() == reason + "\n"
 
 
@@ -84,3 +103,64 @@ def test_publisher_reports_an_unwritable_destination(tmp_path: Path) -> None:
     settings = FilePublisherSettings(type="file", destination_folder=str(blocker / "out"))
     with pytest.raises(DeliveryError, match=r"cannot write .*file/out/k-1\.json"):
         FilePublisher(settings).publish(ClaimedTask(1, "r", "k", {}, 1, "t"))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_publisher_files_honour_the_umask_as_a_normal_write_does(tmp_path: Path, umask: int) -> None:
+    settings = FilePublisherSettings(type="file", destination_folder=str(tmp_path))
+    previous = os.umask(umask)
+    try:
+        FilePublisher(settings).publish(ClaimedTask(1, "r", "k", {"id": "k"}, 1, "t"))
+        (tmp_path / "normal.json").write_text("{}")
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE((tmp_path / "k-1.json").stat().st_mode)
+    assert oct(mode) == oct(0o666 & ~umask) == oct(stat.S_IMODE((tmp_path / "normal.json").stat().st_mode))
+
+
+def test_a_failed_write_leaves_no_partial_file_behind(tmp_path: Path) -> None:
+    (tmp_path / "k-1.json").mkdir()  # the target name is taken by a folder: the final rename fails
+    settings = FilePublisherSettings(type="file", destination_folder=str(tmp_path))
+    with pytest.raises(DeliveryError, match=r"cannot write .*k-1\.json: Is a directory"):
+        FilePublisher(settings).publish(ClaimedTask(1, "r", "k", {"secret": "payload"}, 1, "t"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k-1.json"]
+
+
+def test_entity_keys_too_long_for_a_file_name_are_written_under_a_unique_shorter_name(tmp_path: Path) -> None:
+    settings = FilePublisherSettings(type="file", destination_folder=str(tmp_path), filename="{entity_key}.json")
+    keys = ["K" * 300, "K" * 300 + "2", "é" * 200, "é" * 200 + "x", "😀" * 70]
+    publisher = FilePublisher(settings)
+    for task_id, key in enumerate(keys, start=1):
+        publisher.publish(ClaimedTask(task_id, "r", key, {"key": key}, 1, "t"))
+    written = sorted(tmp_path.iterdir())
+    assert len(written) == len(keys)  # each key its own file: none overwrote another
+    assert sorted(json.loads(path.read_text(encoding="utf-8"))["key"] for path in written) == sorted(keys)
+    for path in written:
+        assert len(os.fsencode(path.name)) <= 255
+        assert path.name.endswith(".json")
+    assert {path.name[:10] for path in written} == {"K" * 10, "é" * 10, "😀" * 10}  # still recognisable
+    short = "é" * 10
+    publisher.publish(ClaimedTask(9, "r", short, {"key": short}, 1, "t"))
+    assert (tmp_path / f"{short}.json").exists()  # a name that fits is kept as it is
+
+
+def test_a_payload_that_is_not_json_is_a_delivery_error_not_an_invalid_file(tmp_path: Path) -> None:
+    settings = FilePublisherSettings(type="file", destination_folder=str(tmp_path))
+    with pytest.raises(DeliveryError, match="the payload is not writable as JSON"):
+        FilePublisher(settings).publish(ClaimedTask(1, "r", "k", {"total": float("nan")}, 1, "t"))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"settle_seconds": -1}, "greater than or equal to 0"),
+        ({"ready_marker": "{name}"}, "must name another file beside each file"),
+        ({"ready_marker": "done"}, "must name another file beside each file"),
+        ({"ready_marker": "../{name}.done"}, "must name another file beside each file"),
+        ({"ready_marker": "{path}.done"}, "may only use {name} and {stem}"),
+    ],
+)
+def test_settling_settings_are_checked(tmp_path: Path, extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FileSubscriberSettings(type="file", base_folder=str(tmp_path), **extra)
