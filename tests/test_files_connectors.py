@@ -54,10 +54,10 @@ def test_acknowledge_moves_a_file_to_processed(tmp_path: Path) -> None:
         (
             "bad.json",
             '{"id": 1,',
-            "not valid JSON at line 1, column 10: Expecting property name enclosed in double quotes",
+            "not valid JSON: Expecting property name enclosed in double quotes at line 1, column 10",
         ),
         ("bad.json", "[1, 2]", "record 0 is a int, expected a JSON object"),
-        ("bad.jsonl", '{"id": 1}\nnope\n', "line 2: not valid JSON (Expecting value)"),
+        ("bad.jsonl", '{"id": 1}\nnope\n', "line 2, column 1: not valid JSON (Expecting value)"),
         ("bad.csv", "id,name\n1,a,extra\n", "line 2: more values (3) than the header has columns (2)"),
         ("bad.csv", "id,name\n1,a\n\n2\n", "line 4: fewer values (1) than the header has columns (2)"),
         ("bad.csv", 'id,name\n1,"a\nb"\n2,"c",\n', "line 4: more values (3) than the header has columns (2)"),

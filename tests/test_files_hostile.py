@@ -292,11 +292,8 @@ def test_poison_files_reject_themselves_and_the_files_after_them_are_stored(tmp_
     summary = ingest(store, subscriber(inbox, "*"), ["r"], "id")
     reasons = {os.path.basename(rejected["source"]): rejected["reason"] for rejected in summary.rejected}
     assert sorted(reasons) == ["2-nested.json", "3-digits.jsonl", "4-nul.csv"]
-    assert reasons["2-nested.json"] == (
-        "nested too deeply to be read: lists and objects inside each other beyond Python's recursion limit"
-    )
-    assert reasons["3-digits.jsonl"].startswith("line 2: ")
-    assert "digits" in reasons["3-digits.jsonl"]
+    assert reasons["2-nested.json"] == ("nested more than 100 levels deep")
+    assert reasons["3-digits.jsonl"] == "line 2: a number has more than 4300 digits"
     assert reasons["4-nul.csv"] == "line 3: holds a NUL byte; a CSV file is text (is this a binary file, or UTF-16?)"
     assert stored(store) == {"A": {"id": "A"}, "F": {"id": "F"}}
     assert names(inbox) == ["processed", "rejected"]

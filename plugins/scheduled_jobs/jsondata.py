@@ -21,6 +21,16 @@ MAX_DEPTH = 100
 """Arrays and objects nested deeper than this are refused (real records nest a handful of levels)."""
 
 
+class InvalidJsonError(ValueError):
+    """Text that is not JSON at all; ``line`` and ``column`` say where the parser stopped."""
+
+    def __init__(self, message: str, line: int, column: int) -> None:
+        super().__init__(f"not valid JSON: {message} at line {line}, column {column}")
+        self.message = message
+        self.line = line
+        self.column = column
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -30,7 +40,7 @@ def loads(data: bytes | str) -> Any:
     try:
         document = json.loads(data, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+        raise InvalidJsonError(exc.msg, exc.lineno, exc.colno) from None
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except RecursionError:

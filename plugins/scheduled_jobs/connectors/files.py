@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
+from scheduled_jobs import jsondata
 from scheduled_jobs import settings as sj_settings
 from scheduled_jobs.connectors.base import (
     Batch,
@@ -148,7 +149,7 @@ def _text(data: bytes) -> str:
 
 
 def _json_value(text: str) -> Any:
-    return json.loads(text)
+    return jsondata.loads(text)
 
 
 def _records_from_json(data: bytes, records_path: str | None) -> list[dict[str, Any]]:
@@ -172,8 +173,8 @@ def _records_from_jsonl(data: bytes) -> list[dict[str, Any]]:
             continue
         try:
             record = _json_value(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"line {number}: not valid JSON ({exc.msg})") from exc
+        except jsondata.InvalidJsonError as exc:
+            raise ValueError(f"line {number}, column {exc.column}: not valid JSON ({exc.message})") from exc
         except Exception as exc:  # e.g. nested too deeply: the line's problem, said with its number
             raise ValueError(f"line {number}: {reason_of(exc)}") from exc
         if not isinstance(record, dict):
@@ -219,8 +220,6 @@ def _records_from_csv(data: bytes) -> list[dict[str, Any]]:
 
 def reason_of(exc: BaseException) -> str:
     """Why a file's content could not be read, from parts we choose."""
-    if isinstance(exc, json.JSONDecodeError):
-        return f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
     if isinstance(exc, RecursionError):
         return NESTED_REASON
     if isinstance(exc, UnicodeDecodeError):
