@@ -80,7 +80,11 @@ def dumps(value: Any) -> str:
 @st.composite
 def mangled(draw: st.DrawFn, text: str) -> bytes:
     """``text`` as bytes, perhaps mangled the way a transfer, a producer or an attacker would."""
-    how = draw(st.sampled_from(["as is", "as is", "as is", "truncated", "nested", "huge", "latin-1", "garbage", "nul"]))
+    how = draw(
+        st.sampled_from(
+            ["as is", "as is", "as is", "truncated", "nested", "huge", "overflow", "latin-1", "garbage", "nul"]
+        )
+    )
     if how == "truncated" and text:
         return text.encode("utf-8", "surrogatepass")[: draw(st.integers(0, max(0, len(text) - 1)))]
     if how == "nested":
@@ -88,6 +92,10 @@ def mangled(draw: st.DrawFn, text: str) -> bytes:
         return ("[" * depth + "{}" + "]" * depth).encode()
     if how == "huge":  # a number of 5,000 digits beside the document
         return ("[" + text + ", " + "9" * 5000 + "]").encode("utf-8", "surrogatepass")
+    if how == "overflow" and "{" in text:  # a float that Python reads as infinity, inside the first object
+        at = text.index("{") + 1
+        member = '"overflow": 1e400' + ("" if text[at : at + 1] == "}" else ", ")
+        return (text[:at] + member + text[at:]).encode("utf-8", "surrogatepass")
     if how == "latin-1":
         return text.encode("latin-1", "replace") + b"\xe9\xff"
     if how == "garbage":
