@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from scheduled_jobs.configurations import Mapping
 from scheduled_jobs.ingesting import keyed_records, read_ahead
+
+if TYPE_CHECKING:
+    from scheduled_jobs.store import TaskStore
 
 
 def test_read_ahead_keeps_order_and_raises_the_producers_error() -> None:
@@ -148,3 +152,127 @@ def test_batches_commit_in_the_order_read_so_the_later_content_wins(tmp_path: ob
     ]
     store.add_entities = real  # type: ignore[method-assign]
     assert store.add_entities(["r"], [("A", {"id": "A", "v": 2})]).created == 0  # v2 is the content kept
+
+
+# -- one poison batch rejects itself, not the run ------------------------------------------------------
+
+
+def _store(dialect: str, request: pytest.FixtureRequest, tmp_path: object) -> TaskStore:
+    import sqlalchemy as sa
+
+    from scheduled_jobs.store import TaskStore
+
+    if dialect == "sqlite":
+        return TaskStore.from_url(f"sqlite:///{tmp_path}/store.db")
+    store = TaskStore.from_url(request.getfixturevalue("postgres_server_url"))
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_watermark"))
+    return store
+
+
+class _ThreeSources:
+    """Three sources (files, pages), the middle one poison; which were acknowledged or rejected, and why."""
+
+    def __init__(self, poison: dict[str, object]) -> None:
+        self.poison = poison
+        self.acknowledged: list[int] = []
+        self.rejected: list[tuple[int, str]] = []
+
+    def batches(self) -> Iterator[object]:
+        from scheduled_jobs.connectors.base import Batch
+
+        for n in (1, 2, 3):
+            records = [self.poison] if n == 2 else [{"id": f"good-{n}", "note": NOTE}]
+            yield Batch(
+                f"source {n}",
+                records,
+                acknowledge=lambda n=n: self.acknowledged.append(n),
+                reject=lambda reason, n=n: self.rejected.append((n, reason)),
+            )
+
+
+NOTE = "secret payload"
+POISON = {
+    "a number of 5,000 digits": {"id": "big", "n": 10**5000, "note": NOTE},
+    "a lone surrogate": {"id": "odd", "text": "\ud800", "note": NOTE},
+    # SQLite keeps these keys as they are; PostgreSQL refuses them.
+    "a key over 500 characters": {"id": "x" * 600, "note": NOTE},
+    "a key holding NUL": {"id": "a\x00b", "note": NOTE},
+}
+ON_BOTH = ["a number of 5,000 digits", "a lone surrogate"]
+POSTGRES = pytest.mark.postgres
+
+
+@pytest.mark.parametrize(
+    ("dialect", "case"),
+    [("sqlite", case) for case in ON_BOTH] + [pytest.param("postgresql", case, marks=POSTGRES) for case in POISON],
+)
+def test_a_batch_the_store_refuses_is_rejected_and_the_run_goes_on(
+    dialect: str, case: str, request: pytest.FixtureRequest, tmp_path: object
+) -> None:
+    from scheduled_jobs.ingesting import ingest
+
+    store = _store(dialect, request, tmp_path)
+    sources = _ThreeSources(POISON[case])
+    summary = ingest(store, sources, ["r"], "id")  # type: ignore[arg-type]
+    assert sources.acknowledged == [1, 3]
+    assert [n for n, _ in sources.rejected] == [2]
+    assert summary.rejected == [{"source": "source 2", "reason": sources.rejected[0][1]}]
+    reason = sources.rejected[0][1]
+    # It names the problem, shortly, without the statement, its parameters or the record's data.
+    assert reason and len(reason) < 200
+    for leak in ("INSERT", NOTE, "xxxxxxxx", "00000000", "[SQL", "parameters"):
+        assert leak not in reason
+    assert [t["entity_key"] for t in store.list_tasks("r")] == ["good-1", "good-3"]
+    assert summary.sources == 2
+
+
+def test_a_store_that_fails_still_fails_the_run_and_rejects_nothing(tmp_path: object) -> None:
+    # A broken store is not the data's fault: nothing is rejected (a file would go to rejected/ for good),
+    # nothing acknowledged; the run fails and the next one reads everything again.
+    import sqlalchemy as sa
+
+    from scheduled_jobs.ingesting import ingest
+    from scheduled_jobs.store import TaskStore
+
+    store = TaskStore.from_url(f"sqlite:///{tmp_path}/store.db")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE scheduled_jobs_entity"))
+    sources = _ThreeSources({"id": "fine"})
+    with pytest.raises(sa.exc.OperationalError, match="no such table"):
+        ingest(store, sources, ["r"], "id")  # type: ignore[arg-type]
+    assert (sources.acknowledged, sources.rejected) == ([], [])
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=POSTGRES)])
+def test_a_record_the_store_refuses_rejects_only_itself_where_its_batch_allows_it(
+    dialect: str, request: pytest.FixtureRequest, tmp_path: object
+) -> None:
+    # Rows of a query are sources of their own (Batch.reject_record): the store refuses the batch, so its
+    # records are stored one by one, in the writer, before the next batch.
+    from scheduled_jobs.connectors.base import Batch
+    from scheduled_jobs.ingesting import ingest
+
+    store = _store(dialect, request, tmp_path)
+    rejected: list[tuple[int, str]] = []
+
+    def reject_record(index: int, reason: str) -> str:
+        rejected.append((index, reason))
+        return f"row {index}"
+
+    class Rows:
+        def batches(self) -> Iterator[object]:
+            records = [{"id": "A", "v": 1}, POISON["a number of 5,000 digits"], {"id": "B", "v": 1}]
+            yield Batch("rows 1-3", records, reject_record=reject_record)
+            yield Batch("rows 4-4", [{"id": "A", "v": 2}], reject_record=reject_record)
+
+    summary = ingest(store, Rows(), ["r"], "id")  # type: ignore[arg-type]
+    assert [index for index, _ in rejected] == [1]
+    assert summary.rejected == [{"source": "row 1", "reason": rejected[0][1]}]
+    assert rejected[0][1].startswith("the task store refused it: ")
+    assert [(t["entity_key"], t["payload"]) for t in store.list_tasks("r")] == [
+        ("A", '{"id":"A","v":1}'),
+        ("B", '{"id":"B","v":1}'),
+        ("A", '{"id":"A","v":2}'),  # still after the refused batch's good records: the later content wins
+    ]
+    assert (summary.sources, summary.entities, summary.tasks_created) == (2, 3, 3)

@@ -13,6 +13,7 @@ from conftest import connection_json
 from scheduled_jobs.connectors.base import Batch, RejectedSource
 from scheduled_jobs.connectors.sql import SqlPublisher, SqlPublisherSettings, SqlSubscriber, SqlSubscriberSettings
 from scheduled_jobs.exceptions import DeliveryError
+from scheduled_jobs.ingesting import IngestSummary, ingest
 from scheduled_jobs.store import ClaimedTask, TaskStore
 from scheduled_jobs.store.tasks import StoreState
 
@@ -142,3 +143,189 @@ def test_sql_publisher_names_are_validated(settings: dict[str, object], message:
     base = {"type": "sql", "connection": "shop_db", "table": "erp_orders", "columns": {"order_id": "id"}}
     with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         SqlPublisherSettings.model_validate({**base, **settings})
+
+
+# -- the watermark never skips a row ------------------------------------------------------------------
+
+DAY = dt.datetime(2026, 11, 24, 9, 0)
+
+
+def minute(n: int) -> dt.datetime:
+    return DAY + dt.timedelta(minutes=n)
+
+
+@pytest.fixture
+def feed(database: sa.Engine) -> sa.Engine:
+    """A source table whose id may be NULL (a careless producer), on the database of `shop_db`."""
+    with database.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS feed"))
+        conn.execute(sa.text("CREATE TABLE feed (id VARCHAR(700), amount NUMERIC, updated_at TIMESTAMP)"))
+    return database
+
+
+def add_feed(engine: sa.Engine, *rows: tuple[str | None, dt.datetime | None]) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO feed (id, amount, updated_at) VALUES (:id, 1, :at)"),
+            [{"id": i, "at": a} for i, a in rows],
+        )
+
+
+@pytest.fixture
+def sql_store(database: sa.Engine, tmp_path: Path, request: pytest.FixtureRequest) -> TaskStore:
+    """The task store on the same kind of database as the source."""
+    if database.dialect.name == "sqlite":
+        return TaskStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    store = TaskStore.from_url(request.getfixturevalue("postgres_server_url"))
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_watermark"))
+    return store
+
+
+def run_feed(store: TaskStore, **settings: object) -> IngestSummary:
+    """One run of the real ingest loop over the feed table."""
+    subscriber = SqlSubscriber(
+        SqlSubscriberSettings.model_validate(
+            {
+                "type": "sql",
+                "connection": "shop_db",
+                "query": "SELECT id, updated_at FROM feed",
+                "watermark_column": "updated_at",
+                **settings,
+            }
+        ),
+        StoreState(store, "feed"),
+    )
+    return ingest(store, subscriber, ["r"], "id")
+
+
+def task_keys(store: TaskStore) -> list[str]:
+    return sorted(task["entity_key"] for task in store.list_tasks("r"))
+
+
+def test_a_row_without_an_entity_key_is_rejected_alone_and_read_once_it_is_fixed(
+    feed: sa.Engine, sql_store: TaskStore
+) -> None:
+    # batch_size 2: [A, B] [C, no id] [D, E]. Today the second batch is rejected whole, the third is
+    # acknowledged, and the watermark jumps past C and the bad row for good.
+    add_feed(feed, ("A", minute(1)), ("B", minute(2)), ("C", minute(3)), (None, minute(4)), ("D", minute(5)))
+    add_feed(feed, ("E", minute(6)))
+    first = run_feed(sql_store, batch_size=2)
+    assert [r["source"] for r in first.rejected] == ["shop_db: query, row 4 (updated_at 2026-11-24 09:04:00)"]
+    assert "entity key 'id'" in first.rejected[0]["reason"]
+    assert task_keys(sql_store) == ["A", "B", "C", "D", "E"]  # its good neighbours are stored
+    # Held strictly below the bad row: the rows after it are read again (and change nothing).
+    assert str(sql_store.load_watermark("feed")) == "2026-11-24 09:03:00"
+    again = run_feed(sql_store, batch_size=2)
+    assert len(again.rejected) == 1
+    assert (again.tasks_created, again.unchanged) == (0, 2)
+    with feed.begin() as conn:  # the producer fixes the row, without touching its updated_at
+        conn.execute(sa.text("UPDATE feed SET id = 'F' WHERE id IS NULL"))
+    fixed = run_feed(sql_store, batch_size=2)
+    assert fixed.rejected == []
+    assert task_keys(sql_store) == ["A", "B", "C", "D", "E", "F"]  # every row with a key is a task, once
+    assert str(sql_store.load_watermark("feed")) == "2026-11-24 09:06:00"
+
+
+def test_rows_sharing_the_watermark_value_at_the_max_records_cut_are_all_read(
+    feed: sa.Engine, sql_store: TaskStore
+) -> None:
+    # max_records 3 cuts through B, C, D (one updated_at). Today D is never read: the next run starts past it.
+    add_feed(feed, ("A", minute(1)), ("B", minute(2)), ("C", minute(2)), ("D", minute(2)), ("E", minute(3)))
+    first = run_feed(sql_store, batch_size=2, max_records=3)
+    assert (first.entities, first.tasks_created, first.unchanged) == (4, 4, 0)  # the tie group read once
+    run_feed(sql_store, batch_size=2, max_records=3)
+    assert task_keys(sql_store) == ["A", "B", "C", "D", "E"]
+    assert str(sql_store.load_watermark("feed")) == "2026-11-24 09:03:00"
+
+
+def test_a_run_whose_rows_all_share_one_watermark_value_still_moves_on(feed: sa.Engine, sql_store: TaskStore) -> None:
+    # Every row within max_records has one value: holding the watermark below it would never move on.
+    add_feed(feed, *[(f"P{n}", minute(1)) for n in range(5)], ("Q", minute(2)))
+    first = run_feed(sql_store, batch_size=2, max_records=2)
+    assert (first.entities, first.tasks_created) == (5, 5)  # the whole tie group, past the limit, once each
+    assert str(sql_store.load_watermark("feed")) == "2026-11-24 09:01:00"
+    second = run_feed(sql_store, batch_size=2, max_records=2)
+    assert (second.entities, second.tasks_created) == (1, 1)
+    assert task_keys(sql_store) == ["P0", "P1", "P2", "P3", "P4", "Q"]
+
+
+def test_rows_without_a_watermark_value_are_reported_and_read_once_they_have_one(
+    feed: sa.Engine, sql_store: TaskStore
+) -> None:
+    add_feed(feed, ("A", minute(1)))
+    assert run_feed(sql_store).rejected == []
+    add_feed(feed, ("N", None), ("B", minute(2)))
+    second = run_feed(sql_store)  # today N is silently never read
+    assert second.rejected == [
+        {
+            "source": "shop_db: query",
+            "reason": "1 row has no updated_at (NULL), so it is never read: give every row an updated_at, "
+            "or select one that is never NULL, e.g. COALESCE(updated_at, <another column>) AS updated_at",
+        }
+    ]
+    assert task_keys(sql_store) == ["A", "B"]
+    with feed.begin() as conn:
+        conn.execute(sa.text("UPDATE feed SET updated_at = :at WHERE id = 'N'"), {"at": minute(3)})
+    assert run_feed(sql_store).rejected == []
+    assert task_keys(sql_store) == ["A", "B", "N"]
+
+
+def test_a_run_that_fails_between_rows_sharing_a_value_reads_them_again(feed: sa.Engine, sql_store: TaskStore) -> None:
+    # [A, B] [C, D] with B and C sharing updated_at: the first batch is committed, the store then fails.
+    # Today the watermark moves to B's value after the first batch, and C is never read.
+    add_feed(feed, ("A", minute(1)), ("B", minute(2)), ("C", minute(2)), ("D", minute(3)))
+    real = sql_store.add_entities
+    calls = {"n": 0}
+
+    def failing_second(routes: list[str], records: list[tuple[str, object]]) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise sa.exc.OperationalError("INSERT", {}, Exception("the store went away"))
+        return real(routes, records)
+
+    sql_store.add_entities = failing_second  # type: ignore[method-assign,assignment]
+    with pytest.raises(sa.exc.OperationalError):
+        run_feed(sql_store, batch_size=2)
+    assert task_keys(sql_store) == ["A", "B"]
+    sql_store.add_entities = real  # type: ignore[method-assign]
+    run_feed(sql_store, batch_size=2)
+    assert task_keys(sql_store) == ["A", "B", "C", "D"]
+
+
+@pytest.mark.postgres
+def test_a_row_the_store_refuses_is_rejected_alone(
+    postgres_server_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A key longer than the store's column, and a number Python will not print: each refused by the store
+    # (PostgreSQL), each only its own row's rejection; the rows around them are stored.
+    engine = sa.create_engine(postgres_server_url)
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_DB", connection_json(postgres_server_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS feed"))
+        conn.execute(sa.text("CREATE TABLE feed (id VARCHAR(700), amount NUMERIC, updated_at TIMESTAMP)"))
+        conn.execute(
+            sa.text("INSERT INTO feed VALUES (:id, CAST(:amount AS NUMERIC), :at)"),
+            [
+                {"id": "A", "amount": "1", "at": minute(1)},
+                {"id": "x" * 600, "amount": "2", "at": minute(2)},
+                {"id": "B", "amount": "3", "at": minute(3)},
+                {"id": "HUGE", "amount": "9" * 5000, "at": minute(4)},
+                {"id": "C", "amount": "5", "at": minute(5)},
+            ],
+        )
+    store = TaskStore.from_url(postgres_server_url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_watermark"))
+    summary = run_feed(store, query="SELECT id, amount, updated_at FROM feed", batch_size=5)
+    assert task_keys(store) == ["A", "B", "C"]
+    assert [r["source"] for r in summary.rejected] == [
+        "shop_db: query, row 2 (updated_at 2026-11-24 09:02:00)",
+        "shop_db: query, row 4 (updated_at 2026-11-24 09:04:00)",
+    ]
+    for rejected in summary.rejected:  # short, and without the statement or the row's data
+        assert len(rejected["reason"]) < 200
+        assert "xxxxxxxx" not in rejected["reason"] and "99999999" not in rejected["reason"]
+        assert "INSERT" not in rejected["reason"]
+    assert str(store.load_watermark("feed")) == "2026-11-24 09:01:00"
+    engine.dispose()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from scheduled_jobs.connectors.base import Batch, RejectedSource, dig
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from scheduled_jobs.configurations import Mapping
     from scheduled_jobs.connectors.base import Subscriber
@@ -170,6 +170,100 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
         thread.join(timeout=5)
 
 
+# A failure of the store that belongs to the records being stored, not to the store: our own validation
+# (ValueError, e.g. a number Python will not print, a lone surrogate, a NUL psycopg2 will not send) and
+# the database's refusal of a value (DataError: a key too long for its column). Anything else (a lost
+# connection, a missing table) still fails the run.
+def _refused_by_data(exc: BaseException) -> bool:
+    from sqlalchemy.exc import DataError
+
+    return isinstance(exc, ValueError | DataError)
+
+
+_REASON_LIMIT = 160
+
+
+def _refusal(exc: BaseException) -> str:
+    """Why the store refused records: the first line of the database's or our own message, never the
+    statement and its parameters (SQLAlchemy's text of an error holds both: the records' data)."""
+    from sqlalchemy.exc import DBAPIError
+
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    detail = lines[0] if lines else type(cause).__name__
+    if len(detail) > _REASON_LIMIT:
+        detail = detail[: _REASON_LIMIT - 3] + "..."
+    return f"the task store refused it: {detail}"
+
+
+def _keyed_apart(
+    records: Sequence[dict[str, Any]], entity_key: str, mapping: Mapping | None
+) -> tuple[list[tuple[int, tuple[str, dict[str, Any]]]], list[tuple[int, str]]]:
+    """(index, (entity key, payload)) of each record the mapping keeps, and (index, reason) of the bad ones.
+
+    The same rule as ``keyed_records``, record by record, so a bad record can be rejected by itself.
+    """
+    keyed, bad = [], []
+    for index, record in enumerate(records):
+        if not _kept(record, mapping):
+            continue
+        try:
+            keyed.append((index, (entity_key_of(record, entity_key), _payload(record, mapping))))
+        except ValueError as exc:
+            bad.append((index, str(exc)))
+    return keyed, bad
+
+
+def _ignore(_reason: str) -> None:
+    return None
+
+
+@dataclass
+class _Stored:
+    """What the writer stored of one batch."""
+
+    result: IngestResult
+    entities: int
+    set_apart: list[tuple[int, str]]
+    """The records rejected by themselves (index, reason), where the batch allows it."""
+
+
+def _store_batch(
+    store: TaskStore,
+    routes: list[str],
+    keyed: list[tuple[int, tuple[str, dict[str, Any]]]],
+    set_apart: list[tuple[int, str]],
+    record_by_record: bool,
+) -> _Stored | str:
+    """Store a batch in one transaction, or say why the store refused its data (a str).
+
+    Where records can be rejected one by one, a refused batch is stored record by record instead (still
+    in the writer thread, so batches still commit in the order read) and only the refused records are
+    set apart.
+    """
+    try:
+        return _Stored(store.add_entities(routes, [entity for _, entity in keyed]), len(keyed), set_apart)
+    except Exception as exc:
+        if not _refused_by_data(exc):
+            raise
+        if not record_by_record:
+            return _refusal(exc)
+    from scheduled_jobs.store import IngestResult
+
+    stored = _Stored(IngestResult(), 0, list(set_apart))
+    for index, entity in keyed:
+        try:
+            stored.result += store.add_entities(routes, [entity])
+        except Exception as exc:
+            if not _refused_by_data(exc):
+                raise
+            stored.set_apart.append((index, _refusal(exc)))
+        else:
+            stored.entities += 1
+    stored.set_apart.sort()
+    return stored
+
+
 def ingest(
     store: TaskStore,
     subscriber: Subscriber[Any],
@@ -185,41 +279,59 @@ def ingest(
     prepares the next. Batches are acknowledged in order and only once committed: a SQL watermark never
     moves past a batch that was not stored. A batch committed but not acknowledged (the run failed
     meanwhile) is read again next time, and the entity-key rule makes that harmless.
+
+    A failure that belongs to one batch's data (a record without a usable key, a value the store refuses)
+    rejects that batch, or only that record where the batch allows it (``Batch.reject_record``), and the
+    run goes on; a failure of the store itself fails the run, with nothing acknowledged past it.
     """
     summary = IngestSummary(incoming, routes)
-    pending: deque[tuple[Future[IngestResult], Batch, int]] = deque()
+    pending: deque[tuple[Future[_Stored | str], Batch]] = deque()
     pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-writer")
+
+    def reject(source: str, reason: str, set_aside: Callable[[str], object] = _ignore) -> None:
+        log.error("Rejected %s: %s", source, reason)
+        set_aside(reason)
+        summary.rejected.append({"source": source, "reason": reason})
 
     def acknowledge(keep: int) -> None:
         while len(pending) > keep:
-            future, batch, count = pending.popleft()
-            result = future.result()
+            future, batch = pending.popleft()
+            stored = future.result()  # a failure of the store itself is raised here
+            if isinstance(stored, str):
+                reject(batch.source, stored, batch.reject)
+                continue
+            for index, reason in stored.set_apart:
+                assert batch.reject_record is not None
+                reject(batch.reject_record(index, reason), reason)
             batch.acknowledge()
+            result = stored.result
             summary.sources += 1
-            summary.entities += count
+            summary.entities += stored.entities
             summary.tasks_created += result.created
             summary.unchanged += result.unchanged
             log.info(
-                "%s: %d entities, %d new tasks, %d unchanged", batch.source, count, result.created, result.unchanged
+                "%s: %d entities, %d new tasks, %d unchanged",
+                batch.source,
+                stored.entities,
+                result.created,
+                result.unchanged,
             )
 
     try:
         for item in read_ahead(subscriber.batches()):
             if isinstance(item, RejectedSource):
                 acknowledge(0)
-                log.error("Rejected %s: %s", item.source, item.reason)
+                reject(item.source, item.reason)
                 item.set_aside()
-                summary.rejected.append({"source": item.source, "reason": item.reason})
                 continue
-            try:
-                keyed = keyed_records(item.records, entity_key, mapping)
-            except ValueError as exc:
+            keyed, bad = _keyed_apart(item.records, entity_key, mapping)
+            if bad and item.reject_record is None:
                 acknowledge(0)
-                log.error("Rejected %s: %s", item.source, exc)
-                item.reject(str(exc))
-                summary.rejected.append({"source": item.source, "reason": str(exc)})
+                index, reason = bad[0]
+                reject(item.source, f"record {index}: {reason}", item.reject)
                 continue
-            pending.append((pool.submit(store.add_entities, routes, keyed), item, len(keyed)))
+            job = pool.submit(_store_batch, store, routes, keyed, bad, item.reject_record is not None)
+            pending.append((job, item))
             acknowledge(IN_FLIGHT - 1)
         acknowledge(0)
     finally:

@@ -51,16 +51,22 @@ def _ignore(_reason: str) -> None:
 
 @dataclass
 class Batch:
-    """Records read from one source (a file, a page).
+    """Records read from one source (a file, a page, rows of a query).
 
     ``acknowledge`` once its tasks are stored; ``reject`` when its records are unusable (e.g. a record
     without the entity key), so the whole source is set aside and none of it half-imported.
+
+    ``reject_record``, where set, makes each record a source of its own (a row of a query): a bad record
+    is rejected by itself, called with its index in ``records`` and the reason, and returns the name
+    under which it is reported; the batch's other records are stored and the batch is acknowledged.
+    It is called before the batch's ``acknowledge``, so a SQL watermark can stay below that record.
     """
 
     source: str
     records: list[dict[str, Any]]
     acknowledge: Callable[[], object] = field(default=_nothing)
     reject: Callable[[str], None] = field(default=_ignore)
+    reject_record: Callable[[int, str], str] | None = None
 
 
 @dataclass

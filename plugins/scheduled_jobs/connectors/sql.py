@@ -9,7 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import threading
+from collections import Counter
+from dataclasses import dataclass
 from functools import partial
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -18,10 +21,11 @@ from scheduled_jobs.connectors.base import Batch, ConnectorSettings, Publisher, 
 from scheduled_jobs.exceptions import DeliveryError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine, Row
 
+    from scheduled_jobs.connectors.base import SourceState
     from scheduled_jobs.store.tasks import ClaimedTask
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
@@ -98,42 +102,206 @@ class SqlPublisherSettings(ConnectorSettings):
         return self
 
 
+@dataclass(frozen=True)
+class _Point:
+    """A place in a run's rows, ordered by the watermark column: every row up to ``position`` (0-based)
+    has a watermark value up to ``value``, and the rows after it have greater values. Position -1 is the
+    start of the run (``value`` is the watermark it started from)."""
+
+    position: int
+    value: Any
+
+
+class _Watermark:
+    """A run's watermark: it moves only to a value below which every row is committed.
+
+    A rejected row holds it strictly below that row's value (at the end of the previous value), for the
+    rest of the run: the rows after the rejected one are still stored, and read again by the next run,
+    which the entity-key rule makes harmless.
+    """
+
+    def __init__(self, state: SourceState, start: Any) -> None:
+        self.state = state
+        self.saved = _Point(-1, start)
+        self.held: _Point | None = None
+
+    def hold(self, point: _Point) -> None:
+        if self.held is None or point.position < self.held.position:
+            self.held = point
+
+    def move_to(self, point: _Point) -> None:
+        if self.held is not None and point.position > self.held.position:
+            point = self.held
+        if point.position > self.saved.position:
+            self.state.save(point.value)
+            self.saved = point
+
+
+@dataclass
+class _Rows:
+    """One batch of a query's rows: how far acknowledging it moves the watermark, and where rejecting one
+    of its rows holds it."""
+
+    source: str
+    column: str
+    first: int
+    """The run position of its first row."""
+    values: list[Any]
+    """Each row's watermark value."""
+    before: list[_Point]
+    """For each row, the last place before its value: where the watermark stays if that row is rejected."""
+    done: _Point
+    """Where the watermark may move once the batch is stored."""
+    watermark: _Watermark
+
+    def acknowledge(self) -> None:
+        self.watermark.move_to(self.done)
+
+    def reject(self, _reason: str) -> None:
+        self.watermark.hold(self.before[0])
+
+    def reject_record(self, index: int, _reason: str) -> str:
+        self.watermark.hold(self.before[index])
+        value = str(self.values[index])  # a timestamp as the database shows it
+        name = _row_name(self.source, self.first, index, _reason)
+        return f"{name} ({self.column} {value if len(value) <= 60 else value[:57] + '...'})"
+
+
+def _row_name(source: str, first: int, index: int, _reason: str) -> str:
+    """A row named by its place in the run (1-based): the report's name of a rejected row."""
+    return f"{source}, row {first + index + 1}"
+
+
+def _fingerprint(row: Row[Any]) -> str:
+    return repr(tuple(row))
+
+
 class SqlSubscriber(Subscriber[SqlSubscriberSettings]):
-    """Yields rows in batches; the watermark moves on only once a batch's tasks are stored."""
+    """Yields rows in batches, ordered by the watermark column; the watermark moves on only to a value
+    below which every row is committed.
+
+    A row without a usable entity key is rejected by itself (its neighbours are stored) and holds the
+    watermark below its value, so it is read again once fixed. ``max_records`` never cuts through rows
+    sharing one watermark value: the rest of them are read past the limit. Rows whose watermark value is
+    NULL can never be read incrementally: they are reported as a rejection on every run.
+    """
 
     def batches(self) -> Iterator[Batch | RejectedSource]:
-        from sqlalchemy import text
         from sqlalchemy.exc import SQLAlchemyError
 
         settings = self.settings
-        column = settings.watermark_column
-        watermark = self.state.load() if column else None
-        sql = f"SELECT * FROM ({settings.query}) AS source"
-        parameters: dict[str, Any] = {}
-        if column:
-            quoted = f'"{column}"'
-            if watermark is not None:
-                sql += f" WHERE {quoted} > :watermark"
-                parameters["watermark"] = watermark
-            sql += f" ORDER BY {quoted}"
-        sql += f" LIMIT {settings.max_records}"
-        engine = _engine(settings.connection)
         source = f"{settings.connection}: query"
+        engine = _engine(settings.connection)
         try:
             with engine.connect() as conn:
-                result = conn.execution_options(stream_results=True).execute(text(sql), parameters)
-                while rows := result.fetchmany(settings.batch_size):
-                    records = [{key: _plain(value) for key, value in row._mapping.items()} for row in rows]
-                    last = rows[-1]._mapping[column] if column else None
-                    yield Batch(source, records, acknowledge=partial(self.state.save, last) if column else _noop)
+                column = settings.watermark_column
+                if column is None:
+                    yield from self._everything(conn, source)
+                else:
+                    yield from self._incremental(conn, source, column)
+                    nulls = self._without_watermark(conn, column)
+                    if nulls:
+                        yield RejectedSource(source, _null_reason(nulls, column))
         except SQLAlchemyError as exc:
             yield RejectedSource(source, f"the query failed: {str(exc.orig if hasattr(exc, 'orig') else exc).strip()}")
         finally:
             engine.dispose()
 
+    def _everything(self, conn: Connection, source: str) -> Iterator[Batch]:
+        from sqlalchemy import text
 
-def _noop() -> None:
-    return None
+        sql = f"SELECT * FROM ({self.settings.query}) AS source LIMIT {self.settings.max_records}"
+        result = conn.execution_options(stream_results=True).execute(text(sql))
+        first = 0
+        while rows := result.fetchmany(self.settings.batch_size):
+            yield Batch(source, _records(rows), reject_record=partial(_row_name, source, first))
+            first += len(rows)
+
+    def _incremental(self, conn: Connection, source: str, column: str) -> Iterator[Batch]:
+        watermark = _Watermark(self.state, self.state.load())
+        rows = self._ordered(conn, column, watermark.saved.value)
+        following = next(rows, None)
+        position = 0
+        previous = current = watermark.saved  # the last places of the previous value and of this one
+        while following is not None:
+            chunk = [following, *islice(rows, self.settings.batch_size - 1)]
+            following = next(rows, None)  # one row ahead: does the last value of this batch go on?
+            values, before = [], []
+            for row in chunk:
+                value = row._mapping[column]
+                if position == 0 or value != current.value:
+                    previous = current
+                current = _Point(position, value)
+                values.append(value)
+                before.append(previous)
+                position += 1
+            goes_on = following is not None and following._mapping[column] == current.value
+            done = before[-1] if goes_on else current
+            batch = _Rows(source, column, position - len(chunk), values, before, done, watermark)
+            yield Batch(
+                source,
+                _records(chunk),
+                acknowledge=batch.acknowledge,
+                reject=batch.reject,
+                reject_record=batch.reject_record,
+            )
+
+    def _ordered(self, conn: Connection, column: str, start: Any) -> Iterator[Row[Any]]:
+        """The rows past ``start`` in watermark order: ``max_records`` of them, then the rest of the rows
+        sharing the last one's value, so that the watermark can move past that value."""
+        from sqlalchemy import text
+
+        quoted = f'"{column}"'
+        sql = f"SELECT * FROM ({self.settings.query}) AS source"
+        if start is None:
+            found = conn.execution_options(stream_results=True).execute(
+                text(f"{sql} WHERE {quoted} IS NOT NULL ORDER BY {quoted} LIMIT {self.settings.max_records}")
+            )
+        else:
+            found = conn.execution_options(stream_results=True).execute(
+                text(f"{sql} WHERE {quoted} > :start ORDER BY {quoted} LIMIT {self.settings.max_records}"),
+                {"start": start},
+            )
+        count = 0
+        tied: list[Row[Any]] = []  # the rows read of the last value so far
+        for row in found:
+            count += 1
+            if tied and row._mapping[column] != tied[0]._mapping[column]:
+                tied = []
+            tied.append(row)
+            yield row
+        if count < self.settings.max_records:
+            return
+        # The limit may cut through the rows of the last value: read them all, skipping those already read.
+        seen = Counter(_fingerprint(row) for row in tied)
+        rest = conn.execution_options(stream_results=True).execute(
+            text(f"{sql} WHERE {quoted} = :last"), {"last": tied[-1]._mapping[column]}
+        )
+        for row in rest:
+            print_ = _fingerprint(row)
+            if seen[print_]:
+                seen[print_] -= 1
+                continue
+            yield row
+
+    def _without_watermark(self, conn: Connection, column: str) -> int:
+        from sqlalchemy import text
+
+        sql = f'SELECT COUNT(*) FROM ({self.settings.query}) AS source WHERE "{column}" IS NULL'
+        return int(conn.execute(text(sql)).scalar() or 0)
+
+
+def _records(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+    return [{key: _plain(value) for key, value in row._mapping.items()} for row in rows]
+
+
+def _null_reason(count: int, column: str) -> str:
+    rows = "1 row has" if count == 1 else f"{count} rows have"
+    them = "it is" if count == 1 else "they are"
+    return (
+        f"{rows} no {column} (NULL), so {them} never read: give every row an {column}, "
+        f"or select one that is never NULL, e.g. COALESCE({column}, <another column>) AS {column}"
+    )
 
 
 class SqlPublisher(Publisher[SqlPublisherSettings]):
