@@ -57,6 +57,8 @@ def inbox_files(draw: st.DrawFn) -> tuple[str, bytes, list[dict[str, Any]] | Non
         records = [dict(zip(columns, [str(r.get(n, "")) for n in columns], strict=True)) for r in records]
     data = draw(hostile.mangled(text))
     plain = data == text.encode("utf-8", "surrogatepass") and all(hostile.plain(r) for r in records)
+    if kind == "csv" and "\x00" in text:  # CSV is text: a NUL byte marks a binary or UTF-16 file, refused
+        plain = False
     return kind, data, records if plain else None
 
 

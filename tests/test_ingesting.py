@@ -195,17 +195,16 @@ NOTE = "secret payload"
 POISON = {
     "a number of 5,000 digits": {"id": "big", "n": 10**5000, "note": NOTE},
     "a lone surrogate": {"id": "odd", "text": "\ud800", "note": NOTE},
-    # SQLite keeps these keys as they are; PostgreSQL refuses them.
+    # Refused at the edge by the entity-key rule (PostgreSQL's column would refuse them too).
     "a key over 500 characters": {"id": "x" * 600, "note": NOTE},
     "a key holding NUL": {"id": "a\x00b", "note": NOTE},
 }
-ON_BOTH = ["a number of 5,000 digits", "a lone surrogate"]
 POSTGRES = pytest.mark.postgres
 
 
 @pytest.mark.parametrize(
     ("dialect", "case"),
-    [("sqlite", case) for case in ON_BOTH] + [pytest.param("postgresql", case, marks=POSTGRES) for case in POISON],
+    [("sqlite", case) for case in POISON] + [pytest.param("postgresql", case, marks=POSTGRES) for case in POISON],
 )
 def test_a_batch_the_store_refuses_is_rejected_and_the_run_goes_on(
     dialect: str, case: str, request: pytest.FixtureRequest, tmp_path: object
@@ -221,7 +220,7 @@ def test_a_batch_the_store_refuses_is_rejected_and_the_run_goes_on(
     reason = sources.rejected[0][1]
     # It names the problem, shortly, without the statement, its parameters or the record's data.
     assert reason and len(reason) < 200
-    for leak in ("INSERT", NOTE, "xxxxxxxx", "00000000", "[SQL", "parameters"):
+    for leak in ("INSERT", NOTE, "x" * 60, "00000000", "[SQL", "parameters"):  # a key's start may name it
         assert leak not in reason
     assert [t["entity_key"] for t in store.list_tasks("r")] == ["good-1", "good-3"]
     assert summary.sources == 2
