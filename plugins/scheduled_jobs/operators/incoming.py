@@ -68,9 +68,11 @@ class RunIncomingConfigurationOperator(ScheduledJobOperator):
             len(summary.rejected),
         )
         if summary.rejected:
-            listed = "; ".join(f"{r['source']}: {r['reason']}" for r in summary.rejected)
+            listed = "; ".join(f"{r['source']}: {r['reason']}" for r in summary.rejected[:20])
+            if len(summary.rejected) > 20:  # each was logged when it was rejected
+                listed += f"; and {len(summary.rejected) - 20} more (see the log above)"
             raise IncomingRunError(
-                f"{len(summary.rejected)} source(s) rejected and set aside "
-                f"(the other {summary.sources} were stored): {listed}"
+                f"{len(summary.rejected)} rejected (a file is set aside in rejected/, a page or row is read again "
+                f"once fixed); {summary.entities} entities from {summary.sources} other sources were stored: {listed}"
             )
         return summary.as_dict()
