@@ -49,9 +49,10 @@ class RunIncomingConfigurationOperator(ScheduledJobOperator):
             "its records only arrive by webhook",
         )
         store = TaskStore.from_airflow()
+        reader = subscriber_for(subscriber, StoreState(store, incoming.identifier))
         summary = ingest(
             store,
-            subscriber_for(subscriber, StoreState(store, incoming.identifier)),
+            reader,
             routes,
             incoming.model.entity_key,
             incoming.model.mapping,
@@ -68,7 +69,8 @@ class RunIncomingConfigurationOperator(ScheduledJobOperator):
             len(summary.rejected),
         )
         if summary.rejected:
-            listed = "; ".join(f"{r['source']}: {r['reason']}" for r in summary.rejected)
+            # Redacted again here, whatever the subscriber did: this text goes to the log and the UI.
+            listed = reader.redact("; ".join(f"{r['source']}: {r['reason']}" for r in summary.rejected))
             raise IncomingRunError(
                 f"{len(summary.rejected)} source(s) rejected and set aside "
                 f"(the other {summary.sources} were stored): {listed}"
