@@ -6,12 +6,15 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from helpers.echo import Echo
 from werkzeug import Response
 
 from scheduled_jobs.connectors.base import Batch, RejectedSource
 from scheduled_jobs.connectors.http import HttpSubscriber, HttpSubscriberSettings
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from pytest_httpserver import HTTPServer
     from werkzeug import Request
 
@@ -92,6 +95,60 @@ def test_next_link_pagination(api: HTTPServer, where: str) -> None:
         ["SO-1", "SO-2", "SO-3", "SO-4"],
         ["SO-5", "SO-6", "SO-7"],
     ]
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[Echo]:
+    """Another host (another port on loopback): it records every request it receives."""
+    server = Echo().start()
+    yield server
+    server.stop()
+
+
+OTHER_HOSTS = {
+    "absolute": "http://127.0.0.1:{port}/orders?from=4",
+    "scheme-relative": "//127.0.0.1:{port}/orders?from=4",
+    "userinfo that looks like the host": "http://127.0.0.1:{home}@127.0.0.1:{port}/orders?from=4",
+}
+
+
+@pytest.mark.parametrize("where", ["header", "body"])
+@pytest.mark.parametrize("form", OTHER_HOSTS)
+def test_a_next_link_to_another_host_gets_no_request_and_no_credentials(
+    api: HTTPServer, elsewhere: Echo, monkeypatch: pytest.MonkeyPatch, where: str, form: str
+) -> None:
+    connection = {
+        "conn_type": "http",
+        "host": "127.0.0.1",
+        "port": api.port,
+        "schema": "http",
+        "login": "shop",
+        "password": "s3cr3t-Pa55word",
+        "extra": {"X-Api-Key": "k3y-0123456789abcdef"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_API", json.dumps(connection))
+    link = OTHER_HOSTS[form].format(port=elsewhere.port, home=api.port)
+    body: dict[str, Any] = {"items": ORDERS[:4]}
+    headers = {}
+    if where == "body":
+        body["links"] = {"next": link}
+    else:
+        headers["Link"] = f'<{link}>; rel="next"'
+    api.expect_request("/orders").respond_with_response(
+        Response(json.dumps(body), content_type="application/json", headers=headers)
+    )
+    pagination = {"type": "next_link"} | ({"next_link_path": "links.next"} if where == "body" else {})
+    found = read(records_path="items", pagination=pagination)
+    assert elsewhere.requests == []
+    assert ids(found) == [["SO-1", "SO-2", "SO-3", "SO-4"]]  # the page before the link is kept
+    refused = found[-1]
+    assert isinstance(refused, RejectedSource)
+    assert refused.source == f"http://127.0.0.1:{elsewhere.port}/orders?from=4 (page 2)"
+    assert refused.reason == (
+        f"the next link goes to http://127.0.0.1:{elsewhere.port}, not to the connection's "
+        f"http://127.0.0.1:{api.port}; the connection's credentials go only to its own scheme, host and port, "
+        "so the run stops here and nothing was sent there"
+    )
 
 
 def test_max_pages_and_max_records_bound_a_run(api: HTTPServer) -> None:

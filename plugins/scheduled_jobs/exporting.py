@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from scheduled_jobs.exceptions import DeliveryError
+from scheduled_jobs.redaction import printable
 from scheduled_jobs.store.tasks import utcnow
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 CLAIM_BATCH = 100
 LEASE_REFRESH_SECONDS = 30.0
+UNEXPECTED_ERROR_CHARACTERS = 2000
 log = logging.getLogger(__name__)
 
 
@@ -50,13 +52,21 @@ class RetryFailed:
 
 
 def _outcome(publisher: Publisher[Any], task: ClaimedTask) -> tuple[str | None, bool]:
-    """Publish one task: (None, _) when delivered, else (error, retryable)."""
+    """Publish one task: (None, _) when delivered, else (error, retryable).
+
+    The error passes the publisher's redactor before it is logged or stored: an exception's text
+    (a library's, a destination's answer) may carry the connection's credentials.
+    """
     try:
         publisher.publish(task)
     except DeliveryError as exc:
-        return str(exc), exc.transient
+        return publisher.redact(str(exc)), exc.transient
     except Exception as exc:  # a connector bug must fail the task, never lose it
-        return f"unexpected {type(exc).__name__}: {exc}", False
+        # Redacted before it is cut or flattened, so that no secret is half-kept.
+        text = printable(publisher.redact(f"unexpected {type(exc).__name__}: {exc}"))
+        if len(text) > UNEXPECTED_ERROR_CHARACTERS:
+            text = text[:UNEXPECTED_ERROR_CHARACTERS] + "... (cut)"
+        return text, False
     return None, False
 
 

@@ -105,6 +105,10 @@ class Subscriber(ABC, Generic[SettingsT]):
     def batches(self) -> Iterator[Batch | RejectedSource]:
         """Yield every batch available now; a source that cannot be read is yielded as rejected."""
 
+    def redact(self, text: str) -> str:
+        """``text`` without the secrets of this subscriber's connection; applied to every text stored or logged."""
+        return text
+
 
 class Publisher(ABC, Generic[SettingsT]):
     """Delivers tasks of a route to the destination of an outgoing configuration."""
@@ -115,6 +119,14 @@ class Publisher(ABC, Generic[SettingsT]):
     @abstractmethod
     def publish(self, task: ClaimedTask) -> None:
         """Deliver one task; raise ``DeliveryError`` with the reason when it cannot be delivered."""
+
+    def redact(self, text: str) -> str:
+        """``text`` without the secrets of this publisher's connection; applied to every error stored or logged.
+
+        The export loop applies it to each failure, including an unexpected exception's text, so a
+        connector that knows secrets (a password, an API key) overrides it; the default knows none.
+        """
+        return text
 
     def close(self) -> None:
         """Release what the publisher holds open."""

@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from urllib.parse import quote, urljoin, urlsplit
 
 from pydantic import Field, field_validator
 
@@ -18,6 +19,7 @@ from scheduled_jobs.connectors.base import Batch, ConnectorSettings, Publisher, 
 from scheduled_jobs.connectors.retry import RetrySettings, is_transient_status, retry_after_seconds
 from scheduled_jobs.exceptions import DeliveryError, SourceError
 from scheduled_jobs.models import StrictModel
+from scheduled_jobs.redaction import Redactor, clean_url, printable, redactor_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 _FIELD = re.compile(r"{([^{}]+)}")
+BODY_EXCERPT_CHARACTERS = 500
+"""How much of a refusing answer's body an error keeps: enough to say why, never a whole page."""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class _HttpSettings(ConnectorSettings):
@@ -110,8 +115,66 @@ def _hook(settings: _HttpSettings) -> HttpHook:
     return HttpHook(method=settings.method, http_conn_id=settings.connection)
 
 
-def _short(text: str, limit: int = 500) -> str:
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+def _redactor(hook: HttpHook, settings: _HttpSettings) -> Redactor:
+    """The redactor of the connection's secrets: its extra is sent as headers, so each value is one."""
+    return redactor_for(hook.get_connection(settings.connection), headers_from_extra=True)
+
+
+def _body_excerpt(response: requests.Response, redact: Redactor) -> str:
+    """The start of a refusing answer's body, redacted: it may echo the request, credentials included."""
+    import requests
+
+    window = 4 * (BODY_EXCERPT_CHARACTERS + redact.longest)  # bytes; a UTF-8 character takes up to 4
+    head = bytearray()
+    whole = True
+    try:
+        for chunk in response.iter_content(chunk_size=8192):
+            head += chunk
+            if len(head) > window:
+                whole = False
+                break
+    except requests.RequestException:  # the body broke off: what arrived says enough
+        whole = False
+    finally:
+        response.close()
+    text = bytes(head[:window]).decode("utf-8", errors="replace")
+    return printable(redact.excerpt(text, BODY_EXCERPT_CHARACTERS, whole=whole))
+
+
+def _network_reason(exc: BaseException) -> str:
+    """The operating system's reason under a requests exception ("Connection refused"), else "".
+
+    Not the exception's text: it names the URL, and a URL may carry credentials.
+    """
+    seen: set[int] = set()
+    queue: list[BaseException] = [exc]
+    while queue:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and isinstance(current.strerror, str) and current.strerror:
+            return current.strerror
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args)
+        queue += [e for e in linked if isinstance(e, BaseException)]
+    return ""
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port filled in for http and https; ValueError for a bad port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or ""), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def _shown_origin(found: tuple[str, str, int | None]) -> str:
+    scheme, host, port = found
+    return printable(f"{scheme}://{host}" + (f":{port}" if port is not None else ""))
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A value from remote data as a message shows it: quoted, escaped, and short."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
 
 
 def _is_2xx(status: int) -> bool:
@@ -134,16 +197,18 @@ def send(
     *,
     accepted: Callable[[int], bool],
     url: str,
+    redact: Redactor,
 ) -> requests.Response:
     """Send through the hook, retrying transient failures with backoff and honouring Retry-After.
 
     Raises ``Refused`` at once for a permanent refusal (a 4xx other than 408/425/429), and after the
-    last try for a transient one.
+    last try for a transient one. Its text is built from parts chosen here (method, URL without its
+    credentials, status, the start of the body) and redacted: a destination may echo what it was sent.
     """
     import requests
 
     retry = settings.retry
-    where = f"{settings.method} {url}"
+    where = redact(f"{settings.method} {clean_url(url)}")
     options = {"timeout": settings.timeout_seconds, "check_response": False, "allow_redirects": False}
     problem = ""
     for attempt in range(1, retry.attempts + 1):
@@ -151,11 +216,12 @@ def send(
         try:
             response = hook.run_and_check(session, session.prepare_request(request), options)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            problem = f"{type(exc).__name__} on {where}"
+            reason = _network_reason(exc)
+            problem = f"{type(exc).__name__} on {where}" + (f": {redact(reason)}" if reason else "")
         else:
             if accepted(response.status_code):
                 return cast("requests.Response", response)
-            problem = f"HTTP {response.status_code} from {where}: {_short(response.text)}"
+            problem = f"HTTP {response.status_code} from {where}: {_body_excerpt(response, redact)}"
             if not is_transient_status(response.status_code):
                 raise Refused(problem, transient=False)
             asked = retry_after_seconds(response.headers)
@@ -174,31 +240,65 @@ class HttpPublisher(Publisher[HttpPublisherSettings]):
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
+        self._redactor: Redactor | None = None
+
+    def redact(self, text: str) -> str:
+        # Before the first request the connection was not read, so no text can hold its secrets yet.
+        return (self._redactor or Redactor())(text)
 
     def _session(self) -> tuple[HttpHook, requests.Session]:
         """This thread's hook and session: a hook mounts one connection pool, so threads do not share one."""
         found: tuple[HttpHook, requests.Session] | None = getattr(self._local, "pair", None)
         if found is None:
             hook = _hook(self.settings)
+            with self._lock:
+                if self._redactor is None:  # known before anything is sent, so before anything can echo it
+                    self._redactor = _redactor(hook, self.settings)
             session = hook.get_conn(headers=self.settings.headers)
             found = self._local.pair = (hook, session)
             with self._lock:
                 self._sessions.append(session)
         return found
 
+    def _field(self, task: ClaimedTask, name: str) -> str:
+        if name in ("entity_key", "task_id", "route"):
+            return str({"entity_key": task.entity_key, "task_id": task.id, "route": task.route}[name])
+        try:
+            return str(dig(task.payload, name))
+        except KeyError:
+            raise DeliveryError(f"endpoint {self.settings.endpoint!r}: the entity has no field {name!r}") from None
+
     def endpoint_for(self, task: ClaimedTask) -> str:
-        def field(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in ("entity_key", "task_id", "route"):
-                return str({"entity_key": task.entity_key, "task_id": task.id, "route": task.route}[name])
-            try:
-                return str(dig(task.payload, name))
-            except KeyError:
-                raise DeliveryError(f"endpoint {self.settings.endpoint!r}: the entity has no field {name!r}") from None
+        """The endpoint with the task's values filled in, each one URL-encoded.
 
-        from urllib.parse import quote
+        A value in the path can never choose another resource: one that is empty, ``.`` or ``..``, or
+        holds a ``/`` or ``\\`` (which servers may decode back into a separator), is refused, because
+        requests collapses dot segments and ``/api/customers/../orders/..`` would reach ``/api/``.
+        """
+        template = self.settings.endpoint
+        path, question, query = template.partition("?")
 
-        return _FIELD.sub(lambda m: quote(field(m), safe=""), self.settings.endpoint)
+        def path_value(match: re.Match[str]) -> str:
+            value = self._field(task, match.group(1))
+            if value in ("", ".", "..") or "/" in value or "\\" in value:
+                raise DeliveryError(
+                    f"endpoint {template!r}: {{{match.group(1)}}} is {_shown(value)}, which would change the "
+                    "path's segments, so nothing was sent; a value in the path may not be empty, '.' or '..', "
+                    "nor hold '/' or '\\'"
+                )
+            return quote(value, safe="")
+
+        segments = []
+        for segment in path.split("/"):
+            filled = _FIELD.sub(path_value, segment)
+            if filled != segment and filled in (".", ".."):  # e.g. "{a}{b}" filled with "." and "."
+                raise DeliveryError(
+                    f"endpoint {template!r}: the segment {segment!r} becomes {filled!r}, which would change the "
+                    "path's segments, so nothing was sent"
+                )
+            segments.append(filled)
+        filled_query = _FIELD.sub(lambda m: quote(self._field(task, m.group(1)), safe=""), query)
+        return "/".join(segments) + question + filled_query
 
     def _accepted(self, status: int) -> bool:
         return status in self.settings.success_status_codes
@@ -211,7 +311,8 @@ class HttpPublisher(Publisher[HttpPublisherSettings]):
         headers = {self.settings.idempotency_header: f"{task.route}-{task.id}"}
         request = Request(self.settings.method, url, json=task.payload, headers=headers)
         try:
-            send(hook, session, request, self.settings, accepted=self._accepted, url=url)
+            redact = self._redactor or Redactor()
+            send(hook, session, request, self.settings, accepted=self._accepted, url=url, redact=redact)
         except Refused as exc:
             raise DeliveryError(str(exc), transient=exc.transient) from None
 
@@ -225,12 +326,20 @@ class HttpPublisher(Publisher[HttpPublisherSettings]):
 class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
     """Reads pages until one is empty or the pagination says it was the last (or ``max_pages``)."""
 
+    _redactor = Redactor()
+
+    def redact(self, text: str) -> str:
+        return self._redactor(text)
+
+    def _rejected(self, source: str, reason: str) -> RejectedSource:
+        return RejectedSource(printable(self.redact(source)), printable(self.redact(reason)))
+
     def _get(self, hook: HttpHook, session: requests.Session, url: str, params: dict[str, Any]) -> requests.Response:
         from requests import Request
 
         try:
             request = Request(self.settings.method, url, params=params)
-            return send(hook, session, request, self.settings, accepted=_is_2xx, url=url)
+            return send(hook, session, request, self.settings, accepted=_is_2xx, url=url, redact=self._redactor)
         except Refused as exc:
             raise SourceError(url, str(exc)) from None
 
@@ -253,9 +362,12 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
 
     def batches(self) -> Iterator[Batch | RejectedSource]:
         hook = _hook(self.settings)
+        self._redactor = _redactor(hook, self.settings)  # before anything is sent, so before anything can echo it
         session = hook.get_conn(headers=self.settings.headers)
         session.stream = True  # bodies are read in chunks, so max_response_bytes bounds the memory used
         url: str | None = hook.url_from_endpoint(self.settings.endpoint)
+        assert url is not None
+        home = origin(url)
         params: dict[str, Any] = dict(self.settings.params)
         pagination = self.settings.pagination
         if isinstance(pagination, PagePagination):
@@ -268,21 +380,21 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
         try:
             for page in range(1, self.settings.max_pages + 1):
                 assert url is not None
-                source = f"{url} (page {page})"
+                source = self.redact(f"{clean_url(url)} (page {page})")
                 try:
                     response = self._get(hook, session, url, params)
                     body = self._body(response, source)
                     found = dig(body, self.settings.records_path)
                 except SourceError as exc:
-                    yield RejectedSource(source, exc.reason)
+                    yield self._rejected(source, exc.reason)
                     return
                 except KeyError as exc:
-                    yield RejectedSource(source, f"records_path {exc.args[0]}")
+                    yield self._rejected(source, f"records_path {exc.args[0]}")
                     return
                 records = found if isinstance(found, list) else [found]
                 bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
                 if bad is not None:
-                    yield RejectedSource(
+                    yield self._rejected(
                         source, f"record {bad} is a {type(records[bad]).__name__}, expected a JSON object"
                     )
                     return
@@ -294,16 +406,32 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
                     yield Batch(source, records)
                 if not records or records_seen >= self.settings.max_records:
                     return
-                url = self._next(pagination, response, body, params, len(records))
+                try:
+                    url = self._next(pagination, response, body, params, len(records), home=home)
+                except SourceError as exc:  # a link to another host: the pages before it are stored
+                    yield self._rejected(f"{exc.source} (page {page + 1})", exc.reason)
+                    return
                 if url is None:
                     return
         finally:
             session.close()
 
     def _next(
-        self, pagination: Any, response: requests.Response, body: Any, params: dict[str, Any], count: int
+        self,
+        pagination: Any,
+        response: requests.Response,
+        body: Any,
+        params: dict[str, Any],
+        count: int,
+        *,
+        home: tuple[str, str, int | None],
     ) -> str | None:
-        """The next page's URL, with ``params`` moved on; None on the last page."""
+        """The next page's URL, with ``params`` moved on; None on the last page.
+
+        A next link comes from the source's answer, and the session sends the connection's credentials
+        with every request: a link that leaves the connection's scheme, host and port is refused
+        (``SourceError``) before anything is sent to it.
+        """
         url = response.url.split("?", 1)[0] if pagination is not None else None
         if isinstance(pagination, PagePagination):
             if count < pagination.size:
@@ -332,7 +460,17 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
                 link = response.links.get("next", {}).get("url")
             if not link:
                 return None
-            from urllib.parse import urljoin
-
-            return urljoin(response.url, str(link))
+            target = urljoin(response.url, str(link))
+            try:
+                going = origin(target)
+            except ValueError:
+                raise SourceError(clean_url(target), f"the next link {_shown(str(link))} has no valid host") from None
+            if going != home:
+                raise SourceError(
+                    clean_url(target),
+                    f"the next link goes to {_shown_origin(going)}, not to the connection's {_shown_origin(home)}; "
+                    "the connection's credentials go only to its own scheme, host and port, so the run stops "
+                    "here and nothing was sent there",
+                )
+            return target
         return url

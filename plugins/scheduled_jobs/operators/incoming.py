@@ -49,9 +49,10 @@ class RunIncomingConfigurationOperator(ScheduledJobOperator):
             "its records only arrive by webhook",
         )
         store = TaskStore.from_airflow()
+        reader = subscriber_for(subscriber, StoreState(store, incoming.identifier))
         summary = ingest(
             store,
-            subscriber_for(subscriber, StoreState(store, incoming.identifier)),
+            reader,
             routes,
             incoming.model.entity_key,
             incoming.model.mapping,
@@ -71,6 +72,7 @@ class RunIncomingConfigurationOperator(ScheduledJobOperator):
             listed = "; ".join(f"{r['source']}: {r['reason']}" for r in summary.rejected[:20])
             if len(summary.rejected) > 20:  # each was logged when it was rejected
                 listed += f"; and {len(summary.rejected) - 20} more (see the log above)"
+            listed = reader.redact(listed)  # again, whatever the subscriber did: this goes to the log and the UI
             raise IncomingRunError(
                 f"{len(summary.rejected)} rejected (a file is set aside in rejected/, a page or row is read again "
                 f"once fixed); {summary.entities} entities from {summary.sources} other sources were stored: {listed}"
