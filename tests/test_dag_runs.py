@@ -101,7 +101,11 @@ def test_a_malformed_file_is_rejected_and_the_others_are_stored(project: Path) -
         {**GUARDED, "run_incoming_configuration": "failed", "export_orders-to-erp": "upstream_failed"},
     )
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["orders-0001.json", "orders-0002.json"]
-    assert (inbox / "rejected" / "orders-0000.json.error.txt").read_text().startswith("not valid JSON: Expecting value at line 1, column 29")
+    assert (
+        (inbox / "rejected" / "orders-0000.json.error.txt")
+        .read_text()
+        .startswith("not valid JSON: Expecting value at line 1, column 29")
+    )
     assert (
         inbox / "rejected" / "orders-0003.json.error.txt"
     ).read_text() == "record 0: a record has no entity key 'id'\n"

@@ -171,14 +171,18 @@ def test_a_page_that_is_not_json_is_rejected_after_the_good_pages(api: HTTPServe
     rejected = found[-1]
     assert isinstance(rejected, RejectedSource)
     assert rejected.source.endswith("/orders (page 2)")
-    assert rejected.reason.startswith("the page is not JSON (text/html): Expecting value: line 1 column 1 (char 0)")
+    assert rejected.reason.startswith(
+        "the page is refused (text/html): not valid JSON: Expecting value at line 1, column 1"
+    )
 
 
 def test_malformed_json_and_too_large_responses_are_rejected(api: HTTPServer) -> None:
     api.expect_request("/bad").respond_with_data('{"items": [', content_type="application/json")
     api.expect_request("/big").respond_with_data(json.dumps([{"id": "x" * 1000}] * 50), content_type="application/json")
     (bad,) = read(endpoint="/bad")
-    assert isinstance(bad, RejectedSource) and bad.reason.startswith("the page is not JSON (application/json)")
+    assert isinstance(bad, RejectedSource) and bad.reason.startswith(
+        "the page is refused (application/json): not valid JSON"
+    )
     (big,) = read(endpoint="/big", max_response_bytes=10_000)
     assert isinstance(big, RejectedSource)
     assert big.reason == "response of 50600 bytes is larger than max_response_bytes 10000"
@@ -194,3 +198,42 @@ def test_a_client_error_is_not_retried_and_a_server_error_is(api: HTTPServer) ->
     assert isinstance(refused, RejectedSource)
     assert refused.reason == f"HTTP 404 from GET http://127.0.0.1:{api.port}/orders: no such shop"
     assert len(api.log) == 1
+
+
+POISON_PAGES = {
+    "100,000 nested [": (b"[" * 100_000, "nested more than 100 levels deep"),
+    "a 5,000-digit number": (b'[{"id": "SO-9", "total": ' + b"9" * 5000 + b"}]", "a number has more than 4300 digits"),
+    "NaN": (b'[{"id": "SO-9", "total": NaN}]', "NaN is not a JSON number"),
+    "not UTF-8": (b'[{"id": "SO-9", "name": "\xff"}]', "not UTF-8 text: invalid start byte at byte 25"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POISON_PAGES))
+def test_a_poison_page_is_rejected_after_the_pages_before_it_were_stored(
+    api: HTTPServer, tmp_path: Any, case: str
+) -> None:
+    """Through the real ingest loop and store: the run goes on, stores page 1, and names page 2's problem."""
+    from scheduled_jobs.ingesting import ingest
+    from scheduled_jobs.store import TaskStore
+
+    body, reason = POISON_PAGES[case]
+
+    def page(request: Request) -> Response:
+        if request.args["page"] == "1":
+            return Response(json.dumps(ORDERS[:2]), content_type="application/json")
+        return Response(body, content_type="application/json")
+
+    api.expect_request("/orders").respond_with_handler(page)
+    settings = {
+        "type": "http",
+        "connection": "shop_api",
+        "endpoint": "/orders",
+        "pagination": {"type": "page", "size": 2},
+    }
+    store = TaskStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    subscriber = HttpSubscriber(HttpSubscriberSettings.model_validate(settings))
+    summary = ingest(store, subscriber, ["r"], "id")
+    assert [task["entity_key"] for task in store.list_tasks("r")] == ["SO-1", "SO-2"]
+    ((rejected),) = summary.rejected
+    assert rejected["source"].endswith("/orders (page 2)")
+    assert rejected["reason"] == f"the page is refused (application/json): {reason}"

@@ -289,6 +289,8 @@ def ingest(
     pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-writer")
 
     def reject(source: str, reason: str, set_aside: Callable[[str], object] = _ignore) -> None:
+        # Every rejection is logged, kept in rejected/ and shown in the UI: it passes the connection's redactor.
+        source, reason = subscriber.redact(source), subscriber.redact(reason)
         log.error("Rejected %s: %s", source, reason)
         set_aside(reason)
         summary.rejected.append({"source": source, "reason": reason})

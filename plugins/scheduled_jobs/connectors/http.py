@@ -6,7 +6,6 @@ Base URL and credentials live in the connection; YAML only names it. Each thread
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -15,6 +14,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from pydantic import Field, field_validator
 
+from scheduled_jobs import jsondata
 from scheduled_jobs.connectors.base import Batch, ConnectorSettings, Publisher, RejectedSource, Subscriber, dig
 from scheduled_jobs.connectors.retry import RetrySettings, is_transient_status, retry_after_seconds
 from scheduled_jobs.exceptions import DeliveryError, SourceError
@@ -355,10 +355,10 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
                 response.close()
                 raise SourceError(source, f"response is larger than max_response_bytes {limit}")
         try:
-            return json.loads(content)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            kind = response.headers.get("Content-Type", "no content type")
-            raise SourceError(source, f"the page is not JSON ({kind}): {exc}") from None
+            return jsondata.loads(bytes(content))
+        except ValueError as exc:
+            kind = printable(response.headers.get("Content-Type", "no content type"))[:80]
+            raise SourceError(source, f"the page is refused ({kind}): {exc}") from None
 
     def batches(self) -> Iterator[Batch | RejectedSource]:
         hook = _hook(self.settings)
@@ -390,6 +390,10 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
                     return
                 except KeyError as exc:
                     yield self._rejected(source, f"records_path {exc.args[0]}")
+                    return
+                except Exception as exc:  # e.g. a header requests refuses: this page's problem, not the run's
+                    reason = self.redact(f"the page could not be read ({type(exc).__name__}: {exc})")[:500]
+                    yield self._rejected(source, reason)  # cut after redacting, so no secret is half-kept
                     return
                 records = found if isinstance(found, list) else [found]
                 bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)

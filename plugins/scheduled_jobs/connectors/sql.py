@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from scheduled_jobs.connectors.base import Batch, ConnectorSettings, Publisher, RejectedSource, Subscriber, dig
 from scheduled_jobs.exceptions import DeliveryError
+from scheduled_jobs.redaction import Redactor, redactor_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -37,6 +38,13 @@ def _engine(conn_id: str) -> Engine:
     from scheduled_jobs.store.engine import url_for_connection
 
     return create_engine(url_for_connection(conn_id), pool_pre_ping=True)
+
+
+def _redactor(conn_id: str) -> Redactor:
+    """The connection's secrets, so a driver's error text (which may carry a DSN) is stored without them."""
+    from airflow.sdk import BaseHook
+
+    return redactor_for(BaseHook.get_connection(conn_id))
 
 
 def _plain(value: Any) -> Any:
@@ -186,11 +194,17 @@ class SqlSubscriber(Subscriber[SqlSubscriberSettings]):
     NULL can never be read incrementally: they are reported as a rejection on every run.
     """
 
+    _redact = Redactor()
+
+    def redact(self, text: str) -> str:
+        return self._redact(text)
+
     def batches(self) -> Iterator[Batch | RejectedSource]:
         from sqlalchemy.exc import SQLAlchemyError
 
         settings = self.settings
         source = f"{settings.connection}: query"
+        self._redact = _redactor(settings.connection)
         engine = _engine(settings.connection)
         try:
             with engine.connect() as conn:
@@ -203,7 +217,8 @@ class SqlSubscriber(Subscriber[SqlSubscriberSettings]):
                     if nulls:
                         yield RejectedSource(source, _null_reason(nulls, column))
         except SQLAlchemyError as exc:
-            yield RejectedSource(source, f"the query failed: {str(exc.orig if hasattr(exc, 'orig') else exc).strip()}")
+            reason = str(exc.orig if hasattr(exc, "orig") else exc).strip()
+            yield RejectedSource(source, self.redact(f"the query failed: {reason}"))
         finally:
             engine.dispose()
 
@@ -308,6 +323,7 @@ class SqlPublisher(Publisher[SqlPublisherSettings]):
     def __init__(self, settings: SqlPublisherSettings) -> None:
         super().__init__(settings)
         self._engine: Engine | None = None
+        self._redact = Redactor()
         self._lock = threading.Lock()
 
     def _statement(self, engine: Engine) -> Any:
@@ -335,6 +351,7 @@ class SqlPublisher(Publisher[SqlPublisherSettings]):
 
         with self._lock:
             if self._engine is None:
+                self._redact = _redactor(self.settings.connection)
                 self._engine = _engine(self.settings.connection)
         row: dict[str, Any] = {}
         for name, field in self.settings.columns.items():
@@ -347,9 +364,14 @@ class SqlPublisher(Publisher[SqlPublisherSettings]):
                 conn.execute(self._statement(self._engine), row)
         except DBAPIError as exc:
             transient = bool(exc.connection_invalidated) or exc.orig is None
-            raise DeliveryError(f"{self.settings.table}: {str(exc.orig).strip()}", transient=transient) from exc
-        except SQLAlchemyError as exc:
-            raise DeliveryError(f"{self.settings.table}: {exc}", transient=True) from exc
+            reason = self.redact(f"{self.settings.table}: {str(exc.orig).strip()}")
+            raise DeliveryError(reason, transient=transient) from exc
+        except SQLAlchemyError as exc:  # its text, without the statement and the row's values
+            reason = self.redact(f"{self.settings.table}: {type(exc).__name__}: {str(exc).split(chr(10))[0]}")
+            raise DeliveryError(reason, transient=True) from exc
+
+    def redact(self, text: str) -> str:
+        return self._redact(text)
 
     def close(self) -> None:
         if self._engine is not None:
