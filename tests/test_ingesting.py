@@ -75,7 +75,14 @@ def test_a_record_without_a_usable_entity_key_is_an_error(record: dict[str, obje
     assert str(caught.value) == reason
 
 
-class _Pages:
+class _Fake:
+    """What the ingest loop asks of every subscriber besides its batches: no secrets to redact here."""
+
+    def redact(self, text: str) -> str:
+        return text
+
+
+class _Pages(_Fake):
     """A subscriber of three pages that records which pages were acknowledged."""
 
     def __init__(self) -> None:
@@ -139,7 +146,7 @@ def test_batches_commit_in_the_order_read_so_the_later_content_wins(tmp_path: ob
 
     store.add_entities = slow_first  # type: ignore[method-assign]
 
-    class TwoPages:
+    class TwoPages(_Fake):
         def batches(self) -> Iterator[object]:
             yield Batch("page 1", [{"id": "A", "v": 1}, {"id": "B", "v": 1}])
             yield Batch("page 2", [{"id": "A", "v": 2}])
@@ -170,7 +177,7 @@ def _store(dialect: str, request: pytest.FixtureRequest, tmp_path: object) -> Ta
     return store
 
 
-class _ThreeSources:
+class _ThreeSources(_Fake):
     """Three sources (files, pages), the middle one poison; which were acknowledged or rejected, and why."""
 
     def __init__(self, poison: dict[str, object]) -> None:
@@ -259,7 +266,7 @@ def test_a_record_the_store_refuses_rejects_only_itself_where_its_batch_allows_i
         rejected.append((index, reason))
         return f"row {index}"
 
-    class Rows:
+    class Rows(_Fake):
         def batches(self) -> Iterator[object]:
             records = [{"id": "A", "v": 1}, POISON["a number of 5,000 digits"], {"id": "B", "v": 1}]
             yield Batch("rows 1-3", records, reject_record=reject_record)
