@@ -10,21 +10,45 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hypothesis
+import pytest
 import sqlalchemy as sa
 from helpers import hostile
 from hypothesis import strategies as st
 
 from scheduled_jobs.connectors.files import FileSubscriber, FileSubscriberSettings
+from scheduled_jobs.connectors.http import HttpSubscriber, HttpSubscriberSettings
 from scheduled_jobs.ingesting import ingest
 from scheduled_jobs.store import TaskStore
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from pytest_httpserver import HTTPServer
+
 SETTINGS = hypothesis.settings(max_examples=150, deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def fuzz_api() -> Iterator[HTTPServer]:
+    """A loopback API behind the Airflow connection ``fuzz_api``, one server for every example."""
+    import os
+
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0)
+    server.start()
+    connection = {"conn_type": "http", "host": "127.0.0.1", "port": server.port, "schema": "http"}
+    os.environ["AIRFLOW_CONN_FUZZ_API"] = json.dumps(connection)
+    yield server
+    del os.environ["AIRFLOW_CONN_FUZZ_API"]
+    server.stop()
 
 
 def _stored(store: TaskStore) -> dict[str, Any]:
@@ -109,5 +133,79 @@ def test_fuzz_every_file_is_stored_whole_or_rejected_with_a_reason(
                 expected[str(record[hostile.KEY])] = record
         expected["the-good-one"] = {"id": "the-good-one", "n": 1}
         assert _stored(store) == expected, "a taken file was not stored whole"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@st.composite
+def api_pages(draw: st.DrawFn) -> tuple[bytes, list[dict[str, Any]] | None]:
+    """(the page's bytes, its records when it is a plain page a subscriber must take)."""
+    records = draw(st.lists(hostile.records(), min_size=1, max_size=PAGE_SIZE))
+    text = hostile.dumps(records)
+    data = draw(hostile.mangled(text))
+    plain = data == text.encode("utf-8", "surrogatepass") and all(hostile.plain(r) for r in records)
+    return data, records if plain else None
+
+
+PAGE_SIZE = 3
+
+
+def _stops_paging(reason: str) -> bool:
+    """The subscriber's own refusals (not JSON, not objects) stop the paging; a page whose records the
+    ingest loop refuses ("record 2: a record has no entity key 'id'") is rejected and paging goes on."""
+    return reason.startswith("the page is refused") or re.match(r"record \d+ is a ", reason) is not None
+
+
+@SETTINGS
+@hypothesis.given(pages=st.lists(api_pages(), min_size=1, max_size=4))
+def test_fuzz_every_page_is_stored_whole_or_rejected_with_a_reason(
+    pages: list[tuple[bytes, list[dict[str, Any]] | None]], fuzz_api: HTTPServer
+) -> None:
+    from werkzeug import Response
+
+    fuzz_api.clear()
+
+    def page(request: Any) -> Response:
+        number = int(request.args["page"])
+        body = pages[number - 1][0] if number <= len(pages) else b"[]"
+        return Response(body, content_type="application/json")
+
+    fuzz_api.expect_request("/orders").respond_with_handler(page)
+    base = Path(tempfile.mkdtemp(prefix="sj-fuzz-"))
+    try:
+        store = TaskStore.from_url(f"sqlite:///{base / 'store.db'}")
+        settings = HttpSubscriberSettings.model_validate(
+            {
+                "type": "http",
+                "connection": "fuzz_api",
+                "endpoint": "/orders",
+                "pagination": {"type": "page", "size": PAGE_SIZE},
+                "retry": {"attempts": 1},
+            }
+        )
+        summary = ingest(store, HttpSubscriber(settings), ["r"], hostile.KEY)  # never raises
+
+        reasons = {int(r["source"].rsplit("page ", 1)[1].rstrip(")")): r["reason"] for r in summary.rejected}
+        assert all(0 < len(reason) < 700 for reason in reasons.values()), reasons
+        expected: dict[str, Any] = {}
+        for number, (data, plain) in enumerate(pages, start=1):
+            reason = reasons.pop(number, None)
+            if reason is not None:
+                assert plain is None, f"a plain page was rejected: {reason}"
+                if _stops_paging(reason):
+                    hypothesis.event("page refused: paging stops")
+                    break  # not plain JSON objects: the subscriber cannot go on paging
+                hypothesis.event("page rejected for a record: paging goes on")
+                records = json.loads(data)  # its records were readable, one of them unusable
+            else:
+                hypothesis.event("page stored")
+                records = json.loads(data)
+                records = records if isinstance(records, list) else [records]
+                for record in records:
+                    expected[str(record[hostile.KEY])] = record
+            if len(records if isinstance(records, list) else [records]) < PAGE_SIZE:
+                break
+        assert not reasons, f"pages rejected that were never read: {reasons}"
+        assert _stored(store) == expected, "a page taken was not stored whole"
     finally:
         shutil.rmtree(base, ignore_errors=True)
