@@ -331,7 +331,10 @@ def test_a_file_too_large_for_memory_rejects_itself_and_the_files_after_it_are_s
     settled(*inbox.iterdir())
     summary = ingest(store, subscriber(inbox, "*.json"), ["r"], "id")
     assert [(os.path.basename(r["source"]), r["reason"]) for r in summary.rejected] == [
-        ("1-huge.json", f"{1 << 40} bytes, larger than max_file_bytes 200000000; split the file, or raise max_file_bytes")
+        (
+            "1-huge.json",
+            f"{1 << 40} bytes, larger than max_file_bytes 200000000; split the file, or raise max_file_bytes",
+        )
     ]
     assert stored(store) == {"A": {"id": "A"}}
     assert names(inbox / "rejected") == ["1-huge.json", "1-huge.json.error.txt"]

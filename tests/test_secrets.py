@@ -25,19 +25,17 @@ from helpers.ports import free_port
 # The module-scoped Airflow API server and the users' tokens of the web tests: the pages are read as a
 # Viewer would read them, through Airflow's own authentication.
 from test_web_api import PREFIX, Server, server, tokens  # noqa: F401
+from werkzeug import Response
 
 from scheduled_jobs.store import TaskStore
-
-from werkzeug import Response
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
+    from airflow.models.dagrun import DagRun
     from pytest_httpserver import HTTPServer
     from werkzeug import Request
-
-    from airflow.models.dagrun import DagRun
 
 PASSWORD = "s3cr3t/Pa55+w0rd&x"
 LOGIN = "svc"

@@ -125,7 +125,9 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = (), logins: Iterable[tuple[str, str]] = ()) -> None:
         found = {form for secret in secrets for form in _forms(secret)}
         # The base64 of a Basic header is a secret like any other: it comes back URL-encoded or escaped too.
-        found |= {form for login, password in logins for basic in _basic_forms(login, password) for form in _forms(basic)}
+        found |= {
+            form for login, password in logins for basic in _basic_forms(login, password) for form in _forms(basic)
+        }
         # Longest first: a secret holding another one is replaced whole.
         self.forms = tuple(sorted((f for f in found if len(f) >= MIN_SECRET_LENGTH), key=len, reverse=True))
         self.longest = len(self.forms[0]) if self.forms else 0
