@@ -392,3 +392,45 @@ def test_a_row_holding_an_infinite_number_is_rejected_alone(
     ]
     assert task_keys(store) == ["A", "C"]
     assert [json.loads(task["payload"])["amount"] for task in store.list_tasks("r")] == [1.5, 12]
+
+
+@pytest.mark.postgres
+def test_a_date_python_cannot_hold_is_read_as_its_text_and_the_rows_after_it_are_read(
+    postgres_server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL holds years up to 294276 and before Christ; Python's datetime only 1 to 9999. Today
+    # psycopg refuses such a value: the query fails at that row, on every run, and no row after it
+    # is ever read (here: a date at the very start).
+    engine = sa.create_engine(postgres_server_url)
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_DB", connection_json(postgres_server_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS feed"))
+        conn.execute(
+            sa.text("CREATE TABLE feed (id VARCHAR(700), due DATE, expires TIMESTAMPTZ, updated_at TIMESTAMP)")
+        )
+        conn.execute(
+            sa.text("INSERT INTO feed VALUES (:id, CAST(:due AS DATE), CAST(:expires AS TIMESTAMPTZ), :at)"),
+            [
+                {"id": "BC", "due": "0044-03-15 BC", "expires": "2026-01-01 00:00+00", "at": minute(1)},
+                {"id": "A", "due": "2026-11-24", "expires": "10000-01-01 00:00+00", "at": minute(2)},
+                {"id": "B", "due": "2026-11-25", "expires": "2027-01-01 00:00+00", "at": minute(3)},
+            ],
+        )
+    store = TaskStore.from_url(postgres_server_url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_watermark"))
+    summary = run_feed(store, query="SELECT id, due, expires, updated_at FROM feed", batch_size=1)
+    assert summary.rejected == []
+    payloads = {task["entity_key"]: json.loads(task["payload"]) for task in store.list_tasks("r")}
+    assert sorted(payloads) == ["A", "B", "BC"]
+    assert payloads["BC"]["due"] == "0044-03-15 BC"
+    with engine.connect() as conn:  # as PostgreSQL shows it, in the session's time zone
+        shown = conn.execute(sa.text("SELECT CAST(expires AS TEXT) FROM feed WHERE id = 'A'")).scalar()
+    assert payloads["A"]["expires"] == shown and shown.startswith("10000-01-01")
+    assert dt.datetime.fromisoformat(payloads["B"].pop("expires")) == dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    assert payloads["B"] == {
+        "id": "B",
+        "due": "2026-11-25",
+        "updated_at": "2026-11-24T09:03:00",
+    }
+    assert str(store.load_watermark("feed")) == "2026-11-24 09:03:00"

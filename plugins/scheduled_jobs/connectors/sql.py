@@ -33,11 +33,39 @@ IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 
 
 def _engine(conn_id: str) -> Engine:
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, event
 
     from scheduled_jobs.store.engine import url_for_connection
 
-    return create_engine(url_for_connection(conn_id), pool_pre_ping=True)
+    engine = create_engine(url_for_connection(conn_id), pool_pre_ping=True)
+    if engine.dialect.driver == "psycopg":
+        event.listen(engine, "connect", _dates_out_of_range_as_text)
+    return engine
+
+
+def _dates_out_of_range_as_text(dbapi_connection: Any, _record: Any) -> None:
+    """Read a date or timestamp Python cannot hold (before year 1, after 9999) as PostgreSQL's text.
+
+    psycopg refuses such a value, which fails the whole query at that row on every run: no row after it
+    would ever be read. Its text is what the database shows, and a watermark compares with it.
+    """
+    from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
+
+    for name, loader in (("date", DateLoader), ("timestamp", TimestampLoader), ("timestamptz", TimestamptzLoader)):
+        dbapi_connection.adapters.register_loader(name, _as_text_when_out_of_range(loader))
+
+
+def _as_text_when_out_of_range(loader: type[Any]) -> type[Any]:
+    import psycopg
+
+    class Lenient(loader):  # type: ignore[misc]
+        def load(self, data: Any) -> Any:
+            try:
+                return super().load(data)
+            except psycopg.DataError:
+                return bytes(data).decode()
+
+    return Lenient
 
 
 def _redactor(conn_id: str) -> Redactor:
