@@ -303,3 +303,54 @@ def test_poison_files_reject_themselves_and_the_files_after_them_are_stored(tmp_
         assert (inbox / "rejected" / f"{name}.error.txt").read_text() == reason + "\n"
     again = ingest(store, subscriber(inbox, "*"), ["r"], "id")
     assert (again.sources, again.rejected) == (0, [])
+
+
+def test_files_saved_with_a_byte_order_mark_are_read_as_their_producer_meant(tmp_path: Path) -> None:
+    # Excel's "CSV UTF-8" and Windows Notepad start a file with a UTF-8 byte order mark.
+    store = TaskStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    bom = b"\xef\xbb\xbf"
+    (inbox / "a.csv").write_bytes(bom + b"id,name\nA,Ada\n")
+    (inbox / "b.json").write_bytes(bom + b'[{"id": "B"}]')
+    (inbox / "c.jsonl").write_bytes(bom + b'{"id": "C"}\n')
+    settled(*inbox.iterdir())
+    summary = ingest(store, subscriber(inbox, "*"), ["r"], "id")
+    assert summary.rejected == []
+    assert stored(store) == {"A": {"id": "A", "name": "Ada"}, "B": {"id": "B"}, "C": {"id": "C"}}
+
+
+def test_a_file_too_large_for_memory_rejects_itself_and_the_files_after_it_are_stored(
+    tmp_path: Path, store: TaskStore
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with (inbox / "1-huge.json").open("wb") as huge:
+        huge.truncate(1 << 40)  # a terabyte, sparse: no disk used, but no worker can read it whole
+    (inbox / "2-good.json").write_text('[{"id": "A"}]')
+    settled(*inbox.iterdir())
+    summary = ingest(store, subscriber(inbox, "*.json"), ["r"], "id")
+    assert [(os.path.basename(r["source"]), r["reason"]) for r in summary.rejected] == [
+        (
+            "1-huge.json",
+            f"{1 << 40} bytes, larger than max_file_bytes 200000000; split the file, or raise max_file_bytes",
+        )
+    ]
+    assert stored(store) == {"A": {"id": "A"}}
+    assert names(inbox / "rejected") == ["1-huge.json", "1-huge.json.error.txt"]
+
+
+def test_a_file_name_holding_a_line_break_stays_on_one_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = TaskStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    forged = inbox / "x.json\n[2026-01-01] INFO - all files imported.json"
+    forged.write_text("not json")
+    settled(forged)
+    summary = ingest(store, subscriber(inbox, "*.json"), ["r"], "id")
+    assert len(summary.rejected) == 1
+    assert "\n" not in summary.rejected[0]["source"]
+    rejections = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Rejected")]
+    assert len(rejections) == 1 and "\n" not in rejections[0], rejections

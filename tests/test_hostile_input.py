@@ -42,6 +42,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> TaskStore:
         ('{"id": 1, "total": ' + "9" * 5000 + "}", "a number has more than 4300 digits"),
         ('{"id": 1,', "not valid JSON: Expecting property name enclosed in double quotes at line 1, column 10"),
         (b'{"name": "\xff\xfe caf\xe9"}', "not UTF-8 text: invalid start byte at byte 10"),
+        # Python keeps the last value: the first would be lost without a word.
+        ('{"id": 1, "id": 2}', "an object names the key 'id' twice: which value counts would be a guess"),
+        (
+            '[{"id": 1, "lines": [{"qty": 1, "qty": 9}]}]',
+            "an object names the key 'qty' twice: which value counts would be a guess",
+        ),
     ],
 )
 def test_untrusted_json_is_refused_with_its_reason(text: str | bytes, reason: str) -> None:

@@ -25,14 +25,17 @@ from helpers.ports import free_port
 # The module-scoped Airflow API server and the users' tokens of the web tests: the pages are read as a
 # Viewer would read them, through Airflow's own authentication.
 from test_web_api import PREFIX, Server, server, tokens  # noqa: F401
+from werkzeug import Response
 
 from scheduled_jobs.store import TaskStore
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from airflow.models.dagrun import DagRun
+    from pytest_httpserver import HTTPServer
+    from werkzeug import Request
 
 PASSWORD = "s3cr3t/Pa55+w0rd&x"
 LOGIN = "svc"
@@ -322,3 +325,62 @@ def test_an_unexpected_exception_carrying_the_key_is_stored_without_it(
         "unexpected InvalidHeader: Invalid leading whitespace, reserved character(s), or return character(s) "
         "in header value: '***'"
     )
+
+
+def refusing_destination(httpserver: HTTPServer, answer: Callable[[str], str]) -> None:
+    """A destination answering 401 with a body built from the request's Authorization header."""
+
+    def handler(request: Request) -> Response:
+        return Response(answer(request.headers.get("Authorization", "")), status=401, content_type="application/json")
+
+    httpserver.expect_request("/orders/1").respond_with_handler(handler)
+
+
+def last_error_of_an_export(connection_fields: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    from scheduled_jobs.connectors.http import HttpPublisher, HttpPublisherSettings
+    from scheduled_jobs.exporting import export_route
+
+    monkeypatch.setenv("AIRFLOW_CONN_ECHO_API", json.dumps({"conn_type": "http", "schema": "http"} | connection_fields))
+    store = TaskStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    store.add_entities([ROUTE], [("1", {"id": "1"})])
+    settings = {"type": "http", "connection": "echo_api", "endpoint": "/orders/{id}", "retry": {"attempts": 1}}
+    export_route(store, HttpPublisher(HttpPublisherSettings.model_validate(settings)), ROUTE)
+    (task,) = store.list_tasks(ROUTE)
+    assert task["status"] == "failed"
+    return str(task["last_error"])
+
+
+def test_the_basic_header_echoed_url_encoded_or_with_escaped_slashes_is_stored_without_it(
+    httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = "Pa55?w0rd>>"  # its login:password in base64 holds '/', '+' and '='
+    basic = base64.b64encode(f"{LOGIN}:{password}".encode()).decode()
+    assert {"/", "+"} <= set(basic)
+
+    def answer(authorization: str) -> str:
+        # PHP's json_encode escapes '/', and a login link carries the header URL-encoded.
+        received = json.dumps({"received": authorization}).replace("/", "\\/")
+        return f'{{"error": {received}, "retry": "/login?auth={quote(authorization, safe="")}"}}'
+
+    refusing_destination(httpserver, answer)
+    fields = {"host": "127.0.0.1", "port": httpserver.port, "login": LOGIN, "password": password}
+    error = last_error_of_an_export(fields, tmp_path, monkeypatch)
+    assert "HTTP 401 from POST" in error
+    shown = {"as sent": basic, "URL-encoded": quote(basic, safe=""), "JSON with '\\/'": basic.replace("/", "\\/")}
+    assert [name for name, form in shown.items() if form.casefold() in error.casefold()] == [], error
+
+
+def test_a_bearer_token_of_an_extra_authorization_header_echoed_alone_is_stored_without_it(
+    httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0.dG9rZW4"
+
+    def answer(authorization: str) -> str:
+        scheme, _, credential = authorization.partition(" ")
+        return json.dumps({"error": "invalid_token", "scheme": scheme, "token": credential})
+
+    refusing_destination(httpserver, answer)
+    fields = {"host": "127.0.0.1", "port": httpserver.port, "extra": {"Authorization": f"Bearer {token}"}}
+    error = last_error_of_an_export(fields, tmp_path, monkeypatch)
+    assert "invalid_token" in error and "Bearer" in error
+    assert token not in error, error

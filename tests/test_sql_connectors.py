@@ -329,3 +329,108 @@ def test_a_row_the_store_refuses_is_rejected_alone(
         assert "INSERT" not in rejected["reason"]
     assert str(store.load_watermark("feed")) == "2026-11-24 09:01:00"
     engine.dispose()
+
+
+def test_a_query_naming_one_column_twice_is_refused_before_a_record_loses_a_value(
+    feed: sa.Engine, sql_store: TaskStore
+) -> None:
+    # A join's two "id" columns: PostgreSQL returns both, a row mapping keeps the last, and every order
+    # would become its customer's entity (SQLite renames the second "id:1").
+    add_feed(feed, ("A", minute(1)), ("B", minute(2)))
+    for watermark in ("updated_at", None):
+        summary = run_feed(
+            sql_store, query="SELECT id, updated_at, 'customer-1' AS id FROM feed", watermark_column=watermark
+        )
+        if feed.dialect.name == "sqlite":
+            assert summary.rejected == []
+            continue
+        assert summary.rejected == [
+            {
+                "source": "shop_db: query",
+                "reason": "the query names the column 'id' twice, so a record would keep only one of its values: "
+                "name each column once (e.g. customers.id AS customer_id)",
+            }
+        ]
+        assert (summary.entities, task_keys(sql_store), sql_store.load_watermark("feed")) == (0, [], None)
+    if feed.dialect.name == "sqlite":
+        assert task_keys(sql_store) == ["A", "B"]
+
+
+@pytest.mark.postgres
+def test_a_row_holding_an_infinite_number_is_rejected_alone(
+    postgres_server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NUMERIC holds 'Infinity' and 'NaN' (PostgreSQL 14+); JSON holds neither. Today 'Infinity' crashes the
+    # run at int(Decimal('Infinity')), every run, and no row after it is ever read.
+    engine = sa.create_engine(postgres_server_url)
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_DB", connection_json(postgres_server_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS feed"))
+        conn.execute(sa.text("CREATE TABLE feed (id VARCHAR(700), amount NUMERIC, updated_at TIMESTAMP)"))
+        conn.execute(
+            sa.text("INSERT INTO feed VALUES (:id, CAST(:amount AS NUMERIC), :at)"),
+            [
+                {"id": "A", "amount": "1.5", "at": minute(1)},
+                {"id": "INF", "amount": "Infinity", "at": minute(2)},
+                {"id": "NAN", "amount": "NaN", "at": minute(3)},
+                {"id": "B", "amount": "-Infinity", "at": minute(4)},
+                {"id": "C", "amount": "12", "at": minute(5)},
+            ],
+        )
+    store = TaskStore.from_url(postgres_server_url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_watermark"))
+    summary = run_feed(store, query="SELECT id, amount, updated_at FROM feed", batch_size=5)
+    assert [r["source"] for r in summary.rejected] == [
+        "shop_db: query, row 2 (updated_at 2026-11-24 09:02:00)",
+        "shop_db: query, row 3 (updated_at 2026-11-24 09:03:00)",
+        "shop_db: query, row 4 (updated_at 2026-11-24 09:04:00)",
+    ]
+    assert [r["reason"] for r in summary.rejected] == [
+        f"the task store refused it: entity {key!r}: a number is NaN or infinite, which JSON cannot hold"
+        for key in ("INF", "NAN", "B")
+    ]
+    assert task_keys(store) == ["A", "C"]
+    assert [json.loads(task["payload"])["amount"] for task in store.list_tasks("r")] == [1.5, 12]
+
+
+@pytest.mark.postgres
+def test_a_date_python_cannot_hold_is_read_as_its_text_and_the_rows_after_it_are_read(
+    postgres_server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL holds years up to 294276 and before Christ; Python's datetime only 1 to 9999. Today
+    # psycopg refuses such a value: the query fails at that row, on every run, and no row after it
+    # is ever read (here: a date at the very start).
+    engine = sa.create_engine(postgres_server_url)
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_DB", connection_json(postgres_server_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS feed"))
+        conn.execute(
+            sa.text("CREATE TABLE feed (id VARCHAR(700), due DATE, expires TIMESTAMPTZ, updated_at TIMESTAMP)")
+        )
+        conn.execute(
+            sa.text("INSERT INTO feed VALUES (:id, CAST(:due AS DATE), CAST(:expires AS TIMESTAMPTZ), :at)"),
+            [
+                {"id": "BC", "due": "0044-03-15 BC", "expires": "2026-01-01 00:00+00", "at": minute(1)},
+                {"id": "A", "due": "2026-11-24", "expires": "10000-01-01 00:00+00", "at": minute(2)},
+                {"id": "B", "due": "2026-11-25", "expires": "2027-01-01 00:00+00", "at": minute(3)},
+            ],
+        )
+    store = TaskStore.from_url(postgres_server_url)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_watermark"))
+    summary = run_feed(store, query="SELECT id, due, expires, updated_at FROM feed", batch_size=1)
+    assert summary.rejected == []
+    payloads = {task["entity_key"]: json.loads(task["payload"]) for task in store.list_tasks("r")}
+    assert sorted(payloads) == ["A", "B", "BC"]
+    assert payloads["BC"]["due"] == "0044-03-15 BC"
+    with engine.connect() as conn:  # as PostgreSQL shows it, in the session's time zone
+        shown = conn.execute(sa.text("SELECT CAST(expires AS TEXT) FROM feed WHERE id = 'A'")).scalar()
+    assert payloads["A"]["expires"] == shown and shown.startswith("10000-01-01")
+    assert dt.datetime.fromisoformat(payloads["B"].pop("expires")) == dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    assert payloads["B"] == {
+        "id": "B",
+        "due": "2026-11-25",
+        "updated_at": "2026-11-24T09:03:00",
+    }
+    assert str(store.load_watermark("feed")) == "2026-11-24 09:03:00"

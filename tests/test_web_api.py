@@ -480,6 +480,7 @@ def test_webhook_refuses_bad_input_and_stores_nothing(
         ),
         (b'{"id": true}', "record 0: a record's entity key 'id' is True (a bool)"),
         (b'{"id": 1, "name": "\xff"}', "body refused: not UTF-8 text: invalid start byte at byte 19"),
+        (b'[{"id": 1}, {"id": 2, "id": 3}]', "body refused: an object names the key 'id' twice"),
     ],
 )
 def test_webhook_answers_a_poison_body_with_400_naming_the_record(

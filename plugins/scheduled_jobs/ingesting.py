@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from scheduled_jobs.connectors.base import Batch, RejectedSource, dig
+from scheduled_jobs.redaction import printable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -289,8 +290,9 @@ def ingest(
     pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-writer")
 
     def reject(source: str, reason: str, set_aside: Callable[[str], object] = _ignore) -> None:
-        # Every rejection is logged, kept in rejected/ and shown in the UI: it passes the connection's redactor.
-        source, reason = subscriber.redact(source), subscriber.redact(reason)
+        # Every rejection is logged, kept in rejected/ and shown in the UI: it passes the connection's redactor,
+        # and stays on one line (a file's name may hold a line break that would forge a log line).
+        source, reason = printable(subscriber.redact(source)), printable(subscriber.redact(reason))
         log.error("Rejected %s: %s", source, reason)
         set_aside(reason)
         summary.rejected.append({"source": source, "reason": reason})
@@ -313,7 +315,7 @@ def ingest(
             summary.unchanged += result.unchanged
             log.info(
                 "%s: %d entities, %d new tasks, %d unchanged",
-                batch.source,
+                printable(batch.source),
                 stored.entities,
                 result.created,
                 result.unchanged,

@@ -7,7 +7,9 @@ depths by other processes, so a document is refused at the edge unless every lat
   is refused by the store's ``canonical_json``, which every source goes through);
 - nesting is capped at ``MAX_DEPTH`` levels, far below the recursion limit;
 - a number of more digits than Python converts (4,300) is refused, not a crash;
-- text must be UTF-8 (or UTF-16/32 with a BOM, as ``json`` detects), without lone surrogates.
+- text must be UTF-8 (or UTF-16/32 with a BOM, as ``json`` detects), without lone surrogates;
+- an object may name a key once: Python keeps the last value of a repeated key, and other parsers the
+  first, so ``{"id": 1, "id": 2}`` would lose a value without a word.
 Every refusal is a ``ValueError`` whose message says what and where, built from the parser's position,
 never from the document itself.
 """
@@ -35,10 +37,28 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _first_repeated(pairs: list[tuple[str, Any]]) -> str:
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            return name
+        seen.add(name)
+    return ""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        repeated = _first_repeated(pairs)
+        shown = repr(repeated) if len(repeated) <= 60 else repr(repeated[:50]) + "..."
+        raise ValueError(f"an object names the key {shown} twice: which value counts would be a guess")
+    return found
+
+
 def loads(data: bytes | str) -> Any:
     """Parse untrusted JSON; ``ValueError`` with the reason when it is not plain, storable JSON."""
     try:
-        document = json.loads(data, parse_constant=_no_constant)
+        document = json.loads(data, parse_constant=_no_constant, object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
         raise InvalidJsonError(exc.msg, exc.lineno, exc.colno) from None
     except UnicodeDecodeError as exc:

@@ -26,6 +26,8 @@ MIN_SECRET_LENGTH = 4
 _SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|auth|sig|credential|session|cookie|code", re.IGNORECASE)
 _USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/?#@\s]*@", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+# An Authorization value, "<scheme> <credentials>" (RFC 9110 11.4): a destination may echo the credentials alone.
+_SCHEME_AND_CREDENTIALS = re.compile(r"[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*\s+(\S+)")
 # Extra keys HttpHook takes as request options, not as headers (airflow.providers.http.hooks.http).
 _HTTP_OPTIONS = frozenset(
     {
@@ -103,6 +105,7 @@ def _forms(secret: str) -> Iterator[str]:
         yield quote_plus(value)
         yield json.dumps(value)[1:-1]
         yield json.dumps(value, ensure_ascii=False)[1:-1]
+        yield json.dumps(value)[1:-1].replace("/", "\\/")  # JSON as PHP and others write it: "\/"
         yield html.escape(value)
 
 
@@ -121,7 +124,10 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = (), logins: Iterable[tuple[str, str]] = ()) -> None:
         found = {form for secret in secrets for form in _forms(secret)}
-        found |= {form for login, password in logins for form in _basic_forms(login, password)}
+        # The base64 of a Basic header is a secret like any other: it comes back URL-encoded or escaped too.
+        found |= {
+            form for login, password in logins for basic in _basic_forms(login, password) for form in _forms(basic)
+        }
         # Longest first: a secret holding another one is replaced whole.
         self.forms = tuple(sorted((f for f in found if len(f) >= MIN_SECRET_LENGTH), key=len, reverse=True))
         self.longest = len(self.forms[0]) if self.forms else 0
@@ -204,6 +210,9 @@ def redactor_for(connection: Connection, *, headers_from_extra: bool = False) ->
         urls.append(text)
         if any(looks_secret(key) for key in path) or (headers_from_extra and _is_header(path)):
             secrets.append(text)
+            credentials = _SCHEME_AND_CREDENTIALS.fullmatch(text.strip())
+            if credentials:  # "Bearer <token>": the token alone is a secret too
+                secrets.append(credentials.group(1))
     for url in urls:
         found, found_logins = _url_secrets(url)
         secrets += found

@@ -90,6 +90,8 @@ class FileSubscriberSettings(ConnectorSettings):
     settle_seconds: float = Field(default=5, ge=0)
     """A file is taken only once it has not changed for this long, so a producer still writing it is
     not read half-way; a younger file is left for a later run. 0 takes every file at once."""
+    max_file_bytes: int = Field(default=200_000_000, gt=0)
+    """A larger file is rejected unread: a file is read whole, and one no worker can hold would stop every run."""
     ready_marker: str | None = None
     """When set, a file is taken only once this file exists beside it, e.g. ``{name}.done`` or
     ``{stem}.ok``; the marker is removed once its file is processed or rejected."""
@@ -145,7 +147,10 @@ class FilePublisherSettings(ConnectorSettings):
 
 
 def _text(data: bytes) -> str:
-    return data.decode("utf-8")
+    # A byte order mark (Excel's "CSV UTF-8", Notepad) is not part of the first header or value. Dropped
+    # after decoding, not by "utf-8-sig", so that a decoding error's offset is still the file's.
+    text = data.decode("utf-8")
+    return text.removeprefix("\ufeff")
 
 
 def _json_value(text: str) -> Any:
@@ -367,6 +372,8 @@ class FileSubscriber(Subscriber[FileSubscriberSettings]):
             return None
         try:
             data = self._settled_content(path, real)
+        except SourceError as exc:
+            return self._rejected(path, base, marker, exc.reason)
         except OSError as exc:
             _base_readable(base)  # the base folder failing is not blamed on the file
             if isinstance(exc, FileNotFoundError):
@@ -387,7 +394,10 @@ class FileSubscriber(Subscriber[FileSubscriberSettings]):
         )
 
     def _settled_content(self, path: Path, real: str) -> bytes | None:
-        """The file's bytes once it has settled; None when it is not a regular file or still changing."""
+        """The file's bytes once it has settled; None when it is not a regular file or still changing.
+
+        A SourceError for a file larger than ``max_file_bytes``: it is rejected, never read.
+        """
         # O_NOFOLLOW: a link swapped in after the check above is not followed; O_NONBLOCK: a FIFO named
         # like a data file does not hang the run.
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
@@ -403,7 +413,11 @@ class FileSubscriber(Subscriber[FileSubscriberSettings]):
                     "%s: %s, left for a later run (settle_seconds: %g)", path, unsettled, self.settings.settle_seconds
                 )
                 return None
-            data = handle.read()
+            limit = self.settings.max_file_bytes
+            if before.st_size > limit:
+                too_large = f"{before.st_size} bytes, larger than max_file_bytes {limit}"
+                raise SourceError(path, f"{too_large}; split the file, or raise max_file_bytes")
+            data = handle.read(limit + 1)  # a file growing meanwhile is never read past the limit
             after = os.fstat(handle.fileno())
         if _version(after) != _version(before):
             log.info("%s: changed while it was read, left for a later run", path)

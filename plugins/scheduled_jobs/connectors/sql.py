@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from scheduled_jobs.connectors.base import Batch, ConnectorSettings, Publisher, RejectedSource, Subscriber, dig
-from scheduled_jobs.exceptions import DeliveryError
+from scheduled_jobs.exceptions import DeliveryError, SourceError
 from scheduled_jobs.redaction import Redactor, redactor_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from sqlalchemy.engine import Connection, Engine, Row
+    from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 
     from scheduled_jobs.connectors.base import SourceState
     from scheduled_jobs.store.tasks import ClaimedTask
@@ -33,11 +33,39 @@ IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 
 
 def _engine(conn_id: str) -> Engine:
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, event
 
     from scheduled_jobs.store.engine import url_for_connection
 
-    return create_engine(url_for_connection(conn_id), pool_pre_ping=True)
+    engine = create_engine(url_for_connection(conn_id), pool_pre_ping=True)
+    if engine.dialect.driver == "psycopg":
+        event.listen(engine, "connect", _dates_out_of_range_as_text)
+    return engine
+
+
+def _dates_out_of_range_as_text(dbapi_connection: Any, _record: Any) -> None:
+    """Read a date or timestamp Python cannot hold (before year 1, after 9999) as PostgreSQL's text.
+
+    psycopg refuses such a value, which fails the whole query at that row on every run: no row after it
+    would ever be read. Its text is what the database shows, and a watermark compares with it.
+    """
+    from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
+
+    for name, loader in (("date", DateLoader), ("timestamp", TimestampLoader), ("timestamptz", TimestamptzLoader)):
+        dbapi_connection.adapters.register_loader(name, _as_text_when_out_of_range(loader))
+
+
+def _as_text_when_out_of_range(loader: type[Any]) -> type[Any]:
+    import psycopg
+
+    class Lenient(loader):  # type: ignore[misc]
+        def load(self, data: Any) -> Any:
+            try:
+                return super().load(data)
+            except psycopg.DataError:
+                return bytes(data).decode()
+
+    return Lenient
 
 
 def _redactor(conn_id: str) -> Redactor:
@@ -51,8 +79,8 @@ def _plain(value: Any) -> Any:
     """A JSON-friendly value: timestamps as ISO text, decimals as numbers."""
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, decimal.Decimal):  # NaN and infinities become floats, which the store refuses by row
+        return int(value) if value.is_finite() and value == value.to_integral_value() else float(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value
@@ -219,6 +247,8 @@ class SqlSubscriber(Subscriber[SqlSubscriberSettings]):
         except SQLAlchemyError as exc:
             reason = str(exc.orig if hasattr(exc, "orig") else exc).strip()
             yield RejectedSource(source, self.redact(f"the query failed: {reason}"))
+        except SourceError as exc:
+            yield RejectedSource(source, exc.reason)
         finally:
             engine.dispose()
 
@@ -226,7 +256,7 @@ class SqlSubscriber(Subscriber[SqlSubscriberSettings]):
         from sqlalchemy import text
 
         sql = f"SELECT * FROM ({self.settings.query}) AS source LIMIT {self.settings.max_records}"
-        result = conn.execution_options(stream_results=True).execute(text(sql))
+        result = _named_once(conn.execution_options(stream_results=True).execute(text(sql)))
         first = 0
         while rows := result.fetchmany(self.settings.batch_size):
             yield Batch(source, _records(rows), reject_record=partial(_row_name, source, first))
@@ -277,6 +307,7 @@ class SqlSubscriber(Subscriber[SqlSubscriberSettings]):
                 text(f"{sql} WHERE {quoted} > :start ORDER BY {quoted} LIMIT {self.settings.max_records}"),
                 {"start": start},
             )
+        _named_once(found)
         count = 0
         tied: list[Row[Any]] = []  # the rows read of the last value so far
         for row in found:
@@ -304,6 +335,20 @@ class SqlSubscriber(Subscriber[SqlSubscriberSettings]):
 
         sql = f'SELECT COUNT(*) FROM ({self.settings.query}) AS source WHERE "{column}" IS NULL'
         return int(conn.execute(text(sql)).scalar() or 0)
+
+
+def _named_once(result: CursorResult[Any]) -> CursorResult[Any]:
+    """``result``; a SourceError when it names a column twice: a row's mapping keeps one value of the two."""
+    names = list(result.keys())
+    repeated = next((name for name in names if names.count(name) > 1), None)
+    if repeated is not None:
+        result.close()
+        raise SourceError(
+            "query",
+            f"the query names the column {repeated!r} twice, so a record would keep only one of its values: "
+            "name each column once (e.g. customers.id AS customer_id)",
+        )
+    return result
 
 
 def _records(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
