@@ -88,8 +88,11 @@ def preview(identifier_or_path: str, count: int, start: dt.datetime | None) -> i
     if d.disabled:
         print("Disabled:   yes, so Airflow does not schedule it; the times below are what it would be")
     print(f"Next {count} fire time{'s' if count != 1 else ''}:")
-    for fire in fire_times(d.expression, job.timezone, count, after):
+    fires = fire_times(d.expression, job.timezone, count, after)
+    for fire in fires:
         print(f"  {fire}")
+    if len(fires) < count:  # croniter searches so many years ahead, no further
+        print(f"  (no further fire time found: {len(fires)} of {count})")
     return 0
 
 

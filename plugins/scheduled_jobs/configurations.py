@@ -19,6 +19,8 @@ from scheduled_jobs.exceptions import Problem
 from scheduled_jobs.identifiers import identifier_from_name
 from scheduled_jobs.models import Named, StrictModel
 from scheduled_jobs.yaml_files import (
+    Limits,
+    capped,
     find_yaml_files,
     inline_secret_problems,
     load_mapping,
@@ -155,24 +157,25 @@ def duplicate_problems(paths_by_identifier: dict[str, list[Path]], label: str) -
     return problems
 
 
-def _load_shelf(folder: Path, kind: str, shelf: Shelf[ModelT], problems: list[Problem]) -> None:
+def _load_shelf(folder: Path, kind: str, shelf: Shelf[ModelT], problems: list[Problem], limits: Limits) -> None:
     model = KINDS[kind]
     found: dict[str, list[tuple[Path, ModelT]]] = {}
     for path in find_yaml_files(folder / kind):
-        data, problem = load_mapping(path)
+        data, problem = load_mapping(path, limits)
         if problem is not None or data is None:
             problems.append(problem or Problem(str(path), "(file)", "empty"))
             shelf.invalid[guess_identifier(None, path)] = path
             continue
         secrets = inline_secret_problems(path, data)
         if secrets:
-            problems.extend(secrets)
+            problems.extend(capped(path, secrets))
             shelf.invalid[guess_identifier(data, path)] = path
             continue
         try:
             loaded = model.model_validate(data)
         except ValidationError as exc:
-            problems.extend(problems_from_validation(path, exc, model))
+            shown = problems_from_validation(path, exc, model)
+            problems.extend(capped(path, shown, exc.error_count() - len(shown)))
             shelf.invalid[guess_identifier(data, path)] = path
             continue
         identifier, problem = resolve_identifier(path, loaded.name, loaded.identifier)
@@ -214,8 +217,9 @@ def load_configurations(folder: Path) -> Configurations:
             )
         )
         return configurations
-    _load_shelf(folder, "incoming", configurations.incoming, configurations.problems)
-    _load_shelf(folder, "outgoing", configurations.outgoing, configurations.problems)
-    _load_shelf(folder, "routes", configurations.routes, configurations.problems)
+    limits = Limits.from_settings()
+    _load_shelf(folder, "incoming", configurations.incoming, configurations.problems, limits)
+    _load_shelf(folder, "outgoing", configurations.outgoing, configurations.problems, limits)
+    _load_shelf(folder, "routes", configurations.routes, configurations.problems, limits)
     configurations.problems.extend(_route_problems(configurations))
     return configurations

@@ -109,9 +109,93 @@ def _item_error(field: _Field, item: str) -> str | None:
     return None
 
 
-def cron_errors(expression: str) -> list[str]:
-    """Return every problem with an expression, each as ``field: reason``; empty when it is valid."""
-    return list(_cron_errors(expression))
+def cron_errors(expression: str, now: dt.datetime | None = None) -> list[str]:
+    """Return every problem with an expression, each as ``field: reason``; empty when it is valid.
+
+    A well-formed expression that has no fire time in the next ``FIRE_WITHIN_YEARS`` years (after
+    ``now``, default now) is a problem too: Airflow could never schedule it.
+    """
+    if len(expression) > MAX_EXPRESSION_LENGTH:  # before the caches, which would keep it
+        return [
+            f"is {len(expression)} characters long; a cron expression is at most {MAX_EXPRESSION_LENGTH} "
+            "(5 fields, e.g. '*/15 * * * *')"
+        ]
+    errors = list(_cron_errors(expression))
+    if not errors:
+        day = (now or dt.datetime.now(dt.UTC)).date()
+        never = _fire_time_error(expression.strip(), day)
+        if never is not None:
+            errors.append(never)
+    return errors
+
+
+MAX_EXPRESSION_LENGTH = 1000
+"""Longer than every value of every field listed out (about 360 characters)."""
+FIRE_WITHIN_YEARS = 10
+"""An expression must fire within this many years; 29 February (at most 8 years apart) still passes."""
+
+_MONTH_NAMES = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+_LONGEST_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _ordinal(day: int) -> str:
+    suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"{day}{suffix}"
+
+
+def _listed(items: list[str], word: str) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {word} {items[-1]}"
+
+
+def _missing_days_reason(text: str) -> str | None:
+    """'February has no 30th' when the days of month named exist in none of the months named.
+
+    Only when the day of week is ``*``: otherwise cron fires on either field (Vixie cron's OR), and
+    the weekdays still fire.
+    """
+    from croniter import croniter
+
+    (_, _, days, months, weekdays), nth = croniter.expand(text)
+    if weekdays != ["*"] or nth or not all(isinstance(day, int) for day in days):
+        return None
+    chosen = range(1, 13) if months == ["*"] else [m for m in months if isinstance(m, int)]
+    if any(min(days) <= _LONGEST_MONTH[month - 1] for month in chosen):
+        return None
+    names = [_MONTH_NAMES[month - 1] for month in chosen]
+    verb = "has" if len(names) == 1 else "have"
+    return f"{_listed(names, 'and')} {verb} no {_listed([_ordinal(int(day)) for day in days], 'or')}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _fire_time_error(expression: str, day: dt.date) -> str | None:
+    # Cached per day: many jobs share an expression, and validating a thousand must stay cheap.
+    text = resolve_preset(expression)
+    parts = text.split()
+    if _PLAIN.match(text) and parts[2] == "*":
+        return None  # every valid minute, hour and weekday comes round within a week
+    from croniter import CroniterError, croniter
+
+    start = dt.datetime.combine(day, dt.time())
+    try:
+        end = start.replace(year=start.year + FIRE_WITHIN_YEARS)
+    except ValueError:  # from 29 February
+        end = start.replace(year=start.year + FIRE_WITHIN_YEARS, day=28)
+    try:
+        first = croniter(text, start, max_years_between_matches=FIRE_WITHIN_YEARS).get_next(dt.datetime)
+    except CroniterError:
+        first = None
+    if first is not None and first < end:
+        return None
+    reason = _missing_days_reason(text)
+    if reason is not None:
+        return f"{expression!r} never fires ({reason}); choose days that every month named has, or 'L' for the last day"
+    return (
+        f"{expression!r} has no fire time in the next {FIRE_WITHIN_YEARS} years (before {end.date().isoformat()}); "
+        "check the day of month, month and day of week together"
+    )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -155,18 +239,22 @@ def _field_errors(parts: list[str]) -> list[str]:
 
 def timezone_error(name: str) -> str | None:
     """Return why ``name`` is not an IANA time zone name, with the closest names as a hint."""
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        pass
-    else:
-        if name in _iana_names():
+    if name in _iana_names():  # the list first: ZoneInfo would open a file named after any text
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+        else:
             return None
+    if len(name) > MAX_TIMEZONE_LENGTH:
+        return f"is {len(name)} characters long, not an IANA time zone name (e.g. 'Europe/Amsterdam', 'UTC')"
     hint = difflib.get_close_matches(name, sorted(_iana_names()), n=3, cutoff=0.6)
     suggestion = f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""
     return f"{name!r} is not an IANA time zone name (e.g. 'Europe/Amsterdam', 'UTC'){suggestion}"
 
 
+MAX_TIMEZONE_LENGTH = 100
+"""The longest IANA name has 32 characters; a longer text is not compared with all 600 of them."""
 _IANA: set[str] = set()
 
 
@@ -213,13 +301,17 @@ def _timetable_fire_times(expression: str, timezone: str, after: dt.datetime) ->
     import pendulum
     from airflow.timetables.base import DataInterval, TimeRestriction
     from airflow.timetables.trigger import CronTriggerTimetable
+    from croniter import CroniterBadDateError
 
     timetable = CronTriggerTimetable(resolve_preset(expression), timezone=timezone)
     earliest = pendulum.instance(after + dt.timedelta(seconds=1))
     restriction = TimeRestriction(earliest=earliest, latest=None, catchup=True)
     last: DataInterval | None = None
     while True:
-        info = timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
+        try:
+            info = timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
+        except CroniterBadDateError:  # no further fire time within croniter's search: stop, never raise
+            return
         if info is None:
             return
         last = info.data_interval

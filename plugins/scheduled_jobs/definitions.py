@@ -21,6 +21,8 @@ from scheduled_jobs.cron import cron_errors, timezone_error
 from scheduled_jobs.exceptions import Problem
 from scheduled_jobs.models import Named
 from scheduled_jobs.yaml_files import (
+    Limits,
+    capped,
     find_yaml_files,
     inline_secret_problems,
     load_mapping,
@@ -157,23 +159,27 @@ def _semantic_problems(path: Path, data: dict[str, object], configurations: Conf
     return problems
 
 
-def _parse_one(path: Path, configurations: Configurations) -> tuple[ScheduledJob | None, str, list[Problem]]:
-    data, problem = load_mapping(path)
+def _parse_one(
+    path: Path, configurations: Configurations, limits: Limits
+) -> tuple[ScheduledJob | None, str, list[Problem]]:
+    data, problem = load_mapping(path, limits)
     if problem is not None or data is None:
         return None, path.stem, [problem] if problem else []
     secrets = inline_secret_problems(path, data)
     if secrets:
-        return None, guess_identifier(data, path), secrets
+        return None, guess_identifier(data, path), capped(path, secrets)
     problems = _semantic_problems(path, data, configurations)
     try:
         definition = JobDefinition.model_validate(data)
     except ValidationError as exc:
-        return None, guess_identifier(data, path), [*problems_from_validation(path, exc, JobDefinition), *problems]
+        shown = problems_from_validation(path, exc, JobDefinition)
+        hidden = exc.error_count() - len(shown)
+        return None, guess_identifier(data, path), capped(path, [*shown, *problems], hidden)
     identifier, problem = resolve_identifier(path, definition.name, definition.identifier)
     if problem is not None:
         problems.append(problem)
     if problems or identifier is None:
-        return None, identifier or path.stem, problems
+        return None, identifier or path.stem, capped(path, problems)
     timezone = definition.timezone or settings.default_timezone()
     realtime: tuple[str, ...] = ()
     if definition.incoming_configuration is not None:
@@ -203,8 +209,9 @@ def load_catalog(
             )
         )
     by_identifier: dict[str, list[Path]] = {}
+    limits = Limits.from_settings()
     for path in paths:
-        job, identifier, problems = _parse_one(path, configurations)
+        job, identifier, problems = _parse_one(path, configurations, limits)
         by_identifier.setdefault(identifier, []).append(path)
         catalog.problems.extend(problems)
         if job is not None:
@@ -255,14 +262,15 @@ def stuck_threshold_problems(catalog: Catalog) -> list[Problem]:
 
 def find_job_file(identifier: str, folder: Path) -> Path | None:
     """The definition file of a job, cheaply: ``<identifier>.yaml`` first, then a scan of the folder."""
+    limits = Limits.from_settings()
     for suffix in (".yaml", ".yml"):
         candidate = folder / f"{identifier}{suffix}"
         if candidate.is_file():
-            data, _ = load_mapping(candidate)
+            data, _ = load_mapping(candidate, limits)
             if guess_identifier(data, candidate) == identifier:
                 return candidate
     for path in find_yaml_files(folder):
-        data, _ = load_mapping(path)
+        data, _ = load_mapping(path, limits)
         if data is not None and guess_identifier(data, path) == identifier:
             return path
     return None

@@ -52,6 +52,29 @@ def configurations_folder() -> Path:
     return Path(_get("configurations_folder") or PROJECT_ROOT / "configurations").expanduser()
 
 
+DEFAULT_YAML_MAX_BYTES = 1024 * 1024
+DEFAULT_YAML_MAX_NODES = 10_000
+
+
+def _get_positive(key: str, default: int) -> int:
+    value = _get_int(key, default)
+    if value < 1:
+        from scheduled_jobs.exceptions import ScheduledJobsError
+
+        raise ScheduledJobsError(f"[{SECTION}] {key}: must be at least 1, got {value}")
+    return value
+
+
+def yaml_max_bytes() -> int:
+    """The largest definition or configuration file read (1 MiB by default); a larger one is a problem."""
+    return _get_positive("yaml_max_bytes", DEFAULT_YAML_MAX_BYTES)
+
+
+def yaml_max_nodes() -> int:
+    """The most values (YAML nodes: scalars, lists, mappings) one file may hold (10,000 by default)."""
+    return _get_positive("yaml_max_nodes", DEFAULT_YAML_MAX_NODES)
+
+
 def data_folder() -> Path:
     """Where relative folders in configurations (inboxes, outboxes) are resolved."""
     return Path(_get("data_folder") or airflow_home() / "scheduled_jobs_data").expanduser()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -18,6 +20,50 @@ if TYPE_CHECKING:
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 FILE_KEY = "(file)"
+MAX_DEPTH = 50
+"""Collections nested deeper than this are refused: a definition needs a handful, and every walk stays shallow."""
+MAX_PROBLEMS_PER_FILE = 20
+"""Problems shown per file; the rest are counted. One file's ten thousand mistakes must not bury the others."""
+MAX_NUMBER_CHARACTERS = 4300
+"""Python's own limit on digits for int(); YAML's base-60 numbers would otherwise multiply big numbers."""
+
+
+class _Refused(Exception):
+    """The file is YAML that is not built on purpose: anchors or aliases, too deep, too many values."""
+
+
+class _Loader(_SafeLoader):  # type: ignore[misc,valid-type]
+    """The safe loader whose numbers and dates fail as YAML errors with a line, not as a bare ValueError."""
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    if len(node.value) > MAX_NUMBER_CHARACTERS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a number with more than {MAX_NUMBER_CHARACTERS} digits", node.start_mark
+        )
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    if len(node.value) > MAX_NUMBER_CHARACTERS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a number with more than {MAX_NUMBER_CHARACTERS} digits", node.start_mark
+        )
+    return yaml.SafeLoader.construct_yaml_float(loader, node)
+
+
+def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError as exc:  # 2026-02-30 looks like a date to YAML, and Python refuses it
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value} is not a date ({exc}); quote it to keep it as text", node.start_mark
+        ) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def find_yaml_files(folder: Path) -> list[Path]:
@@ -34,26 +80,125 @@ def find_yaml_files(folder: Path) -> list[Path]:
     return [Path(path) for path in sorted(found)]
 
 
-def load_mapping(path: Path) -> tuple[dict[str, Any] | None, Problem | None]:
-    """Parse one YAML file that must hold a mapping; a problem instead when it does not."""
+def _where(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "an unknown place"
+
+
+def _check_structure(text: str, max_nodes: int) -> None:
+    """Refuse anchors, aliases, deep nesting and too many values from the event stream, before anything is built.
+
+    Aliases are how a 700-byte file becomes a billion strings (the billion laughs): every later walk
+    (credentials, validation) would expand them. Events are read one by one, so nothing is expanded
+    here, and the reading stops at the first refusal. The node budget keeps every later step (building,
+    the credential walk, validation, its problems) to a few milliseconds, whatever the file holds.
+    """
+    depth = 0
+    nodes = 0
+    for event in yaml.parse(text, Loader=_SafeLoader):
+        if isinstance(event, yaml.NodeEvent):
+            nodes += 1
+            if nodes > max_nodes:
+                raise _Refused(
+                    f"holds more than {max_nodes} values (at {_where(event.start_mark)}) "
+                    "([scheduled_jobs] yaml_max_nodes); split it into smaller files"
+                )
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(
+                f"YAML anchors/aliases are not allowed: the alias '*{event.anchor}' at {_where(event.start_mark)}; "
+                "write each value out in full (and quote a value that starts with '*')"
+            )
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise _Refused(
+                f"YAML anchors/aliases are not allowed: the anchor '&{anchor}' at {_where(event.start_mark)}; "
+                "write each value out in full"
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _Refused(f"is nested more than {MAX_DEPTH} levels deep at {_where(event.start_mark)}; flatten it")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _read_bounded(path: Path, limit: int) -> tuple[bytes | None, Problem | None]:
+    """The file's bytes, or a problem: never more than ``limit`` bytes, never a blocking read.
+
+    Non-blocking open and a regular-file check: a FIFO or a device named ``*.yaml`` would otherwise
+    block or never end.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        return None, Problem(str(path), FILE_KEY, f"cannot be read: {exc}")
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            return None, Problem(str(path), FILE_KEY, "is not a regular file; only plain YAML files are read")
+        data = b"" if status.st_size > limit else handle.read(limit + 1)
+    size = max(status.st_size, len(data))
+    if size > limit:
+        limit_text = f"the limit of {limit} bytes ([scheduled_jobs] yaml_max_bytes)"
+        return None, Problem(str(path), FILE_KEY, f"is {size} bytes, over {limit_text}; split it or shorten it")
+    return data, None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How large a file may be, read once per load rather than once per file."""
+
+    max_bytes: int
+    max_nodes: int
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        from scheduled_jobs import settings
+
+        return cls(settings.yaml_max_bytes(), settings.yaml_max_nodes())
+
+
+def load_mapping(path: Path, limits: Limits | None = None) -> tuple[dict[str, Any] | None, Problem | None]:
+    """Parse one YAML file that must hold a mapping; a problem instead when it does not.
+
+    Each step is bounded by the file's size and its number of values (``[scheduled_jobs] yaml_max_bytes``,
+    ``yaml_max_nodes``): no alias expands, nesting is shallow, numbers are short, so no single file can
+    hold up a DAG file's parse.
+    """
+    limits = limits or Limits.from_settings()
+    raw, problem = _read_bounded(path, limits.max_bytes)
+    if problem is not None or raw is None:
+        return None, problem
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         return None, Problem(str(path), FILE_KEY, f"cannot be read: {exc}")
     try:
-        data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader, C or Python
+        _check_structure(text, limits.max_nodes)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader, C or Python
+    except _Refused as exc:
+        return None, Problem(str(path), FILE_KEY, str(exc))
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
         if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc)
+            where = f" at {_where(mark)}"
+        problem_text = getattr(exc, "problem", None) or str(exc)
         hint = " (quote values that start with '*', e.g. expression: \"*/5 * * * *\")" if "alias" in str(exc) else ""
-        return None, Problem(str(path), FILE_KEY, f"is not valid YAML{where}: {problem}{hint}")
+        return None, Problem(str(path), FILE_KEY, f"is not valid YAML{where}: {problem_text}{hint}")
     if not isinstance(data, dict):
         kind = "an empty file" if data is None else f"a {type(data).__name__}"
         return None, Problem(str(path), FILE_KEY, f"must be a mapping of keys to values, found {kind}")
     return data, None
+
+
+def capped(path: Path, problems: list[Problem], hidden: int = 0) -> list[Problem]:
+    """At most ``MAX_PROBLEMS_PER_FILE`` problems of one file, and a count of the rest (``hidden`` more)."""
+    if len(problems) <= MAX_PROBLEMS_PER_FILE and not hidden:
+        return problems
+    rest = len(problems[MAX_PROBLEMS_PER_FILE:]) + hidden
+    shown = problems[:MAX_PROBLEMS_PER_FILE]
+    note = Problem(str(path), FILE_KEY, f"{rest} more problems besides these {len(shown)} are not shown")
+    return [*shown, note]
 
 
 _CREDENTIAL_WORDS = ("password", "passwd", "secret", "token", "apikey", "api_key", "access_key", "private_key")
@@ -140,10 +285,15 @@ def _walk(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[str, type
     return key or FILE_KEY, owner
 
 
-def problems_from_validation(path: Path, error: ValidationError, model: type[BaseModel]) -> list[Problem]:
-    """One problem per pydantic error, with a readable reason and the closest key for a typo."""
+def problems_from_validation(
+    path: Path, error: ValidationError, model: type[BaseModel], limit: int = MAX_PROBLEMS_PER_FILE
+) -> list[Problem]:
+    """One problem per pydantic error, with a readable reason and the closest key for a typo.
+
+    Only the first ``limit``: the rest are counted by ``capped`` (``error.error_count()``), not worded.
+    """
     problems = []
-    for item in error.errors(include_url=False):
+    for item in error.errors(include_url=False)[:limit]:
         key, owner = _walk(model, item["loc"])
         kind = item["type"]
         value = item.get("input")

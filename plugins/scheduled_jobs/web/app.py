@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParameter
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -35,6 +37,14 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 25
 JOBS_PAGE_SIZE = 50
+MAX_PAGE = 1_000_000
+"""The last page number accepted: (page - 1) x size stays far inside any database's integer."""
+MAX_ID = 2**63 - 1
+"""The largest id a 64-bit integer column holds; a larger one is a 422, never an overflow in the database."""
+
+# Every whole number a caller sends has a range; outside it the answer is a 422 that states the range.
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+TaskId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
 _TEMPLATES = Path(__file__).parent / "templates"
 
 # Autoescape everything: names, payloads and errors come from users and from remote systems.
@@ -77,7 +87,11 @@ pages = APIRouter(dependencies=[Depends(require_dag_read)], default_response_cla
 
 @pages.get("/jobs")
 async def jobs_page(
-    request: Request, name: str = "", job: str = "", status: Literal["", "enabled", "disabled"] = "", page: int = 1
+    request: Request,
+    name: str = "",
+    job: str = "",
+    status: Literal["", "enabled", "disabled"] = "",
+    page: PageNumber = 1,
 ) -> HTMLResponse:
     filters = overview.JobFilters(name=name, job=job if job in overview.JOB_TYPES else "", status=status)
     found = await run_in_threadpool(lambda: overview.jobs_overview(_engine(), filters, page, JOBS_PAGE_SIZE))
@@ -99,7 +113,7 @@ async def cron_page(request: Request, expression: str | None = None, timezone: s
 
 @pages.get("/tasks")
 async def tasks_page(
-    request: Request, route: str | None = None, stuck_page: int = 1, errors_page: int = 1
+    request: Request, route: str | None = None, stuck_page: PageNumber = 1, errors_page: PageNumber = 1
 ) -> HTMLResponse:
     def build() -> dict[str, Any]:
         rows = overview.route_rows(_engine())
@@ -115,13 +129,13 @@ async def tasks_page(
 
 
 @pages.get("/task")
-async def open_task(id: int = Query(..., ge=1)) -> RedirectResponse:
+async def open_task(id: Annotated[int, Query(ge=1, le=MAX_ID)]) -> RedirectResponse:
     """The Tasks page's "open a task" form: on to the task's own page."""
     return RedirectResponse(f"tasks/{id}", status_code=303)
 
 
 @pages.get("/tasks/{task_id}")
-async def task_page(request: Request, task_id: int) -> HTMLResponse:
+async def task_page(request: Request, task_id: TaskId) -> HTMLResponse:
     detail = await run_in_threadpool(reports.task_detail, _engine(), task_id)
     if detail is None:
         raise HTTPException(404, f"no task has id {task_id}")
@@ -129,7 +143,7 @@ async def task_page(request: Request, task_id: int) -> HTMLResponse:
 
 
 @pages.get("/processes")
-async def processes_page(request: Request, configuration: str | None = None, page: int = 1) -> HTMLResponse:
+async def processes_page(request: Request, configuration: str | None = None, page: PageNumber = 1) -> HTMLResponse:
     def build() -> dict[str, Any]:
         engine = _engine()
         return {
@@ -161,7 +175,7 @@ async def jobs_api(
     name: str = "",
     job: str = "",
     status: Literal["", "enabled", "disabled"] = "",
-    page: int = 1,
+    page: PageNumber = 1,
     size: int = Query(JOBS_PAGE_SIZE, ge=1, le=1000),
 ) -> dict[str, Any]:
     filters = overview.JobFilters(name=name, job=job, status=status)
@@ -191,19 +205,19 @@ async def routes_api() -> dict[str, Any]:
 
 
 @api.get("/routes/{route}/stuck")
-async def stuck_api(route: str, page: int = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> dict[str, Any]:
+async def stuck_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> dict[str, Any]:
     found = await run_in_threadpool(lambda: reports.stuck_tasks(_engine(), route, overview.stuck_before(), page, size))
     return _page_dict(found)
 
 
 @api.get("/routes/{route}/errors")
-async def errors_api(route: str, page: int = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> dict[str, Any]:
+async def errors_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> dict[str, Any]:
     found = await run_in_threadpool(lambda: reports.latest_errors(_engine(), route, page, size))
     return _page_dict(found)
 
 
 @api.get("/tasks/{task_id}")
-async def task_api(task_id: int) -> dict[str, Any]:
+async def task_api(task_id: TaskId) -> dict[str, Any]:
     detail = await run_in_threadpool(reports.task_detail, _engine(), task_id)
     if detail is None:
         raise HTTPException(404, f"no task has id {task_id}")
@@ -218,7 +232,7 @@ async def processes_api() -> dict[str, Any]:
 
 @api.get("/processes/skipped")
 async def skipped_api(
-    configuration: str | None = None, page: int = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)
+    configuration: str | None = None, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)
 ) -> dict[str, Any]:
     found = await run_in_threadpool(lambda: reports.skipped_page(_engine(), configuration, page, size))
     return _page_dict(found)
@@ -255,6 +269,45 @@ async def push(incoming_configuration: str, request: Request, background: Backgr
     return JSONResponse(receipt.as_dict(), 202, background=background)
 
 
+def _bounds(request: Request, where: str, name: str) -> tuple[int, int] | None:
+    """The declared range of a whole-number parameter of the route that answered, if it has one."""
+    import annotated_types
+
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    params = {"query": "query_params", "path": "path_params"}.get(where)
+    for param in getattr(dependant, params, []) if params else []:
+        if param.alias == name and param.field_info.annotation is int:
+            metadata = param.field_info.metadata
+            low = [m.ge for m in metadata if isinstance(m, annotated_types.Ge) and isinstance(m.ge, int)]
+            high = [m.le for m in metadata if isinstance(m, annotated_types.Le) and isinstance(m.le, int)]
+            if low and high:
+                return low[0], high[0]
+    return None
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parameter_errors(request: Request, exc: RequestValidationError) -> str:
+    """``name: reason`` per refused parameter, a whole number's with its range (``page: must be ...``)."""
+    reasons = []
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ())]
+        where, name = (location[0], location[-1]) if len(location) > 1 else ("", ".".join(location) or "request")
+        if error.get("type") == "missing":
+            reasons.append(f"{name}: is required")
+            continue
+        bounds = _bounds(request, where, name)
+        if bounds is not None:
+            low, high = bounds
+            reasons.append(f"{name}: must be a whole number from {low} to {high}, got {_shown(error.get('input'))}")
+        else:
+            reasons.append(f"{name}: {error.get('msg', 'is not valid')}, got {_shown(error.get('input'))}")
+    return "; ".join(reasons)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="Scheduled jobs",
@@ -270,5 +323,9 @@ def create_app() -> FastAPI:
     @app.exception_handler(HTTPException)
     async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": parameter_errors(request, exc)}, 422)
 
     return app

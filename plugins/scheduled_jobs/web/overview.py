@@ -64,11 +64,15 @@ def current_catalog() -> Catalog:
     )
     with _catalog_lock:
         found = _catalog_cache.get(key)
-        if found is None:
-            found = load_catalog(definitions, configurations)
-            _catalog_cache.clear()
-            _catalog_cache[key] = found
+    if found is not None:
         return found
+    # Parsed outside the lock: a file that is slow or fails to parse holds up its own request only, never
+    # every later one. Two requests that miss at once both parse; the second result replaces the first.
+    found = load_catalog(definitions, configurations)
+    with _catalog_lock:
+        _catalog_cache.clear()
+        _catalog_cache[key] = found
+    return found
 
 
 def fires_json(fires: list[FireTime]) -> list[dict[str, str | None]]:
@@ -99,6 +103,8 @@ class JobRow:
     last_run: LastRun | None
     skipped_duplicates: int
     definition_file: str
+    fires_error: str | None = None
+    """Why an enabled job shows no fire times; its row is still shown, and so is every other row."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +118,7 @@ class JobRow:
             "expression_description": self.expression_description,
             "timezone": self.timezone,
             "next_fire_times": fires_json(self.next_fires),
+            "next_fire_times_error": self.fires_error,
             "priority": self.priority,
             "disabled": self.disabled,
             "overlap": self.overlap,
@@ -182,10 +189,31 @@ def _next_fires(expression: str, timezone: str, minute: dt.datetime) -> tuple[Fi
     return tuple(fire_times(expression, timezone, FIRE_TIMES_SHOWN, minute))
 
 
+def _fires_of(job: ScheduledJob, now: dt.datetime) -> tuple[list[FireTime], str | None]:
+    """The job's next fire times, or why there are none: whatever the expression does, it stays in this row."""
+    if job.definition.disabled:
+        return [], None
+    minute = now.replace(second=0, microsecond=0)
+    try:
+        fires = list(_next_fires(job.definition.expression, job.timezone, minute))
+    except Exception as exc:  # one job's expression must never break the page
+        return [], f"no fire time: {exc}"
+    if fires:
+        return fires, None
+    reasons = cron_errors(job.definition.expression, now) or ["none found"]
+    return [], f"no fire time: {'; '.join(reasons)}"
+
+
+def _description(expression: str) -> str:
+    try:
+        return describe(expression)
+    except Exception:  # cron-descriptor has no words for it: the expression itself is shown beside
+        return ""
+
+
 def job_row(job: ScheduledJob, now: dt.datetime, last: LastRun | None, skipped: int) -> JobRow:
     d = job.definition
-    minute = now.replace(second=0, microsecond=0)
-    fires = [] if d.disabled else list(_next_fires(d.expression, job.timezone, minute))
+    fires, fires_error = _fires_of(job, now)
     return JobRow(
         identifier=job.identifier,
         name=d.name,
@@ -193,7 +221,7 @@ def job_row(job: ScheduledJob, now: dt.datetime, last: LastRun | None, skipped: 
         job=d.job,
         target=job.target,
         expression=d.expression,
-        expression_description=describe(d.expression),
+        expression_description=_description(d.expression),
         timezone=job.timezone,
         next_fires=fires,
         priority=d.priority,
@@ -202,6 +230,7 @@ def job_row(job: ScheduledJob, now: dt.datetime, last: LastRun | None, skipped: 
         last_run=last,
         skipped_duplicates=skipped,
         definition_file=str(job.path),
+        fires_error=fires_error,
     )
 
 
@@ -256,7 +285,11 @@ def check_cron(expression: str, timezone: str, count: int = 10) -> CronCheck:
     if errors:
         return CronCheck(expression, timezone, errors, None, [])
     now = dt.datetime.now(dt.UTC)
-    return CronCheck(expression, timezone, [], describe(expression), fire_times(expression, timezone, count, now))
+    try:
+        fires = fire_times(expression, timezone, count, now)
+    except Exception as exc:  # the checker answers with the reason, never a 500
+        return CronCheck(expression, timezone, [f"expression: cannot compute its fire times: {exc}"], None, [])
+    return CronCheck(expression, timezone, [], _description(expression), fires)
 
 
 @dataclass(frozen=True)

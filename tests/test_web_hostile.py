@@ -1,0 +1,198 @@
+"""The pages and the API never 500 and never hang: not for a hostile definition, a cron that never fires, or a
+number no database column can hold. Served by a real Airflow API server (the fixtures of test_web_api).
+"""
+
+from __future__ import annotations
+
+# ruff: noqa: F811 - the live server's fixtures come from test_web_api and are named as parameters
+import datetime as dt
+import re
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from helpers.hostile_yaml import BOMB_DEFINITION, BOMB_INCOMING
+from test_web_api import PREFIX, Server, any_store, client, server, store_of, tokens  # noqa: F401 - fixtures
+
+from scheduled_jobs.definitions import JobDefinition, ScheduledJob, load_catalog
+from scheduled_jobs.web import overview
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from fastapi import FastAPI
+
+    from scheduled_jobs.store import TaskStore
+
+
+# -- hostile definitions ----------------------------------------------------------------------------
+
+
+def test_the_catalog_answers_while_a_bomb_is_present_and_after(client: httpx.Client, project: Path) -> None:
+    quick = {"timeout": 10}  # today: no answer at all, and none after the file is gone
+    bombs = [
+        project / "job_definitions" / "bomb.yaml",
+        project / "configurations" / "incoming" / "bomb.yaml",
+    ]
+    bombs[0].write_text(BOMB_DEFINITION, encoding="utf-8")
+    bombs[1].write_text(BOMB_INCOMING.replace("product-catalog", "bomb-catalog"), encoding="utf-8")
+    answer = client.get("/api/jobs", **quick)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert {job["identifier"] for job in body["jobs"]} >= {"orders-to-erp-export", "shop-orders-incoming"}
+    invalid = {(p["path"], p["key"]) for p in body["invalid"]}
+    assert {(str(b), "(file)") for b in bombs} <= invalid
+    reasons = [p["reason"] for p in body["invalid"]]
+    assert all(r.startswith("YAML anchors/aliases are not allowed") for r in reasons), reasons
+    page = client.get("/jobs", **quick)
+    assert page.status_code == 200 and "YAML anchors/aliases are not allowed" in page.text
+    pushed = client.post("/webhooks/shop-orders", json={"id": 1}, **quick)
+    assert pushed.status_code == 202, pushed.text
+    for bomb in bombs:
+        bomb.unlink()
+    assert client.get("/api/jobs", **quick).json()["invalid"] == []
+
+
+# -- a cron that never fires -----------------------------------------------------------------------
+
+NEVER = "name: Never\njob: repair_stuck_tasks\nexpression: '0 0 30 2 *'\n"
+
+
+def test_a_cron_that_never_fires_is_listed_as_invalid_and_the_other_jobs_show(
+    client: httpx.Client, project: Path
+) -> None:
+    (project / "job_definitions" / "never.yaml").write_text(NEVER, encoding="utf-8")
+    answer = client.get("/api/jobs")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert "never" not in {job["identifier"] for job in body["jobs"]}
+    assert all(len(job["next_fire_times"]) == 5 for job in body["jobs"] if not job["disabled"])
+    (problem,) = body["invalid"]
+    assert (problem["key"], problem["reason"].split(";")[0]) == (
+        "expression",
+        "'0 0 30 2 *' never fires (February has no 30th)",
+    )
+    page = client.get("/jobs")
+    assert page.status_code == 200
+    assert "never fires (February has no 30th)" in page.text
+
+
+def test_one_jobs_fire_times_never_break_another_jobs_row(project: Path) -> None:
+    # A job that reached the catalog however it did (an older validation, a clock that moved on):
+    # its row says why it has no fire times, and every other row is whole.
+    catalog = load_catalog(project / "job_definitions", project / "configurations")
+    never = JobDefinition(name="Never", job="repair_stuck_tasks", expression="0 0 30 2 *")
+    catalog.jobs["never"] = ScheduledJob("never", project / "never.yaml", never, "UTC")
+    found = overview.jobs_overview(store_of(project).engine, overview.JobFilters(), catalog=catalog)
+    rows = {row.identifier: row for row in found.rows}
+    assert rows["never"].next_fires == []
+    assert rows["never"].fires_error is not None
+    assert rows["never"].fires_error.startswith("no fire time: '0 0 30 2 *' never fires (February has no 30th)")
+    assert rows["never"].as_dict()["next_fire_times_error"] == rows["never"].fires_error
+    assert len(rows["orders-to-erp-export"].next_fires) == 5
+    assert rows["orders-to-erp-export"].fires_error is None
+
+
+def test_the_cron_checker_says_why_a_cron_never_fires(client: httpx.Client) -> None:
+    answer = client.get("/api/cron", params={"expression": "0 0 30 2 *"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["valid"] is False
+    assert body["errors"][0].startswith("expression: '0 0 30 2 *' never fires (February has no 30th)")
+    page = client.get("/cron", params={"expression": "0 0 30 2 *"})
+    assert page.status_code == 200
+    assert "never fires (February has no 30th)" in page.text
+
+
+# -- numbers: every numeric parameter of every route has a range, and says it ------------------------
+
+
+def numeric_parameters(app: FastAPI) -> list[tuple[str, str, str, int, int]]:
+    """(method, path, where, name, low, high) of every whole-number parameter of the plugin's routes."""
+    import annotated_types
+    from fastapi.routing import APIRoute
+    from starlette.routing import Mount
+
+    from scheduled_jobs.web.plugin import LazyApp
+
+    (mount,) = [r for r in app.routes if isinstance(r, Mount) and r.path == PREFIX]
+    assert isinstance(mount.app, LazyApp)
+    found = []
+    for route in mount.app.get().routes:
+        assert isinstance(route, APIRoute)
+        for where, params in (("query", route.dependant.query_params), ("path", route.dependant.path_params)):
+            for param in params:
+                if param.field_info.annotation is not int:
+                    continue
+                bounds = {type(m): m for m in param.field_info.metadata}
+                assert annotated_types.Ge in bounds and annotated_types.Le in bounds, (route.path, param.name)
+                low, high = bounds[annotated_types.Ge].ge, bounds[annotated_types.Le].le
+                for method in sorted(route.methods):
+                    found.append((method, route.path, where, param.name, low, high))
+    return found
+
+
+def _request(client: httpx.Client, method: str, path: str, where: str, name: str, value: str) -> httpx.Response:
+    def fill(match: re.Match[str]) -> str:
+        if match.group(1) == name:
+            return value
+        return "1" if match.group(1) == "task_id" else "orders-to-erp"
+
+    url = re.sub(r"\{(\w+)\}", fill, path)
+    params = {name: value} if where == "query" else {}
+    if path == "/cron" or path == "/api/cron":
+        params["expression"] = "* * * * *"
+    return client.request(method, url, params=params, follow_redirects=False)
+
+
+HOSTILE_NUMBERS = ["99999999999999999999", "-99999999999999999999", "1e20", "-1", "0", "1.5", "abc", "0x10", ""]
+
+
+def test_every_numeric_parameter_answers_422_with_its_range(
+    server: Server,
+    client: httpx.Client,
+    any_store: TaskStore,
+) -> None:
+    parameters = numeric_parameters(server.app)
+    names = {(path, name) for _, path, _, name, _, _ in parameters}
+    assert {("/api/tasks/{task_id}", "task_id"), ("/tasks/{task_id}", "task_id"), ("/jobs", "page")} <= names
+    assert {("/api/jobs", "size"), ("/task", "id"), ("/tasks", "stuck_page"), ("/api/cron", "count")} <= names
+    for method, path, where, name, low, high in parameters:
+        for value in [*HOSTILE_NUMBERS, str(high + 1), str(low - 1)]:
+            if where == "path" and value == "":
+                continue  # another URL altogether
+            answer = _request(client, method, path, where, name, value)
+            assert answer.status_code == 422, (method, path, name, value, answer.status_code, answer.text[:200])
+            detail = answer.json()["detail"]
+            expected = f"{name}: must be a whole number from {low} to {high}, got {value!r}"
+            assert expected in detail, (path, name, value, detail)
+        for value in (str(low), str(high)):
+            answer = _request(client, method, path, where, name, value)
+            assert answer.status_code in (200, 303, 404), (method, path, name, value, answer.status_code, answer.text)
+
+
+def test_the_largest_task_id_and_page_reach_the_database_without_error(
+    client: httpx.Client,
+    any_store: TaskStore,
+) -> None:
+    biggest = 2**63 - 1
+    assert client.get(f"/api/tasks/{biggest}").status_code == 404
+    assert client.get(f"/tasks/{biggest}").status_code == 404
+    errors = client.get("/api/routes/orders-to-erp/errors", params={"page": 1_000_000, "size": 500})
+    assert errors.status_code == 200, errors.text
+    assert errors.json()["rows"] == []
+
+
+def test_the_jobs_page_with_a_page_past_the_end_shows_the_last(client: httpx.Client, project: Path) -> None:
+    answer = client.get("/api/jobs", params={"page": 1_000_000})
+    assert answer.status_code == 200
+    assert answer.json()["page"] == 1
+    assert dt.datetime.fromisoformat(answer.json()["jobs"][0]["next_fire_times"][0]["at"]) > dt.datetime(
+        2000, 1, 1, tzinfo=dt.UTC
+    )
+
+
+@pytest.mark.parametrize("value", ["1e20", "99999999999999999999"])
+def test_the_issues_examples(client: httpx.Client, project: Path, value: str) -> None:
+    assert client.get("/jobs", params={"page": value}).status_code == 422
+    assert client.get(f"/api/tasks/{value}").status_code == 422
