@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 ENTRY = "scheduled_jobs_dags.py"
 PROBLEMS = "scheduled_jobs_problems.py"
+REALTIME = "realtime_export.orders-to-erp"
 
 
 def dagbag() -> DagBag:
@@ -23,7 +24,7 @@ def test_examples_make_one_dag_each_and_no_import_error(project: Path) -> None:
     bag = dagbag()
     assert bag.import_errors == {}
     definitions = sorted(p.stem for p in (project / "job_definitions").glob("*.yaml"))
-    assert sorted(bag.dag_ids) == definitions
+    assert sorted(bag.dag_ids) == sorted([*definitions, REALTIME])  # and the example's one real-time route
 
 
 def test_each_dag_carries_the_definition(project: Path) -> None:
@@ -84,7 +85,7 @@ def test_a_bad_file_is_an_import_error_and_the_good_dags_still_register(project:
     other = project / "job_definitions" / "typo.yaml"
     other.write_text("name: Typo\njob: repair_stuck_tasks\nexpression: '@daily'\nprority: 3\n", encoding="utf-8")
     bag = dagbag()
-    assert len(bag.dag_ids) == 4
+    assert len(bag.dag_ids) == 5  # the four jobs and the real-time route
     errors = {path.rsplit("/", 1)[-1]: text for path, text in bag.import_errors.items()}
     assert list(errors) == [PROBLEMS]
     assert f"{bad}: expression: minute: 61 is out of range 0-59" in errors[PROBLEMS]
@@ -108,3 +109,47 @@ def test_a_worker_finds_a_job_whose_file_name_differs(project: Path, monkeypatch
     (folder / "orders-to-erp-export.yaml").rename(folder / "export-1.yaml")
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "orders-to-erp-export")
     assert list(build_dags()) == ["orders-to-erp-export"]
+
+
+def test_each_realtime_route_gets_an_export_dag_on_its_asset_with_its_priority(project: Path) -> None:
+    from airflow.sdk import Asset
+
+    routes = project / "configurations" / "routes"
+    orders = routes / "orders-to-erp.yaml"
+    orders.write_text(orders.read_text() + "priority: 7\n", encoding="utf-8")
+    products = routes / "products-to-webshop.yaml"
+    products.write_text(products.read_text() + "realtime: true\npriority: -2\n", encoding="utf-8")
+    (routes / "orders-archive.yaml").write_text(
+        "name: Orders archive\nincoming_configuration: shop-orders\noutgoing_configuration: webshop-products-file\n",
+        encoding="utf-8",
+    )
+    bag = dagbag()
+    assert bag.import_errors == {}
+    assert {d for d in bag.dag_ids if d.startswith("realtime_export.")} == {
+        "realtime_export.orders-to-erp",
+        "realtime_export.products-to-webshop",
+    }, "one DAG per real-time route, none for a route that is not real-time"
+    for route, priority in (("orders-to-erp", 7), ("products-to-webshop", -2)):
+        dag = bag.get_dag(f"realtime_export.{route}")
+        uri = f"x-scheduled-jobs://routes/{route}"
+        assert type(dag.timetable).__name__ == "AssetTriggeredTimetable"
+        assert dag.timetable.asset_condition == Asset(name=uri, uri=uri)
+        assert (dag.max_active_runs, dag.catchup, dag.is_paused_upon_creation) == (1, False, False)
+        (task,) = dag.tasks
+        assert (task.task_id, task.route, task.tasks_to_export) == ("export_route", route, None)
+        assert (task.priority_weight, task.weight_rule) == (priority, "absolute")
+        assert task.retries >= 1
+        assert "guard" not in dag.task_ids, "webhooks are exempt from duplicate prevention"
+    incoming = bag.get_dag("shop-orders-incoming")
+    assert "export_orders-to-erp" in incoming.task_ids, "the incoming job still exports its real-time routes"
+
+
+def test_a_worker_builds_only_the_realtime_dag_of_its_task(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scheduled_jobs.factory import build_dags
+
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", REALTIME)
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "export_route")
+    (project / "job_definitions" / "broken.yaml").write_text("name: [", encoding="utf-8")
+    assert list(build_dags()) == [REALTIME]
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "orders-to-erp-export")
+    assert list(build_dags()) == ["orders-to-erp-export"], "a job's worker does not build the real-time DAGs"

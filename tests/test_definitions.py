@@ -185,7 +185,7 @@ def test_a_reference_to_an_invalid_configuration_says_so(project: Path) -> None:
     catalog = load_catalog(project / "job_definitions", project / "configurations")
     assert [str(p) for p in catalog.problems] == [
         f"{route}: colour: unknown key; valid keys: concurrency, description, identifier, incoming_configuration, name, "
-        "outgoing_configuration, realtime, retry_failed_tasks",
+        "outgoing_configuration, priority, realtime, retry_failed_tasks",
         f"{project / 'job_definitions' / 'orders-to-erp-export.yaml'}: route: route 'orders-to-erp' in {route} is "
         "invalid (see its own error)",
     ]

@@ -15,7 +15,7 @@ import httpx
 import hypothesis
 import pytest
 import sqlalchemy as sa
-from conftest import _HOME, connection_json
+from conftest import _HOME, ROOT, connection_json
 from helpers import hostile
 from helpers.ports import free_port
 from hypothesis import strategies as st
@@ -393,34 +393,136 @@ def test_processes_show_the_run_executing_waiting_and_skipped(client: httpx.Clie
 # -- webhooks ----------------------------------------------------------------------------------------
 
 
-def _realtime_http_route(project: Path) -> None:
+ROUTE_ASSET = "x-scheduled-jobs://routes/orders-to-erp"
+REALTIME_DAG = "realtime_export.orders-to-erp"
+
+
+@pytest.fixture
+def dags_in_airflow(project: Path) -> None:
+    """The project's DAGs parsed and stored in Airflow's metadata database, as the dag-processor does.
+
+    Only then does Airflow know the routes' assets, so that a webhook can record an event on one.
+    """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    from scheduled_jobs.factory import build_dags
+
+    assert REALTIME_DAG in build_dags(), "the real-time route has no DAG of its own"
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(DagBag(dag_folder=str(ROOT / "dags")), "dags-folder", None)
+
+
+def asset_events(uri: str = ROUTE_ASSET) -> tuple[int, int]:
+    """(events recorded on the asset, runs of its DAG queued by Airflow) in the metadata database."""
+    engine = sa.create_engine(f"sqlite:///{_HOME / 'airflow.db'}")
+    try:
+        with engine.connect() as conn:
+            events = conn.execute(
+                sa.text("SELECT count(*) FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.uri = :uri"),
+                {"uri": uri},
+            ).scalar_one()
+            queued = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM asset_dag_run_queue q JOIN asset a ON a.id = q.asset_id "
+                    "WHERE a.uri = :uri AND q.target_dag_id = :dag"
+                ),
+                {"uri": uri, "dag": REALTIME_DAG},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return int(events), int(queued)
+
+
+def _realtime_http_route(project: Path, timeout_seconds: int = 30) -> None:
     """Point the real-time route orders-to-erp at the loopback sink (connection ``sink``)."""
     _write(
         project / "configurations" / "outgoing" / "erp-orders-file.yaml",
-        "name: ERP orders API\nidentifier: erp-orders-file\npublisher:\n  type: http\n  connection: sink\n  endpoint: /orders\n",
+        "name: ERP orders API\nidentifier: erp-orders-file\npublisher:\n  type: http\n  connection: sink\n"
+        f"  endpoint: /orders\n  timeout_seconds: {timeout_seconds}\n  retry: {{attempts: 1}}\n",
     )
 
 
-def test_webhook_stores_entities_and_exports_realtime_routes_at_once(
-    client: httpx.Client, project: Path, sink: Sink
+def test_webhook_stores_entities_and_hands_realtime_routes_to_airflow(
+    client: httpx.Client, project: Path, sink: Sink, dags_in_airflow: None
 ) -> None:
     _realtime_http_route(project)
+    events_before, _ = asset_events()
     orders = [{"id": 101, "total": 10}, {"id": 102, "total": 20}]
     answer = client.post("/webhooks/shop-orders", json=orders)
     assert answer.status_code == 202, answer.text
     body = answer.json()
     assert (body["routes"], body["realtime_routes"], body["tasks_created"]) == (["orders-to-erp"], ["orders-to-erp"], 2)
+    (handed,) = body["realtime_exports"]
+    assert (handed["route"], handed["dag_id"], handed["asset"]) == ("orders-to-erp", REALTIME_DAG, ROUTE_ASSET)
+    assert isinstance(handed["asset_event_id"], int), handed
     store = store_of(project)
     rows = {row["id"]: row for row in store.list_tasks("orders-to-erp")}
     assert sorted(rows) == sorted(body["task_ids"])
     assert {rows[i]["entity_key"] for i in body["task_ids"]} == {"101", "102"}
-    deadline = time.monotonic() + 20
-    while store.counts("orders-to-erp")["finished"] < 2:
-        assert time.monotonic() < deadline, store.counts("orders-to-erp")
-        time.sleep(0.1)
-    assert sorted(sink.received) == sorted(f"orders-to-erp-{i}" for i in body["task_ids"])
+    events, queued = asset_events()
+    assert (events - events_before, queued) == (1, 1), "the export is Airflow's: one asset event, one run queued"
+    time.sleep(1)
+    assert sink.attempts == {}, "the API server itself delivered"
+    assert store.counts("orders-to-erp")["new"] == 2
     again = client.post("/webhooks/shop-orders", json={"id": 101, "total": 10}).json()
     assert (again["task_ids"], again["unchanged"]) == ([], 1), "the entity-key rule: same content, no new task"
+    assert again["realtime_exports"] == [], "nothing new, nothing to hand over"
+    assert asset_events()[0] == events
+
+
+def test_a_held_destination_and_50_webhooks_never_starve_the_api_server(
+    server: Server, tokens: dict[str, str], project: Path, sink: Sink, dags_in_airflow: None
+) -> None:
+    """The issue's attack: a destination that never answers, and webhooks from one User, one after another."""
+    _realtime_http_route(project, timeout_seconds=120)
+    sink.plan = lambda number, key: "hold"
+    events_before, _ = asset_events()
+    user = {"Authorization": f"Bearer {tokens['user']}"}
+    slowest = 0.0
+    for number in range(50):
+        started = time.monotonic()
+        pushed = httpx.post(
+            f"{server.url}{PREFIX}/webhooks/shop-orders", json={"id": f"SO-{number}"}, headers=user, timeout=10
+        )
+        slowest = max(slowest, time.monotonic() - started)
+        assert pushed.status_code == 202, (number, pushed.text)
+    assert slowest < 2, f"a webhook took {slowest:.1f} s"
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    for path in ("/api/v2/version", f"{PREFIX}/api/routes", "/api/v2/version", f"{PREFIX}/api/routes"):
+        started = time.monotonic()
+        answer = httpx.get(server.url + path, headers=admin, timeout=10)
+        took = time.monotonic() - started
+        assert answer.status_code == 200, (path, answer.text)
+        assert took < 2, f"{path} answered in {took:.1f} s"
+    routes = {
+        row["route"]: row for row in httpx.get(f"{server.url}{PREFIX}/api/routes", headers=admin).json()["routes"]
+    }
+    assert routes["orders-to-erp"]["counts"]["new"] == 50
+    assert (sink.holding, dict(sink.attempts)) == (0, {}), "the API server pushed to the destination itself"
+    events, queued = asset_events()
+    assert (events - events_before, queued) == (50, 1), "50 events, coalesced into one queued run"
+
+
+def test_webhook_caps_the_records_of_one_request(
+    client: httpx.Client, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduled_jobs import settings
+
+    store = store_of(project)
+    assert settings.webhook_max_records() == 10_000
+    many = [{"id": n} for n in range(10_001)]
+    refused = client.post("/webhooks/shop-orders", json=many)
+    assert refused.status_code == 413, refused.text[:300]
+    assert refused.json()["detail"] == (
+        "too many records: 10001 in one request, the limit is 10000 ([scheduled_jobs] webhook_max_records); "
+        "split them over several requests; nothing was stored"
+    )
+    assert sum(store.counts().values()) == 0
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__WEBHOOK_MAX_RECORDS", "5")
+    assert client.post("/webhooks/shop-orders", json=many[:6]).status_code == 413
+    assert client.post("/webhooks/shop-orders", json=many[:5]).status_code == 202
+    assert store.counts("orders-to-erp")["new"] == 5
 
 
 def test_webhook_refuses_bad_input_and_stores_nothing(
@@ -514,6 +616,26 @@ def test_webhook_secret_from_an_airflow_connection(
     assert refused.status_code == 403, "the secret of one webhook does not open another"
     unknown = push("s3cret", f"{server.url}{PREFIX}/webhooks/nope")
     assert (unknown.status_code, unknown.json()["detail"]) == (403, "Forbidden: wrong webhook secret")
+
+
+def test_an_anonymous_caller_learns_nothing_about_which_webhooks_exist(
+    server: Server, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Authentication is decided before existence: no token, an empty or a wrong secret get one answer."""
+    path = project / "configurations" / "incoming" / "shop-orders.yaml"
+    _write(path, path.read_text() + "webhook:\n  connection: shop_orders_webhook\n")
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_ORDERS_WEBHOOK", json.dumps({"conn_type": "generic", "password": "s3cret"}))
+    targets = ("shop-orders", "product-catalog", "nope")  # with a secret, without one, not there at all
+    for headers in ({}, {"X-Webhook-Secret": ""}, {"X-Webhook-Secret": "wrong"}, {"X-Webhook-Secret": "S3CRET"}):
+        answers = {}
+        for target in targets:
+            answer = httpx.post(f"{server.url}{PREFIX}/webhooks/{target}", json={"id": 1}, headers=headers, timeout=30)
+            answers[target] = (answer.status_code, answer.text)
+        assert len(set(answers.values())) == 1, (headers, answers)
+        status, text = answers["nope"]
+        assert status in (401, 403), (headers, answers)
+        assert not any(name in text for name in ("shop-orders", "product-catalog", "nope", "known")), text
+    assert sum(store_of(project).counts().values()) == 0
 
 
 def test_a_changed_definition_shows_on_the_next_request(client: httpx.Client, project: Path) -> None:

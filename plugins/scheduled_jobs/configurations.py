@@ -77,6 +77,8 @@ class Route(Named):
     concurrency: int = Field(default=1, ge=1, le=64)
     """How many tasks of the route one export publishes at once."""
     retry_failed_tasks: RetryFailedTasks | None = None
+    priority: int = Field(default=0, ge=-(2**31 - 1), le=2**31 - 1)
+    """The priority of the route's real-time export DAG (Airflow's priority_weight, absolute), as a job's."""
 
 
 ModelT = TypeVar("ModelT", IncomingConfiguration, OutgoingConfiguration, Route)

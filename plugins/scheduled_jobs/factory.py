@@ -1,16 +1,21 @@
 """The DAG factory: each valid job definition becomes one DAG, each bad one an error that names it.
 
+Each real-time route also gets a DAG of its own, scheduled on the route's Asset (``realtime``): the
+webhooks hand their exports to Airflow through it.
+
 On a worker, a task's parse builds only its own DAG (Airflow sets the parsing context's dag_id).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, CronTriggerTimetable, get_parsing_context
 
-from scheduled_jobs import settings
+from scheduled_jobs import realtime, settings
+from scheduled_jobs.configurations import load_configurations
 from scheduled_jobs.definitions import Catalog, ScheduledJob, find_job_file, load_catalog
 from scheduled_jobs.exceptions import InvalidDefinitionsError
 from scheduled_jobs.operators import (
@@ -21,6 +26,7 @@ from scheduled_jobs.operators import (
 from scheduled_jobs.operators.guard import GuardSensor, ReleaseGuardOperator
 
 if TYPE_CHECKING:
+    from scheduled_jobs.configurations import Loaded, Route
     from scheduled_jobs.operators.base import ScheduledJobOperator
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,10 @@ TASK_IDS = {
     "outgoing": "export_route",
     "repair_stuck_tasks": "repair_stuck_tasks",
 }
+# A real-time export fails as a task only when the store or the worker fails (a destination's refusal
+# fails the tasks, not the export): Airflow tries it again, a little later.
+REALTIME_RETRIES = 3
+REALTIME_RETRY_DELAY = dt.timedelta(seconds=30)
 
 
 def _doc(job: ScheduledJob) -> str:
@@ -117,11 +127,46 @@ def _guard(job: ScheduledJob, work: ScheduledJobOperator, last: list[ScheduledJo
     last >> release.as_teardown(setups=guard)
 
 
+def build_realtime_dag(route: Loaded[Route]) -> DAG:
+    """The export DAG of a real-time route: one run per batch of events on the route's asset.
+
+    Never guarded: webhooks are exempt from duplicate prevention, and ``max_active_runs=1`` already
+    makes the events that arrive during a run wait for (and coalesce into) the next one.
+    """
+    model = route.model
+    with DAG(
+        dag_id=realtime.dag_id(route.identifier),
+        description=f"Real-time export of route {model.name}",
+        doc_md=(
+            f"## Real-time export: {model.name}\n\n"
+            f"Runs when a webhook stores tasks on route `{route.identifier}` (an event on the asset "
+            f'`{realtime.asset_uri(route.identifier)}`), and exports every task that is "new" then.\n\n'
+            f"- **Priority:** {model.priority}\n- **Route file:** `{route.path}`"
+        ),
+        schedule=realtime.route_asset(route.identifier),
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=False,  # like the jobs: a real-time route works without anyone unpausing it
+        tags=[realtime.TAG],
+    ) as dag:
+        ExportRouteOperator(
+            task_id=realtime.EXPORT_TASK_ID,
+            route=route.identifier,
+            definition_file=str(route.path),
+            priority_weight=model.priority,
+            weight_rule="absolute",
+            retries=REALTIME_RETRIES,
+            retry_delay=REALTIME_RETRY_DELAY,
+        )
+    return dag
+
+
 def build_dags(catalog: Catalog | None = None) -> dict[str, DAG]:
-    """Build the DAGs of every valid job; on a worker, only the DAG of the task being run.
+    """Build the DAGs of every valid job and real-time route; on a worker, only the DAG of its task.
 
     A job that fails to build is logged and left out: it never takes the other jobs down.
     """
+    wanted = get_parsing_context().dag_id
     if catalog is None:
         catalog = _catalog_for_parsing_context()
     dags: dict[str, DAG] = {}
@@ -130,6 +175,14 @@ def build_dags(catalog: Catalog | None = None) -> dict[str, DAG]:
             dags[identifier] = build_dag(job)
         except Exception:  # one job's failure must not hide the others
             log.exception("%s: cannot build the DAG of scheduled job %r", job.path, identifier)
+    routes = catalog.configurations.routes.valid if catalog.configurations is not None else {}
+    for identifier, route in routes.items():
+        if not route.model.realtime or wanted not in (None, realtime.dag_id(identifier)):
+            continue
+        try:
+            dags[realtime.dag_id(identifier)] = build_realtime_dag(route)
+        except Exception:  # one route's failure must not hide the others
+            log.exception("%s: cannot build the real-time export DAG of route %r", route.path, identifier)
     for problem in catalog.problems:
         log.warning("Invalid scheduled job file: %s", problem)
     return dags
@@ -139,6 +192,8 @@ def _catalog_for_parsing_context() -> Catalog:
     dag_id = get_parsing_context().dag_id
     if dag_id is None:
         return load_catalog()
+    if realtime.route_of_dag_id(dag_id) is not None:  # a real-time export: its route is all it needs
+        return Catalog(configurations=load_configurations(settings.configurations_folder()))
     folder = settings.definitions_folder()
     path = find_job_file(dag_id, folder)
     if path is None:

@@ -127,3 +127,14 @@ DEFAULT_WEBHOOK_MAX_BYTES = 10 * 1024 * 1024
 def webhook_max_bytes() -> int:
     """The largest webhook body accepted (10 MiB by default); a larger one is answered 413."""
     return _get_int("webhook_max_bytes", DEFAULT_WEBHOOK_MAX_BYTES)
+
+
+DEFAULT_WEBHOOK_MAX_RECORDS = 10_000
+
+
+def webhook_max_records() -> int:
+    """The most records one webhook request may carry (10,000 by default); more is answered 413.
+
+    The byte limit alone lets one small-record body hold hundreds of thousands of entities.
+    """
+    return _get_int("webhook_max_records", DEFAULT_WEBHOOK_MAX_RECORDS)

@@ -11,7 +11,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParameter
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -23,14 +23,14 @@ from scheduled_jobs import settings
 from scheduled_jobs.configurations import load_configurations
 from scheduled_jobs.store import TaskStore, reports
 from scheduled_jobs.web import overview
+from scheduled_jobs.web.handoff import hand_over
 from scheduled_jobs.web.security import (
     SECRET_HEADER,
     authenticated_user,
     require_dag_read,
     require_dag_run_trigger,
-    webhook_secret_matches,
 )
-from scheduled_jobs.web.webhooks import WebhookRefused, export_realtime, find_incoming, read_body, receive
+from scheduled_jobs.web.webhooks import WRONG_SECRET, WebhookRefused, find_incoming, read_body, receive, secret_opens
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -244,29 +244,35 @@ webhooks = APIRouter(prefix="/webhooks")
 
 
 @webhooks.post("/{incoming_configuration}", status_code=202)
-async def push(incoming_configuration: str, request: Request, background: BackgroundTasks) -> JSONResponse:
-    """Entities in, 202 with the new task ids; 400 bad JSON or entity key, 413 too large."""
-    offered = request.headers.get(SECRET_HEADER)
+async def push(incoming_configuration: str, request: Request) -> JSONResponse:
+    """Entities in, 202 with the new task ids; the real-time routes' exports are handed to Airflow.
+
+    Authentication before existence: a caller without a valid token, or with a secret that does not
+    open this webhook, gets one answer whether the configuration exists or not. Only then 400 (bad
+    body), 404 (unknown configuration), 409 (no route), 413 (too many bytes or records).
+    """
+    offered = request.headers.get(SECRET_HEADER) or None  # an empty secret is no secret: a token is needed
     if offered is None:
         require_dag_run_trigger(await authenticated_user(request))
     configurations = await run_in_threadpool(load_configurations, settings.configurations_folder())
+    if offered is not None and not await run_in_threadpool(
+        secret_opens, configurations, incoming_configuration, offered
+    ):
+        return JSONResponse({"detail": WRONG_SECRET}, 403)
     try:
         incoming = find_incoming(configurations, incoming_configuration)
-    except WebhookRefused as refused:
-        # A secret caller learns nothing about which configurations exist.
-        status = 403 if offered is not None else refused.status
-        return JSONResponse({"detail": "Forbidden: wrong webhook secret" if offered else refused.message}, status)
-    if offered is not None and not await run_in_threadpool(webhook_secret_matches, incoming.model, offered):
-        return JSONResponse({"detail": "Forbidden: wrong webhook secret"}, 403)
-    try:
         body = await read_body(request.stream(), request.headers.get("content-length"), settings.webhook_max_bytes())
         the_store = await run_in_threadpool(store)
-        receipt = await run_in_threadpool(receive, configurations, incoming, body, the_store)
+        limit = settings.webhook_max_records()
+        receipt = await run_in_threadpool(receive, configurations, incoming, body, the_store, limit)
     except WebhookRefused as refused:
         return JSONResponse({"detail": refused.message}, refused.status)
     if receipt.realtime_routes and receipt.task_ids:
-        background.add_task(export_realtime, configurations, receipt.realtime_routes, the_store)
-    return JSONResponse(receipt.as_dict(), 202, background=background)
+        # Only an event per route: the export itself runs as an Airflow DAG run, never in this server.
+        receipt.realtime_exports = await run_in_threadpool(
+            hand_over, receipt.realtime_routes, incoming.identifier, len(receipt.task_ids)
+        )
+    return JSONResponse(receipt.as_dict(), 202)
 
 
 def _bounds(request: Request, where: str, name: str) -> tuple[int, int] | None:

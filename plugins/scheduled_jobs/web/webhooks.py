@@ -1,8 +1,9 @@
 """Webhooks: entities pushed to an incoming configuration become "new" tasks on its routes at once.
 
-The whole body is checked before anything is stored (all or nothing), with the same entity-key rule
-and mapping as a subscriber; real-time routes are exported right after. Webhooks are never subject to
-duplicate prevention: they do not run through the guard.
+The whole body is checked before anything is stored (all or nothing, one transaction), with the same
+entity-key rule and mapping as a subscriber. The API server only answers: the export of the real-time
+routes is handed to Airflow (``handoff``), never run here. Webhooks are never subject to duplicate
+prevention: they do not run through the guard.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from scheduled_jobs import jsondata
 from scheduled_jobs.ingesting import keyed_records
+from scheduled_jobs.web.security import webhook_secret_matches
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from scheduled_jobs.store import TaskStore
 
 log = logging.getLogger(__name__)
+WRONG_SECRET = "Forbidden: wrong webhook secret"  # noqa: S105 (a message, not a secret)
 
 
 class WebhookRefused(Exception):
@@ -40,6 +43,8 @@ class WebhookReceipt:
     entities: int
     unchanged: int
     realtime_routes: list[str] = field(default_factory=list)
+    realtime_exports: list[dict[str, Any]] = field(default_factory=list)
+    """What was handed to Airflow for each real-time route (see ``handoff``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +55,7 @@ class WebhookReceipt:
             "entities": self.entities,
             "unchanged": self.unchanged,
             "realtime_routes": self.realtime_routes,
+            "realtime_exports": self.realtime_exports,
         }
 
 
@@ -88,7 +94,26 @@ def parse_entities(body: bytes) -> list[dict[str, Any]]:
     return entities
 
 
+def too_many_records(count: int, limit: int) -> WebhookRefused:
+    return WebhookRefused(
+        413,
+        f"too many records: {count} in one request, the limit is {limit} ([scheduled_jobs] webhook_max_records); "
+        "split them over several requests; nothing was stored",
+    )
+
+
+def secret_opens(configurations: Configurations, identifier: str, offered: str) -> bool:
+    """Whether ``offered`` is the webhook secret of incoming configuration ``identifier``.
+
+    An unknown configuration, one without a webhook secret and a wrong secret are one and the same
+    "no": the caller has not authenticated, so it learns nothing about which configurations exist.
+    """
+    found = configurations.incoming.valid.get(identifier)
+    return found is not None and webhook_secret_matches(found.model, offered)
+
+
 def find_incoming(configurations: Configurations, identifier: str) -> Loaded[IncomingConfiguration]:
+    """The incoming configuration; 404 naming the known ones. Only for a caller already authenticated."""
     from scheduled_jobs.configurations import KIND_LABELS
 
     found = configurations.incoming.valid.get(identifier)
@@ -98,10 +123,16 @@ def find_incoming(configurations: Configurations, identifier: str) -> Loaded[Inc
 
 
 def receive(
-    configurations: Configurations, incoming: Loaded[IncomingConfiguration], body: bytes, store: TaskStore
+    configurations: Configurations,
+    incoming: Loaded[IncomingConfiguration],
+    body: bytes,
+    store: TaskStore,
+    max_records: int,
 ) -> WebhookReceipt:
     """Store the body's entities as "new" tasks on every route of the incoming configuration."""
     entities = parse_entities(body)
+    if len(entities) > max_records:
+        raise too_many_records(len(entities), max_records)
     found = configurations.routes_of_incoming(incoming.identifier)
     routes = [route.identifier for route in found]
     if not routes:
@@ -120,16 +151,3 @@ def receive(
         raise WebhookRefused(400, f"{exc}; nothing was stored") from exc
     realtime = sorted(route.identifier for route in found if route.model.realtime)
     return WebhookReceipt(incoming.identifier, routes, result.task_ids, len(keyed), result.unchanged, realtime)
-
-
-def export_realtime(configurations: Configurations, routes: list[str], store: TaskStore) -> None:
-    """Export the real-time routes after a webhook; what fails here waits for the route's next export."""
-    from scheduled_jobs.exporting import export_configured_route
-
-    for route in routes:
-        try:
-            result = export_configured_route(configurations, route, store)
-        except Exception:  # the tasks are stored; a scheduled export or the repair job takes them on
-            log.exception("Real-time export of route %r after a webhook failed; its tasks stay queued", route)
-            continue
-        log.info("Real-time route %r after a webhook: exported %d, failed %d", route, result.exported, result.failed)
