@@ -11,8 +11,30 @@ export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAU
 # New definition files show up within 30 s instead of Airflow's default 5 minutes.
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"
 export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
-# Workers report to the API server's execution API: it must follow the port.
-export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://localhost:$AIRFLOW__API__PORT/execution/}"
+# The API server answers on this machine only. To open it to the network (behind TLS and a firewall you
+# trust), start with AIRFLOW__API__HOST=0.0.0.0, or the address of one interface.
+export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
+# The worker's and the triggerer's log servers follow the API port (8080: Airflow's own 8793 and 8794),
+# so that a second instance with another AIRFLOW__API__PORT does not collide with the first.
+if [ -z "${AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT:-}" ] || [ -z "${AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT:-}" ]; then
+  if ! [[ "$AIRFLOW__API__PORT" =~ ^[1-9][0-9]*$ ]] || ((AIRFLOW__API__PORT < 1 || AIRFLOW__API__PORT + 714 > 65535)); then
+    echo "AIRFLOW__API__PORT: '$AIRFLOW__API__PORT' is not a port from 1 to 64821 (the log servers take it + 713" \
+      "and + 714); choose another, or set AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT and" \
+      "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT yourself" >&2
+    return 1
+  fi
+fi
+export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT="${AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT:-$((AIRFLOW__API__PORT + 713))}"
+export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT="${AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT:-$((AIRFLOW__API__PORT + 714))}"
+# Where this machine's processes reach the API server: loopback, unless it listens on one address only.
+case "$AIRFLOW__API__HOST" in
+  0.0.0.0 | :: | 127.0.0.1 | localhost) api_host=127.0.0.1 ;;
+  *:*) api_host="[$AIRFLOW__API__HOST]" ;;  # an IPv6 address
+  *) api_host="$AIRFLOW__API__HOST" ;;
+esac
+API_URL="http://$api_host:$AIRFLOW__API__PORT"
+# Workers report to the API server's execution API: it must follow the host and port.
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-$API_URL/execution/}"
 # dag-factory (installed for the benchmark) would otherwise report telemetry from every process.
 export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY=False
 export PATH="$ROOT/.venv/bin:$PATH"

@@ -42,12 +42,12 @@ trap stop INT TERM EXIT
 
 passwords="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 for _ in $(seq 1 240); do
-  if [ -s "$passwords" ] && curl -fsS "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/monitor/health" >/dev/null 2>&1; then
+  if [ -s "$passwords" ] && curl -fsS "$API_URL/api/v2/monitor/health" >/dev/null 2>&1; then
     password="$(python -c 'import json,sys; print(json.load(open(sys.argv[1])).get("admin", "?"))' "$passwords")"
     cat <<MSG
 
 ==============================================================================
- Airflow is up:  http://localhost:$AIRFLOW__API__PORT   login: admin / $password
+ Airflow is up:  $API_URL   login: admin / $password
  Example data:   $data/inbox/shop-orders  ->  $data/outbox/erp-orders
  The example jobs run every minute; Ctrl-C stops everything.
 ==============================================================================

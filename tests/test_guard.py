@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy as sa
 from airflow.dag_processing.dagbag import DagBag
-from conftest import ROOT
+from airflow.sdk.definitions import dag as dag_module
+from conftest import ROOT, connection_json
+from helpers.sink import Sink
 
 from scheduled_jobs.store import TaskStore
 from scheduled_jobs.store.processes import Holder, ProcessLedger
+from scheduled_jobs.store.schema import processes
 from scheduled_jobs.triggers.guard import GuardTrigger
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 ROUTE = "route:orders-to-erp"
 OTHER = Holder("nightly-erp-export", "scheduled__2026-11-24T02:00:00+00:00")
 WAITER = Holder("manual-erp-export", "manual__2026-11-24T02:01:00+00:00")
+STORE_PASSWORD = "pw-that-must-stay-in-the-connection"
 
 
 def ledger(project: Path) -> ProcessLedger:
@@ -75,6 +83,30 @@ def test_a_waiting_run_defers_and_runs_after_the_first(project: Path, monkeypatc
     assert ledger(project).enter(ROUTE, WAITER, dt.timedelta(hours=1)).action == "run"  # released at the end
 
 
+def test_an_executing_run_renews_its_hold_while_its_destination_holds_it(project: Path, sink: Sink) -> None:
+    (project / "configurations" / "outgoing" / "erp-orders-file.yaml").write_text(
+        "name: ERP orders file\npublisher:\n  type: http\n  connection: sink\n  endpoint: /orders/{id}\n  timeout_seconds: 60\n"
+    )
+    store = TaskStore.from_url(f"sqlite:///{project / 'store.db'}")
+    store.add_entities(["orders-to-erp"], [("SO-1", {"id": "SO-1"})])
+    sink.plan = lambda number, key: "hold"
+    during: list[sa.Row[object]] = []
+
+    def look_while_held() -> None:
+        sink.held.wait(120)
+        with store.engine.connect() as conn:
+            during.extend(conn.execute(sa.select(processes)).all())
+        sink.release.set()
+
+    threading.Thread(target=look_while_held, daemon=True).start()
+    state, tasks = run_dag("orders-to-erp-export")
+    assert (state, tasks["export_route"]) == ("success", "success")
+    ((row,),) = [during]
+    assert row.dag_id == "orders-to-erp-export"
+    # The guard took a 60-minute lease; the export renewed it when it began, so it now ends later.
+    assert row.lease_expires_at - row.acquired_at > dt.timedelta(minutes=60), row
+
+
 @pytest.mark.parametrize(
     ("setting", "conf"),
     [
@@ -111,7 +143,7 @@ def test_guard_trigger_serialize_round_trips() -> None:
         configuration=ROUTE,
         dag_id="d",
         run_id="r",
-        store_url="postgresql://u:secret@h/db",
+        store_conn_id="scheduled_jobs_store",
         lease_seconds=3600,
         poll_seconds=2,
     )
@@ -119,4 +151,46 @@ def test_guard_trigger_serialize_round_trips() -> None:
     assert classpath == "scheduled_jobs.triggers.guard.GuardTrigger"
     again = GuardTrigger(**kwargs)
     assert again.serialize() == (classpath, kwargs)
-    assert "secret" not in repr(again)
+
+
+@pytest.fixture
+def password_pg_store(postgres_server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[sa.URL]:
+    """A fresh PostgreSQL store behind ``scheduled_jobs_store``, whose connection carries a password.
+
+    The server trusts loopback, so the password is never checked: it is only there to be leaked.
+    """
+    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    name = f"sj_guard_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(postgres_server_url).set(database=name, password=STORE_PASSWORD)
+    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", connection_json(url.render_as_string(hide_password=False)))
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.mark.postgres
+def test_a_waiting_runs_trigger_carries_the_connection_id_never_the_password(
+    project: Path, password_pg_store: sa.URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__GUARD_POLL_SECONDS", "0.2")
+    book = ProcessLedger(TaskStore.from_url(password_pg_store).engine)
+    book.enter(ROUTE, OTHER, dt.timedelta(hours=1))
+    serialized: list[tuple[str, dict[str, object]]] = []
+    run_inline = dag_module._run_inline_trigger
+
+    def record(trigger: GuardTrigger, ti: object) -> object:
+        # The trigger as Airflow rebuilt it from the deferral: what the trigger table would hold.
+        serialized.append(trigger.serialize())
+        book.leave(OTHER)  # the running run ends: the trigger resolves the store and hands over the slot
+        return run_inline(trigger, ti)
+
+    monkeypatch.setattr(dag_module, "_run_inline_trigger", record)
+    state, tasks = run_dag("orders-to-erp-export")
+    assert (state, tasks["guard"], tasks["export_route"]) == ("success", "success", "success")
+    ((classpath, kwargs),) = serialized
+    assert classpath == "scheduled_jobs.triggers.guard.GuardTrigger"
+    assert STORE_PASSWORD not in json.dumps(kwargs)
+    assert kwargs["store_conn_id"] == "scheduled_jobs_store"

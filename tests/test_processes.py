@@ -15,9 +15,10 @@ import sqlalchemy as sa
 from conftest import ROOT
 
 from scheduled_jobs.store.engine import create_store_engine
-from scheduled_jobs.store.processes import Holder, ProcessLedger
+from scheduled_jobs.store.processes import Holder, ProcessLedger, keep_renewed
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 HOUR = dt.timedelta(hours=1)
@@ -25,15 +26,22 @@ CONFIG = "route:orders-to-erp"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
     url: str = request.getfixturevalue("postgres_server_url")
     engine = create_store_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM scheduled_jobs_process"))
-        conn.execute(sa.text("DELETE FROM scheduled_jobs_skipped_run"))
-    return url
+
+    def clear() -> None:  # the session's database is shared: no hold may outlive its test
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM scheduled_jobs_process"))
+            conn.execute(sa.text("DELETE FROM scheduled_jobs_skipped_run"))
+
+    clear()
+    yield url
+    clear()
+    engine.dispose()
 
 
 @pytest.fixture
@@ -93,6 +101,51 @@ def test_a_vanished_run_stops_blocking(ledger: ProcessLedger) -> None:
     decision = ledger.enter(CONFIG, run("later", 3), HOUR, is_alive=lambda dag_id, run_id: dag_id != "next")
     assert (decision.action, decision.holder) == ("wait", run("failed-in-ui", 2))
     assert ledger.promote(CONFIG, run("failed-in-ui", 2), HOUR) is True
+
+
+def running(dag_id: str, run_id: str) -> bool | None:
+    return True
+
+
+def unknown(dag_id: str, run_id: str) -> bool | None:
+    return None
+
+
+def test_a_run_airflow_says_is_running_keeps_its_hold_after_its_lease(ledger: ProcessLedger) -> None:
+    # The seed's "at least 1 hour": the lease ran out long ago, but Airflow says the run still executes.
+    ledger.enter(CONFIG, run("long"), -HOUR)
+    assert ledger.clear_stale(CONFIG, running) == []
+    decision = ledger.enter(CONFIG, run("next", 2), HOUR, is_alive=running)
+    assert (decision.action, decision.holder) == ("wait", run("long"))
+    assert ledger.promote(CONFIG, run("next", 2), HOUR, is_alive=running) is False
+    assert ledger.enter(CONFIG, run("third", 3), HOUR, is_alive=running).action == "skip"
+    ledger.enter(CONFIG, run("waited-long", 2), -HOUR)  # a waiting run outlived its lease too: still queued
+    assert ledger.enter(CONFIG, run("fourth", 4), HOUR, is_alive=running).action == "skip"
+
+
+def test_when_airflow_cannot_answer_the_lease_decides(ledger: ProcessLedger) -> None:
+    ledger.enter(CONFIG, run("live"), HOUR)
+    ledger.enter(CONFIG, run("lost", 2), -HOUR)  # waits; its lease ran out and nothing renewed it
+    assert ledger.clear_stale(CONFIG, unknown) == [run("lost", 2)]
+    assert ledger.clear_stale(CONFIG, unknown) == []  # "live" is within its lease
+    assert ledger.enter(CONFIG, run("next", 3), HOUR, is_alive=unknown).action == "wait"
+
+
+def test_renewing_keeps_a_run_without_an_answer_from_airflow(ledger: ProcessLedger) -> None:
+    ledger.enter(CONFIG, run("long"), dt.timedelta(seconds=1))
+    with keep_renewed(ledger, run("long"), dt.timedelta(seconds=1), every=0.2):
+        time.sleep(2.5)  # more than twice its lease
+        assert ledger.clear_stale(CONFIG, unknown) == []
+        assert ledger.enter(CONFIG, run("next", 2), HOUR, is_alive=unknown).action == "wait"
+    time.sleep(1.5)  # no one renews it any more: the lease ends the hold, the waiting run moves up
+    assert ledger.clear_stale(CONFIG, unknown) == [run("long")]
+    assert ledger.promote(CONFIG, run("next", 2), HOUR, is_alive=unknown) is True
+
+
+def test_renewing_stops_when_the_run_holds_nothing(ledger: ProcessLedger) -> None:
+    with keep_renewed(ledger, run("unguarded"), HOUR, every=0.1) as keeper:
+        time.sleep(0.5)
+        assert keeper.renewals == 1  # one look, nothing held: no more queries
 
 
 def test_configurations_do_not_block_each_other(ledger: ProcessLedger) -> None:

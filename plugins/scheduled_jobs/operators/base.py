@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from scheduled_jobs import settings
 from scheduled_jobs.configurations import Configurations, load_configurations
 from scheduled_jobs.exceptions import ScheduledJobsError
+from scheduled_jobs.operators.guard import keep_hold
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -33,7 +34,8 @@ class ScheduledJobOperator(BaseOperator):
             )
             self.log.warning(reason)
             raise AirflowSkipException(reason)
-        return self.run(context)
+        with keep_hold(context):  # a long run keeps its hold on its configuration
+            return self.run(context)
 
     def run(self, context: Context) -> Any:
         raise NotImplementedError

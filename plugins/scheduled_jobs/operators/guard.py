@@ -2,12 +2,14 @@
 
 At most one run executes a configuration and at most one waits for it; a further run is skipped as a
 duplicate, its log naming the run it duplicated. Waiting happens in the triggerer (deferrable), not in
-a worker slot. The last task of the DAG (a teardown) frees what the run holds.
+a worker slot. While the work executes, ``keep_hold`` renews the run's lease; the last task of the DAG
+(a teardown) frees what the run holds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator, BaseSensorOperator
@@ -15,10 +17,12 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from scheduled_jobs import settings
 from scheduled_jobs.store import TaskStore
-from scheduled_jobs.store.processes import Holder, ProcessLedger
-from scheduled_jobs.triggers.guard import GuardTrigger
+from scheduled_jobs.store.processes import Holder, ProcessLedger, keep_renewed
+from scheduled_jobs.triggers.guard import GuardTrigger, airflow_says_alive
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from airflow.sdk import Context
 
 Overlap = Literal["buffer_one", "skip", "allow"]
@@ -55,21 +59,11 @@ class GuardSensor(BaseSensorOperator):
         if conf.get("trigger") == WEBHOOK:
             self.log.info("Triggered by a webhook: never skipped as a duplicate")
             return "webhook"
-        store = TaskStore.from_airflow()
-        ledger = ProcessLedger(store.engine)
+        ledger = ProcessLedger(TaskStore.from_airflow().engine)
         me = _holder(context)
         lease = dt.timedelta(minutes=settings.guard_lease_minutes())
-        ti = context["ti"]
-
-        def is_alive(dag_id: str, run_id: str) -> bool | None:
-            try:
-                state = str(ti.get_dagrun_state(dag_id=dag_id, run_id=run_id))
-            except Exception:  # unknown run (deleted) or no answer: let the lease decide
-                return None
-            return state.rsplit(".", 1)[-1].lower() in ("queued", "running")
-
         decision = ledger.enter(
-            self.configuration, me, lease, wait_allowed=self.overlap == "buffer_one", is_alive=is_alive
+            self.configuration, me, lease, wait_allowed=self.overlap == "buffer_one", is_alive=airflow_says_alive
         )
         if decision.action == "run":
             self.log.info("%s is free: this run executes it", self.configuration)
@@ -85,7 +79,7 @@ class GuardSensor(BaseSensorOperator):
                 configuration=self.configuration,
                 dag_id=me.dag_id,
                 run_id=me.run_id,
-                store_url=store.engine.url.render_as_string(hide_password=False),
+                store_conn_id=settings.store_conn_id(),  # never the URL: it may carry a password
                 lease_seconds=lease.total_seconds(),
                 poll_seconds=settings.guard_poll_seconds(),
             ),
@@ -95,11 +89,28 @@ class GuardSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         lease = dt.timedelta(minutes=settings.guard_lease_minutes())
-        return ProcessLedger(TaskStore.from_airflow().engine).promote(self.configuration, _holder(context), lease)
+        ledger = ProcessLedger(TaskStore.from_airflow().engine)
+        return ledger.promote(self.configuration, _holder(context), lease, is_alive=airflow_says_alive)
 
     def resume(self, context: Context, event: dict[str, Any] | None = None) -> str:
         self.log.info("The run that held %s is done: this run executes it now", self.configuration)
         return "running"
+
+
+@contextmanager
+def keep_hold(context: Context) -> Iterator[None]:
+    """While a run's work executes, renew the lease of whatever the run holds (nothing: it stops).
+
+    Airflow's word keeps a running run's hold; the lease is what is left when Airflow cannot answer,
+    so a live run renews it: a quarter of the lease apart, so three beats may fail before it runs out.
+    """
+    if not settings.prevent_duplicates():
+        yield
+        return
+    lease = dt.timedelta(minutes=settings.guard_lease_minutes())
+    every = max(lease.total_seconds() / 4, 1.0)
+    with keep_renewed(ProcessLedger(TaskStore.from_airflow().engine), _holder(context), lease, every):
+        yield
 
 
 class ReleaseGuardOperator(BaseOperator):

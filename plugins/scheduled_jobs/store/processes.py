@@ -2,13 +2,20 @@
 
 Per configuration (an incoming configuration or a route) at most one run executes and at most one
 waits. The decision is the database's: a unique key on (configuration, slot) lets exactly one of any
-number of concurrent runs take a slot; there is no check-then-act on counts. A run that vanished
-(its lease ran out, or Airflow says it is no longer running) is cleared before anyone decides.
+number of concurrent runs take a slot; there is no check-then-act on counts.
+
+A holder is cleared before anyone decides when Airflow says its run is over. While Airflow says it is
+queued or running, its hold stays, however long it takes (the seed's "at least 1 hour"). Only when
+Airflow cannot answer does the lease decide; a live run keeps renewing it (``keep_renewed``), so the
+lease runs out only for a run whose process is gone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
@@ -23,6 +30,8 @@ if TYPE_CHECKING:
     import datetime as dt
 
     from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
 
 
 class Slot(StrEnum):
@@ -65,12 +74,13 @@ class ProcessLedger:
             }
 
     def clear_stale(self, configuration: str, is_alive: IsAlive | None = None) -> list[Holder]:
-        """Remove holders whose lease ran out or whose Airflow run is over (failed, cleared, killed)."""
+        """Remove holders whose Airflow run is over (failed, cleared, killed), or, when Airflow cannot
+        answer, whose lease ran out. A run Airflow says is queued or running keeps its hold."""
         now = utcnow()
         gone = []
         for _slot, (_, holder, expires) in self._holders(configuration).items():
             alive = is_alive(holder.dag_id, holder.run_id) if is_alive is not None else None
-            if expires < now or alive is False:
+            if alive is False or (alive is None and expires < now):
                 self.leave(holder)
                 gone.append(holder)
         return gone
@@ -150,6 +160,7 @@ class ProcessLedger:
         return True
 
     def renew(self, me: Holder, lease: dt.timedelta) -> int:
+        """Push back the lease of whatever this run holds; how many holds it has (0: none)."""
         with self.engine.begin() as conn:
             return int(
                 conn.execute(
@@ -207,3 +218,47 @@ class ProcessLedger:
             query = query.where(skipped_runs.c.configuration == configuration)
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
+
+
+class LeaseKeeper:
+    """Renews a run's lease every ``every`` seconds, in a thread, until stopped.
+
+    A beat of time, not of progress: one delivery a destination holds for an hour is still work under
+    way. It stops by itself once the run holds nothing (an unguarded job, a webhook run), and a failed
+    renewal (the store briefly away) is logged and tried again at the next beat.
+    """
+
+    def __init__(self, ledger: ProcessLedger, me: Holder, lease: dt.timedelta, every: float) -> None:
+        self.ledger, self.me, self.lease, self.every = ledger, me, lease, every
+        self.renewals = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{me.dag_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                self.renewals += 1
+                if self.ledger.renew(self.me, self.lease) == 0:
+                    return
+            except Exception as exc:  # the next beat tries again; the lease is several beats long
+                log.warning("Could not renew the hold of %s: %s", self.me, exc)
+            if self._stop.wait(self.every):
+                return
+
+    def start(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+@contextmanager
+def keep_renewed(ledger: ProcessLedger, me: Holder, lease: dt.timedelta, every: float) -> Iterator[LeaseKeeper]:
+    """Keep ``me``'s lease renewed while the block runs (the run's work executes)."""
+    keeper = LeaseKeeper(ledger, me, lease, every).start()
+    try:
+        yield keeper
+    finally:
+        keeper.stop()

@@ -1,4 +1,9 @@
-"""The guard's trigger: waits in the triggerer, not in a worker slot, until the run may execute."""
+"""The guard's trigger: waits in the triggerer, not in a worker slot, until the run may execute.
+
+A trigger's arguments are stored in Airflow's metadata database (the ``trigger`` table) and written to
+its logs, so it carries the store's connection id, never its URL: the triggerer resolves the
+connection itself, as a worker does.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,43 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from sqlalchemy.engine import Engine
+
+
+def airflow_says_alive(dag_id: str, run_id: str) -> bool | None:
+    """Whether Airflow says a DAG run is queued or running; None when it cannot answer.
+
+    Works wherever Airflow's task SDK talks to its supervisor: in a task, and in the triggerer.
+    """
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    try:
+        state = str(RuntimeTaskInstance.get_dagrun_state(dag_id=dag_id, run_id=run_id))
+    except Exception:  # an unknown run (deleted), no supervisor, no answer: let the lease decide
+        return None
+    return state.rsplit(".", 1)[-1].lower() in ("queued", "running")
+
+
+def store_engine(conn_id: str) -> Engine:
+    """The store behind an Airflow connection, or the default SQLite file where it does not exist."""
+    from airflow.sdk.exceptions import AirflowNotFoundException
+    from sqlalchemy.engine import URL
+
+    from scheduled_jobs import settings
+    from scheduled_jobs.store.engine import create_store_engine, url_for_connection
+
+    try:
+        url = url_for_connection(conn_id)
+    except AirflowNotFoundException:  # as the worker did (store.engine.url_from_airflow)
+        url = URL.create("sqlite", database=str(settings.default_store_path()))
+    return create_store_engine(url)
+
 
 class GuardTrigger(BaseTrigger):
     """Polls the process ledger until this waiting run holds its configuration's running slot.
 
-    While it waits it renews the run's lease, so a live waiting run is never cleared as stale.
+    While it waits it renews the run's lease, so a live waiting run is never cleared as stale; and it
+    asks Airflow whether the running run is still running, so a long run is never cleared either.
     """
 
     def __init__(
@@ -24,7 +61,7 @@ class GuardTrigger(BaseTrigger):
         configuration: str,
         dag_id: str,
         run_id: str,
-        store_url: str,
+        store_conn_id: str,
         lease_seconds: float,
         poll_seconds: float = 5.0,
     ) -> None:
@@ -32,7 +69,7 @@ class GuardTrigger(BaseTrigger):
         self.configuration = configuration
         self.dag_id = dag_id
         self.run_id = run_id
-        self.store_url = store_url
+        self.store_conn_id = store_conn_id
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
 
@@ -43,32 +80,32 @@ class GuardTrigger(BaseTrigger):
                 "configuration": self.configuration,
                 "dag_id": self.dag_id,
                 "run_id": self.run_id,
-                "store_url": self.store_url,
+                "store_conn_id": self.store_conn_id,
                 "lease_seconds": self.lease_seconds,
                 "poll_seconds": self.poll_seconds,
             },
         )
 
-    def __repr__(self) -> str:  # never the store URL: it may carry a password
+    def __repr__(self) -> str:
         return f"<GuardTrigger {self.configuration} {self.dag_id}/{self.run_id}>"
 
-    def _may_run(self) -> bool:
-        from scheduled_jobs.store.engine import create_store_engine
+    def _may_run(self, engine: Engine) -> bool:
         from scheduled_jobs.store.processes import Holder, ProcessLedger
 
-        engine = create_store_engine(self.store_url)
-        try:
-            ledger = ProcessLedger(engine)
-            me = Holder(self.dag_id, self.run_id)
-            lease = dt.timedelta(seconds=self.lease_seconds)
-            if ledger.promote(self.configuration, me, lease):
-                return True
-            ledger.renew(me, lease)
-            return False
-        finally:
-            engine.dispose()
+        ledger = ProcessLedger(engine)
+        me = Holder(self.dag_id, self.run_id)
+        lease = dt.timedelta(seconds=self.lease_seconds)
+        if ledger.promote(self.configuration, me, lease, is_alive=airflow_says_alive):
+            return True
+        ledger.renew(me, lease)
+        return False
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        while not await asyncio.to_thread(self._may_run):
-            await asyncio.sleep(self.poll_seconds)
+        # In threads: resolving the connection and the ledger's queries block.
+        engine = await asyncio.to_thread(store_engine, self.store_conn_id)
+        try:
+            while not await asyncio.to_thread(self._may_run, engine):
+                await asyncio.sleep(self.poll_seconds)
+        finally:
+            engine.dispose()
         yield TriggerEvent({"status": "running", "configuration": self.configuration})  # type: ignore[no-untyped-call]
