@@ -129,6 +129,15 @@ def airflow(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str
             admin.dispose()
 
 
+def task_logs(env: dict[str, str], task_id: str, dag_ids: list[str]) -> str:
+    """The end of each log of ``task_id`` in these DAGs, to say why a task failed."""
+    found = []
+    for dag_id in dag_ids:
+        for path in sorted(Path(env["AIRFLOW_HOME"], "logs").glob(f"dag_id={dag_id}/*/task_id={task_id}/*.log")):
+            found.append(f"--- {path}\n{path.read_text(errors='replace')[-3000:]}")
+    return "\n".join(found)
+
+
 def metadata(env: dict[str, str]) -> sa.Engine:
     return sa.create_engine(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
 
@@ -164,7 +173,10 @@ def test_six_runs_at_once_one_runs_one_waits_three_skip_and_the_webhook_runs(air
     assert guards["dup-f"] == "success" and exports["dup-f"].state == "success"  # the webhook is exempt
     ran = [job for job in JOBS[:5] if exports[job].state == "success"]
     skipped = [job for job in JOBS[:5] if guards[job] == "skipped"]
-    assert (len(ran), len(skipped)) == (2, 3), guards
+    assert (len(ran), len(skipped)) == (2, 3), (
+        guards,
+        task_logs(env, "guard", [j for j in JOBS if guards[j] == "failed"]),
+    )
     first, second = sorted(ran, key=lambda job: exports[job].start_date)
     assert exports[second].start_date >= exports[first].end_date  # the waiting run never overlapped
     ledger = ProcessLedger(store.engine)
