@@ -515,7 +515,7 @@ def test_webhook_caps_the_records_of_one_request(
     refused = client.post("/webhooks/shop-orders", json=many)
     assert refused.status_code == 413, refused.text[:300]
     assert refused.json()["detail"] == (
-        "too many records: 10001 in one request, the limit is 10000 ([scheduled_jobs] webhook_max_records); "
+        "too many records: more than 10000 in one request ([scheduled_jobs] webhook_max_records); "
         "split them over several requests; nothing was stored"
     )
     assert sum(store.counts().values()) == 0
@@ -523,6 +523,21 @@ def test_webhook_caps_the_records_of_one_request(
     assert client.post("/webhooks/shop-orders", json=many[:6]).status_code == 413
     assert client.post("/webhooks/shop-orders", json=many[:5]).status_code == 202
     assert store.counts("orders-to-erp")["new"] == 5
+
+
+def test_webhook_counts_records_while_reading_so_the_rest_of_the_body_is_never_parsed(
+    client: httpx.Client, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the cap the body is not read on: a tail that is not even JSON still gets the 413, not a 400."""
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__WEBHOOK_MAX_RECORDS", "2")
+    body = b'[{"id": 1}, {"id": 2}, {"id": 3}, ' + b"{" * 50_000
+    refused = client.post("/webhooks/shop-orders", content=body, headers={"Content-Type": "application/json"})
+    assert (refused.status_code, refused.json()["detail"]) == (
+        413,
+        "too many records: more than 2 in one request ([scheduled_jobs] webhook_max_records); "
+        "split them over several requests; nothing was stored",
+    )
+    assert sum(store_of(project).counts().values()) == 0
 
 
 def test_webhook_refuses_bad_input_and_stores_nothing(
