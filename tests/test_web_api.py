@@ -471,6 +471,43 @@ def test_webhook_stores_entities_and_hands_realtime_routes_to_airflow(
     assert asset_events()[0] == events
 
 
+def test_a_webhook_to_a_paused_realtime_dag_says_no_export_was_queued(
+    client: httpx.Client, project: Path, dags_in_airflow: None
+) -> None:
+    """Airflow queues no run for an event on the asset of a paused DAG: the 202 must not read as "handed over"."""
+    engine = sa.create_engine(f"sqlite:///{_HOME / 'airflow.db'}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE dag SET is_paused = 1 WHERE dag_id = :dag"), {"dag": REALTIME_DAG})
+        answer = client.post("/webhooks/shop-orders", json={"id": "paused-1"})
+        assert answer.status_code == 202, answer.text
+        (handed,) = answer.json()["realtime_exports"]
+        assert handed.get("problem") == (
+            f"the DAG {REALTIME_DAG} is paused in Airflow, so no export run was queued; the tasks stay new "
+            "until it is unpaused and a later webhook or the route's next export sends them"
+        ), handed
+        assert store_of(project).counts("orders-to-erp")["new"] == 1
+        with engine.begin() as conn:
+            # The route stopped being real-time: its DAG is gone from the files, Airflow marks it stale.
+            conn.execute(
+                sa.text("UPDATE dag SET is_paused = 0, is_stale = 1 WHERE dag_id = :dag"), {"dag": REALTIME_DAG}
+            )
+        gone = client.post("/webhooks/shop-orders", json={"id": "gone-1"})
+        assert gone.status_code == 202, gone.text
+        (handed,) = gone.json()["realtime_exports"]
+        assert handed.get("problem") == (
+            f"Airflow has no active DAG {REALTIME_DAG} (not parsed yet, or removed), so no export run was queued; "
+            "the tasks stay new for the route's next export"
+        ), handed
+        assert store_of(project).counts("orders-to-erp")["new"] == 2
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE dag SET is_paused = 0, is_stale = 0 WHERE dag_id = :dag"), {"dag": REALTIME_DAG}
+            )
+        engine.dispose()
+
+
 def test_a_held_destination_and_50_webhooks_never_starve_the_api_server(
     server: Server, tokens: dict[str, str], project: Path, sink: Sink, dags_in_airflow: None
 ) -> None:
