@@ -161,6 +161,20 @@ VALID_TAIL = "name: Hostile\njob: repair_stuck_tasks\nexpression: '@daily'\n"
             id="tagged-timestamp",
         ),
         pytest.param(
+            # Airflow refuses a DAG id of more than 250 characters: the job would vanish from the DagBag
+            # with a traceback in the parse log, while validate called it valid.
+            VALID_TAIL + "identifier: " + "i" * 300 + "\n",
+            "identifier: is 300 characters long; an identifier is at most 200 characters "
+            "(Airflow's DAG ids hold 250); choose a shorter one",
+            id="long-identifier",
+        ),
+        pytest.param(
+            VALID_TAIL.replace("name: Hostile", "name: " + "n" * 300),
+            "name: the identifier made from it is 300 characters long; an identifier is at most 200 characters "
+            "(Airflow's DAG ids hold 250); set a shorter identifier: explicitly",
+            id="long-name",
+        ),
+        pytest.param(
             VALID_TAIL + "description: 2026-02-30\n",
             "(file): is not valid YAML at line 4, column 14: 2026-02-30 is not a date (day is out of range for month); "
             "quote it to keep it as text",
