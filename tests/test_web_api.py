@@ -508,6 +508,27 @@ def test_a_webhook_to_a_paused_realtime_dag_says_no_export_was_queued(
         engine.dispose()
 
 
+def test_a_webhook_to_a_realtime_route_airflow_has_not_parsed_yet_stores_and_says_so(
+    client: httpx.Client, project: Path
+) -> None:
+    """A route made real-time a moment ago: no DAG, no asset in Airflow yet. 202, the tasks stored, a problem."""
+    _write(
+        project / "configurations" / "routes" / "orders-to-archive.yaml",
+        "name: Orders to archive\nincoming_configuration: shop-orders\noutgoing_configuration: erp-orders-file\n"
+        "realtime: true\n",
+    )
+    answer = client.post("/webhooks/shop-orders", json={"id": "fresh-1"})
+    assert answer.status_code == 202, answer.text
+    handed = {row["route"]: row for row in answer.json()["realtime_exports"]}
+    fresh = handed["orders-to-archive"]
+    assert fresh["asset_event_id"] is None
+    assert fresh["problem"] == (
+        "Airflow does not know the asset x-scheduled-jobs://routes/orders-to-archive yet (the DAG files have not "
+        "been parsed since the route became real-time); the tasks stay new for the route's next export"
+    )
+    assert store_of(project).counts("orders-to-archive")["new"] == 1
+
+
 def test_a_held_destination_and_50_webhooks_never_starve_the_api_server(
     server: Server, tokens: dict[str, str], project: Path, sink: Sink, dags_in_airflow: None
 ) -> None:
