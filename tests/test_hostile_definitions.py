@@ -129,6 +129,52 @@ VALID_TAIL = "name: Hostile\njob: repair_stuck_tasks\nexpression: '@daily'\n"
             id="huge-number",
         ),
         pytest.param(
+            # YAML 1.1's base-60 float: 600 characters that PyYAML sums into an int too large for a float.
+            VALID_TAIL + "priority: 1:" + ":".join(["59"] * 200) + ".5\n",
+            "(file): is not valid YAML at line 4, column 11: a number too large for a float; "
+            "quote it to keep it as text",
+            id="base-60-float-overflow",
+        ),
+        pytest.param(
+            VALID_TAIL + "priority: !!int abc" + "\n",
+            "(file): is not valid YAML at line 4, column 11: 'abc' is not a valid int (the tag !!int); remove the tag or fix the value",
+            id="tagged-int",
+        ),
+        pytest.param(
+            VALID_TAIL + 'priority: !!int ""' + "\n",
+            "(file): is not valid YAML at line 4, column 11: '' is not a valid int (the tag !!int); remove the tag or fix the value",
+            id="tagged-empty-int",
+        ),
+        pytest.param(
+            VALID_TAIL + "priority: !!float _" + "\n",
+            "(file): is not valid YAML at line 4, column 11: '_' is not a valid float (the tag !!float); remove the tag or fix the value",
+            id="tagged-float",
+        ),
+        pytest.param(
+            VALID_TAIL + "description: !!bool maybe" + "\n",
+            "(file): is not valid YAML at line 4, column 14: 'maybe' is not a valid bool (the tag !!bool); remove the tag or fix the value",
+            id="tagged-bool",
+        ),
+        pytest.param(
+            VALID_TAIL + "description: !!timestamp soon" + "\n",
+            "(file): is not valid YAML at line 4, column 14: 'soon' is not a valid timestamp (the tag !!timestamp); remove the tag or fix the value",
+            id="tagged-timestamp",
+        ),
+        pytest.param(
+            # Airflow refuses a DAG id of more than 250 characters: the job would vanish from the DagBag
+            # with a traceback in the parse log, while validate called it valid.
+            VALID_TAIL + "identifier: " + "i" * 300 + "\n",
+            "identifier: is 300 characters long; an identifier is at most 200 characters "
+            "(Airflow's DAG ids hold 250); choose a shorter one",
+            id="long-identifier",
+        ),
+        pytest.param(
+            VALID_TAIL.replace("name: Hostile", "name: " + "n" * 300),
+            "name: the identifier made from it is 300 characters long; an identifier is at most 200 characters "
+            "(Airflow's DAG ids hold 250); set a shorter identifier: explicitly",
+            id="long-name",
+        ),
+        pytest.param(
             VALID_TAIL + "description: 2026-02-30\n",
             "(file): is not valid YAML at line 4, column 14: 2026-02-30 is not a date (day is out of range for month); "
             "quote it to keep it as text",

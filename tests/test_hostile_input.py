@@ -5,6 +5,7 @@ contents no destination could be sent. Each is refused with a reason; nothing of
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -127,3 +128,71 @@ def test_the_longest_key_and_odd_text_are_stored_whole(store: TaskStore) -> None
     (task,) = store.claim("r", 10)
     assert task.entity_key == key
     assert task.payload == {"id": key, **payload}
+
+
+# -- the webhook's records cap is checked while the body is read, not after every record is built ----
+
+
+def test_a_webhook_list_over_the_records_cap_is_refused_before_the_rest_is_parsed() -> None:
+    """The attack: 10 MiB of ``{}`` (3.5 million records within the byte limit) to a webhook capped at 10,000.
+
+    Refused once record 10,001 begins: the records after it are never built (a malformed tail is not even
+    seen, so the answer is the 413, not a 400), and the refusal costs a fraction of a full parse.
+    """
+    from scheduled_jobs.web.webhooks import WebhookRefused, parse_entities
+
+    with pytest.raises(WebhookRefused) as caught:
+        parse_entities(b"[" + b"{}," * 3 + b"not json at all", 2)
+    assert (caught.value.status, caught.value.message) == (
+        413,
+        "too many records: more than 2 in one request ([scheduled_jobs] webhook_max_records); "
+        "split them over several requests; nothing was stored",
+    )
+    bomb = b"[" + b",".join([b"{}"] * (10 * 1024 * 1024 // 3)) + b"]"
+    started = time.process_time()
+    with pytest.raises(WebhookRefused) as caught:
+        parse_entities(bomb, 10_000)
+    took = time.process_time() - started
+    assert caught.value.status == 413
+    assert took < 0.2, f"refusing 3.5 million records took {took:.2f} s of CPU: they were all parsed first"
+    assert len(parse_entities(b' [ {} , {"id": 1} ] ', 2)) == 2, "at the cap: read whole"
+    assert parse_entities(b'{"id": 1}', 1) == [{"id": 1}]
+    assert parse_entities(b"[]", 1) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[{"id": 1},]',
+        '[{"id": 1} {"id": 2}]',
+        '[{"id": 1}] x',
+        '[{"id": 1}',
+        "[",
+        '[{"a": NaN}]',
+        "[" * 101 + "]" * 101,
+        '[{"id": 1, "id": 2}]',
+        "\ufeff[]",
+        "[1, 2, 3]",
+        " \r\n\t[ ] ",
+    ],
+)
+def test_a_capped_parse_answers_every_list_as_the_plain_parse_does(text: str) -> None:
+    """The capped reading of a top-level list is the same parse: same value, or the same reason."""
+    try:
+        expected: Any = jsondata.loads(text)
+    except ValueError as exc:
+        expected = str(exc)
+    try:
+        found: Any = jsondata.loads(text, max_items=10)
+    except ValueError as exc:
+        found = str(exc)
+    assert found == expected
+    try:
+        expected = jsondata.loads(text.encode("utf-16"))
+    except ValueError as exc:
+        expected = str(exc)
+    try:
+        found = jsondata.loads(text.encode("utf-16"), max_items=10)
+    except ValueError as exc:
+        found = str(exc)
+    assert found == expected

@@ -471,6 +471,64 @@ def test_webhook_stores_entities_and_hands_realtime_routes_to_airflow(
     assert asset_events()[0] == events
 
 
+def test_a_webhook_to_a_paused_realtime_dag_says_no_export_was_queued(
+    client: httpx.Client, project: Path, dags_in_airflow: None
+) -> None:
+    """Airflow queues no run for an event on the asset of a paused DAG: the 202 must not read as "handed over"."""
+    engine = sa.create_engine(f"sqlite:///{_HOME / 'airflow.db'}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE dag SET is_paused = 1 WHERE dag_id = :dag"), {"dag": REALTIME_DAG})
+        answer = client.post("/webhooks/shop-orders", json={"id": "paused-1"})
+        assert answer.status_code == 202, answer.text
+        (handed,) = answer.json()["realtime_exports"]
+        assert handed.get("problem") == (
+            f"the DAG {REALTIME_DAG} is paused in Airflow, so no export run was queued; the tasks stay new "
+            "until it is unpaused and a later webhook or the route's next export sends them"
+        ), handed
+        assert store_of(project).counts("orders-to-erp")["new"] == 1
+        with engine.begin() as conn:
+            # The route stopped being real-time: its DAG is gone from the files, Airflow marks it stale.
+            conn.execute(
+                sa.text("UPDATE dag SET is_paused = 0, is_stale = 1 WHERE dag_id = :dag"), {"dag": REALTIME_DAG}
+            )
+        gone = client.post("/webhooks/shop-orders", json={"id": "gone-1"})
+        assert gone.status_code == 202, gone.text
+        (handed,) = gone.json()["realtime_exports"]
+        assert handed.get("problem") == (
+            f"Airflow has no active DAG {REALTIME_DAG} (not parsed yet, or removed), so no export run was queued; "
+            "the tasks stay new for the route's next export"
+        ), handed
+        assert store_of(project).counts("orders-to-erp")["new"] == 2
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE dag SET is_paused = 0, is_stale = 0 WHERE dag_id = :dag"), {"dag": REALTIME_DAG}
+            )
+        engine.dispose()
+
+
+def test_a_webhook_to_a_realtime_route_airflow_has_not_parsed_yet_stores_and_says_so(
+    client: httpx.Client, project: Path
+) -> None:
+    """A route made real-time a moment ago: no DAG, no asset in Airflow yet. 202, the tasks stored, a problem."""
+    _write(
+        project / "configurations" / "routes" / "orders-to-archive.yaml",
+        "name: Orders to archive\nincoming_configuration: shop-orders\noutgoing_configuration: erp-orders-file\n"
+        "realtime: true\n",
+    )
+    answer = client.post("/webhooks/shop-orders", json={"id": "fresh-1"})
+    assert answer.status_code == 202, answer.text
+    handed = {row["route"]: row for row in answer.json()["realtime_exports"]}
+    fresh = handed["orders-to-archive"]
+    assert fresh["asset_event_id"] is None
+    assert fresh["problem"] == (
+        "Airflow does not know the asset x-scheduled-jobs://routes/orders-to-archive yet (the DAG files have not "
+        "been parsed since the route became real-time); the tasks stay new for the route's next export"
+    )
+    assert store_of(project).counts("orders-to-archive")["new"] == 1
+
+
 def test_a_held_destination_and_50_webhooks_never_starve_the_api_server(
     server: Server, tokens: dict[str, str], project: Path, sink: Sink, dags_in_airflow: None
 ) -> None:
@@ -515,7 +573,7 @@ def test_webhook_caps_the_records_of_one_request(
     refused = client.post("/webhooks/shop-orders", json=many)
     assert refused.status_code == 413, refused.text[:300]
     assert refused.json()["detail"] == (
-        "too many records: 10001 in one request, the limit is 10000 ([scheduled_jobs] webhook_max_records); "
+        "too many records: more than 10000 in one request ([scheduled_jobs] webhook_max_records); "
         "split them over several requests; nothing was stored"
     )
     assert sum(store.counts().values()) == 0
@@ -523,6 +581,21 @@ def test_webhook_caps_the_records_of_one_request(
     assert client.post("/webhooks/shop-orders", json=many[:6]).status_code == 413
     assert client.post("/webhooks/shop-orders", json=many[:5]).status_code == 202
     assert store.counts("orders-to-erp")["new"] == 5
+
+
+def test_webhook_counts_records_while_reading_so_the_rest_of_the_body_is_never_parsed(
+    client: httpx.Client, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the cap the body is not read on: a tail that is not even JSON still gets the 413, not a 400."""
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__WEBHOOK_MAX_RECORDS", "2")
+    body = b'[{"id": 1}, {"id": 2}, {"id": 3}, ' + b"{" * 50_000
+    refused = client.post("/webhooks/shop-orders", content=body, headers={"Content-Type": "application/json"})
+    assert (refused.status_code, refused.json()["detail"]) == (
+        413,
+        "too many records: more than 2 in one request ([scheduled_jobs] webhook_max_records); "
+        "split them over several requests; nothing was stored",
+    )
+    assert sum(store_of(project).counts().values()) == 0
 
 
 def test_webhook_refuses_bad_input_and_stores_nothing(

@@ -136,14 +136,28 @@ def guess_identifier(data: dict[str, object] | None, path: Path) -> str:
     return path.stem
 
 
+MAX_IDENTIFIER_LENGTH = 200
+"""Airflow refuses a DAG id of more than 250 characters; a route's DAG id adds ``realtime_export.``."""
+_LIMIT_TEXT = f"an identifier is at most {MAX_IDENTIFIER_LENGTH} characters (Airflow's DAG ids hold 250)"
+
+
 def resolve_identifier(path: Path, name: str, identifier: str | None) -> tuple[str | None, Problem | None]:
     if identifier:
+        if len(identifier) > MAX_IDENTIFIER_LENGTH:
+            reason = f"is {len(identifier)} characters long; {_LIMIT_TEXT}; choose a shorter one"
+            return None, Problem(str(path), "identifier", reason)
         return identifier, None
     generated = identifier_from_name(name)
     if not generated:
         return None, Problem(
             str(path), "name", f"cannot generate an identifier from {name!r}; set identifier: explicitly"
         )
+    if len(generated) > MAX_IDENTIFIER_LENGTH:
+        reason = (
+            f"the identifier made from it is {len(generated)} characters long; {_LIMIT_TEXT}; "
+            "set a shorter identifier: explicitly"
+        )
+        return None, Problem(str(path), "name", reason)
     return generated, None
 
 

@@ -49,7 +49,12 @@ def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
         raise yaml.constructor.ConstructorError(
             None, None, f"a number with more than {MAX_NUMBER_CHARACTERS} digits", node.start_mark
         )
-    return yaml.SafeLoader.construct_yaml_float(loader, node)
+    try:
+        return yaml.SafeLoader.construct_yaml_float(loader, node)
+    except OverflowError:  # a YAML 1.1 base-60 float (1:59:...:59.5) sums to an int no float holds
+        raise yaml.constructor.ConstructorError(
+            None, None, "a number too large for a float; quote it to keep it as text", node.start_mark
+        ) from None
 
 
 def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
@@ -61,9 +66,39 @@ def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> obje
         ) from None
 
 
-_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+def _tag_checked(kind: str, construct: Any) -> Any:
+    """``construct`` whose failure on a value is a YAML error at the value's line, not a crash.
+
+    An explicit tag (``!!int abc``, ``!!bool maybe``, ``!!timestamp soon``) hands PyYAML's constructors
+    text their implicit resolvers would never have given them, and they fail with a bare ValueError,
+    IndexError, KeyError or AttributeError that would end the whole load (every job with it).
+    """
+
+    def checked(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
+        try:
+            return construct(loader, node)
+        except yaml.YAMLError:
+            raise
+        except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError):
+            shown = repr(node.value) if len(node.value) <= 40 else repr(node.value[:37]) + "..."
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"{shown} is not a valid {kind} (the tag !!{kind}); remove the tag or fix the value",
+                node.start_mark,
+            ) from None
+
+    return checked
+
+
+for _kind, _construct in (
+    ("int", _construct_int),
+    ("float", _construct_float),
+    ("bool", yaml.SafeLoader.construct_yaml_bool),
+    ("timestamp", _construct_timestamp),
+    ("binary", yaml.SafeLoader.construct_yaml_binary),
+):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_kind}", _tag_checked(_kind, _construct))
 
 
 def find_yaml_files(folder: Path) -> list[Path]:

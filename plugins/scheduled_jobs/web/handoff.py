@@ -50,6 +50,11 @@ def _hand_over_one(route: str, incoming_configuration: str, tasks_created: int) 
                 )
                 log.warning("Webhook of %r: %s", incoming_configuration, handed["problem"])
                 return handed
+            not_queued = _why_no_run_is_queued(session, handed["dag_id"])
+            if not_queued is not None:  # Airflow would record the event and queue nothing: say so
+                handed["problem"] = not_queued
+                log.warning("Webhook of %r: %s", incoming_configuration, not_queued)
+                return handed
             event = asset_manager.register_asset_change(
                 asset=asset,
                 extra={"webhook": incoming_configuration, "tasks_created": tasks_created},
@@ -64,3 +69,21 @@ def _hand_over_one(route: str, incoming_configuration: str, tasks_created: int) 
             f"could not record an event on {uri} ({type(exc).__name__}); the tasks stay new for the route's next export"
         )
     return handed
+
+
+def _why_no_run_is_queued(session: Any, dag_id: str) -> str | None:
+    """Why Airflow would queue no run of the route's DAG on an event (it skips paused and missing DAGs)."""
+    from airflow.models.dag import DagModel
+
+    dag = session.get(DagModel, dag_id)
+    if dag is None or dag.is_stale:
+        return (
+            f"Airflow has no active DAG {dag_id} (not parsed yet, or removed), so no export run was queued; "
+            "the tasks stay new for the route's next export"
+        )
+    if dag.is_paused:
+        return (
+            f"the DAG {dag_id} is paused in Airflow, so no export run was queued; the tasks stay new "
+            "until it is unpaused and a later webhook or the route's next export sends them"
+        )
+    return None

@@ -76,12 +76,17 @@ async def read_body(chunks: AsyncIterator[bytes], declared_length: str | None, l
     return bytes(received)
 
 
-def parse_entities(body: bytes) -> list[dict[str, Any]]:
-    """One JSON object or a list of objects; 400 with the reason otherwise."""
+def parse_entities(body: bytes, max_records: int) -> list[dict[str, Any]]:
+    """One JSON object or a list of at most ``max_records`` objects; 400 or 413 with the reason otherwise.
+
+    The cap is checked while the list is read: the records past it are never built.
+    """
     if not body.strip():
         raise WebhookRefused(400, "body is empty: send one JSON object or a list of JSON objects; nothing was stored")
     try:
-        data = jsondata.loads(body)
+        data = jsondata.loads(body, max_items=max_records)
+    except jsondata.TooManyItemsError as exc:
+        raise too_many_records(exc.limit) from None
     except ValueError as exc:
         raise WebhookRefused(400, f"body refused: {exc}; nothing was stored") from exc
     entities = data if isinstance(data, list) else [data]
@@ -94,10 +99,10 @@ def parse_entities(body: bytes) -> list[dict[str, Any]]:
     return entities
 
 
-def too_many_records(count: int, limit: int) -> WebhookRefused:
+def too_many_records(limit: int) -> WebhookRefused:
     return WebhookRefused(
         413,
-        f"too many records: {count} in one request, the limit is {limit} ([scheduled_jobs] webhook_max_records); "
+        f"too many records: more than {limit} in one request ([scheduled_jobs] webhook_max_records); "
         "split them over several requests; nothing was stored",
     )
 
@@ -130,9 +135,7 @@ def receive(
     max_records: int,
 ) -> WebhookReceipt:
     """Store the body's entities as "new" tasks on every route of the incoming configuration."""
-    entities = parse_entities(body)
-    if len(entities) > max_records:
-        raise too_many_records(len(entities), max_records)
+    entities = parse_entities(body, max_records)
     found = configurations.routes_of_incoming(incoming.identifier)
     routes = [route.identifier for route in found]
     if not routes:
