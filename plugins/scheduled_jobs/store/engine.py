@@ -45,12 +45,13 @@ def url_for_connection(conn_id: str) -> URL:
     return url
 
 
-def url_from_airflow() -> URL:
-    """The store's URL from the Airflow connection, or the default SQLite file when it does not exist."""
+def url_from_airflow(conn_id: str | None = None) -> URL:
+    """The store's URL from its Airflow connection (``[scheduled_jobs] store_conn_id`` unless given), or the
+    default SQLite file when that connection does not exist."""
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
-        return url_for_connection(settings.store_conn_id())
+        return url_for_connection(conn_id or settings.store_conn_id())
     except AirflowNotFoundException:
         path = settings.default_store_path()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,18 +34,10 @@ def airflow_says_alive(dag_id: str, run_id: str) -> bool | None:
 
 
 def store_engine(conn_id: str) -> Engine:
-    """The store behind an Airflow connection, or the default SQLite file where it does not exist."""
-    from airflow.sdk.exceptions import AirflowNotFoundException
-    from sqlalchemy.engine import URL
+    """The store behind an Airflow connection, or the default SQLite file where it does not exist (as a worker)."""
+    from scheduled_jobs.store.engine import create_store_engine, url_from_airflow
 
-    from scheduled_jobs import settings
-    from scheduled_jobs.store.engine import create_store_engine, url_for_connection
-
-    try:
-        url = url_for_connection(conn_id)
-    except AirflowNotFoundException:  # as the worker did (store.engine.url_from_airflow)
-        url = URL.create("sqlite", database=str(settings.default_store_path()))
-    return create_store_engine(url)
+    return create_store_engine(url_from_airflow(conn_id))
 
 
 class GuardTrigger(BaseTrigger):
