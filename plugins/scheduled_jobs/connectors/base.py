@@ -15,7 +15,7 @@ from scheduled_jobs.models import StrictModel
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from scheduled_jobs.store.tasks import ClaimedTask
+    from scheduled_jobs.models.tasks import ClaimedTask
 
 
 def dig(document: Any, dotted: str | None) -> Any:

@@ -39,7 +39,7 @@ from scheduled_jobs.exceptions import DeliveryError, SourceError
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from scheduled_jobs.store.tasks import ClaimedTask
+    from scheduled_jobs.models.tasks import ClaimedTask
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import requests
     from airflow.providers.http.hooks.http import HttpHook
 
-    from scheduled_jobs.store.tasks import ClaimedTask
+    from scheduled_jobs.models.tasks import ClaimedTask
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 _FIELD = re.compile(r"{([^{}]+)}")

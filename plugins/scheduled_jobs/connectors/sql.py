@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, CursorResult, Engine, Row
 
     from scheduled_jobs.connectors.base import SourceState
-    from scheduled_jobs.store.tasks import ClaimedTask
+    from scheduled_jobs.models.tasks import ClaimedTask
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 

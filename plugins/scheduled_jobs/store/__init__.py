@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from scheduled_jobs.store.tasks import ClaimedTask, IngestResult, RepairResult, TaskStatus, TaskStore
+from scheduled_jobs.models.tasks import ClaimedTask, TaskStatus
+from scheduled_jobs.store.tasks import IngestResult, RepairResult, TaskStore
 
 __all__ = ["ClaimedTask", "IngestResult", "RepairResult", "TaskStatus", "TaskStore"]

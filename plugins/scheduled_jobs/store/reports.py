@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from scheduled_jobs.models.tasks import TaskStatus
 from scheduled_jobs.store.schema import processes, skipped_runs, tasks
-from scheduled_jobs.store.tasks import TaskStatus, utcnow
+from scheduled_jobs.store.tasks import utcnow
 
 if TYPE_CHECKING:
     import datetime as dt

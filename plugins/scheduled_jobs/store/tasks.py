@@ -12,11 +12,11 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import bindparam, func, select, update
 
+from scheduled_jobs.models.tasks import ClaimedTask, TaskStatus
 from scheduled_jobs.store.engine import create_store_engine, url_from_airflow
 from scheduled_jobs.store.schema import entities, tasks, watermarks
 
@@ -27,14 +27,6 @@ if TYPE_CHECKING:
 
 _IN_CHUNK = 500
 T = TypeVar("T")
-
-
-class TaskStatus(StrEnum):
-    NEW = "new"
-    PROCESSING = "processing"
-    FINISHED = "finished"
-    FAILED = "failed"
-    SKIPPED = "skipped"
 
 
 def utcnow() -> dt.datetime:
@@ -76,16 +68,6 @@ def encoded_document(payload: Any) -> tuple[str, str]:
 
 def content_hash(payload: Any) -> str:
     return encoded_document(payload)[1]
-
-
-@dataclass(frozen=True)
-class ClaimedTask:
-    id: int
-    route: str
-    entity_key: str
-    payload: Any
-    attempts: int
-    claim_token: str
 
 
 @dataclass
