@@ -120,7 +120,7 @@ def write_dag_factory_yaml(folder: Path, count: int) -> None:
 
 
 FACTORY = """
-from scheduled_jobs.definitions import load_catalog
+from scheduled_jobs.catalog import load_catalog
 from scheduled_jobs.factory import build_dags
 import scheduled_jobs.cron, croniter, cron_descriptor  # imported before the clock, as in a warm parser
 START
@@ -129,7 +129,7 @@ dags = build_dags(load_catalog())
 
 WORKER = """
 import os
-from scheduled_jobs.definitions import load_catalog
+from scheduled_jobs.catalog import load_catalog
 from scheduled_jobs.factory import build_dags
 import croniter
 os.environ["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = "job-0500"

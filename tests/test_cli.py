@@ -11,8 +11,8 @@ from pathlib import Path
 import pendulum
 import pytest
 
+from scheduled_jobs.catalog import load_catalog
 from scheduled_jobs.cron import fire_times
-from scheduled_jobs.definitions import load_catalog
 
 CLI = str(Path(sys.executable).with_name("scheduled-jobs"))
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from scheduled_jobs.definitions import load_catalog
+from scheduled_jobs.catalog import load_catalog
 from scheduled_jobs.identifiers import identifier_from_name
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from airflow.dag_processing.dagbag import DagBag
 from conftest import ROOT
 from helpers.hostile_yaml import BOMB_DEFINITION, BOMB_INCOMING
 
+from scheduled_jobs.catalog import load_catalog
 from scheduled_jobs.cron import cron_errors
-from scheduled_jobs.definitions import load_catalog
 
 CLI = str(Path(sys.executable).with_name("scheduled-jobs"))
 PROBLEMS = "scheduled_jobs_problems.py"

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from scheduled_jobs.configurations import Mapping
 from scheduled_jobs.ingesting import keyed_records, read_ahead
+from scheduled_jobs.models.configurations import Mapping
 
 if TYPE_CHECKING:
     from scheduled_jobs.store import TaskStore

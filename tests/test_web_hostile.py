@@ -14,7 +14,8 @@ import pytest
 from helpers.hostile_yaml import BOMB_DEFINITION, BOMB_INCOMING
 from test_web_api import PREFIX, Server, any_store, client, server, store_of, tokens  # noqa: F401 - fixtures
 
-from scheduled_jobs.definitions import JobDefinition, ScheduledJob, load_catalog
+from scheduled_jobs.catalog import ScheduledJob, load_catalog
+from scheduled_jobs.models.jobs import RepairJob
 from scheduled_jobs.web import overview
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def test_one_jobs_fire_times_never_break_another_jobs_row(project: Path) -> None
     # A job that reached the catalog however it did (an older validation, a clock that moved on):
     # its row says why it has no fire times, and every other row is whole.
     catalog = load_catalog(project / "job_definitions", project / "configurations")
-    never = JobDefinition(name="Never", job="repair_stuck_tasks", expression="0 0 30 2 *")
+    never = RepairJob(name="Never", job="repair_stuck_tasks", expression="0 0 30 2 *")
     catalog.jobs["never"] = ScheduledJob("never", project / "never.yaml", never, "UTC")
     found = overview.jobs_overview(store_of(project).engine, overview.JobFilters(), catalog=catalog)
     rows = {row.identifier: row for row in found.rows}

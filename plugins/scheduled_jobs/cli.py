@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from scheduled_jobs import settings
+from scheduled_jobs.catalog import Catalog, ScheduledJob, load_catalog
 from scheduled_jobs.cron import describe, fire_times
-from scheduled_jobs.definitions import Catalog, ScheduledJob, load_catalog
 from scheduled_jobs.exceptions import Problem, ScheduledJobsError, UnknownJobError
 from scheduled_jobs.yaml_files import find_yaml_files
 

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from scheduled_jobs.exceptions import DeliveryError
 from scheduled_jobs.redaction import printable
+from scheduled_jobs.settings import LEASE_REFRESH_SECONDS
 from scheduled_jobs.store.tasks import utcnow
 
 if TYPE_CHECKING:
-    from scheduled_jobs.configurations import Configurations
     from scheduled_jobs.connectors.base import Publisher
+    from scheduled_jobs.models.configurations import Configurations
     from scheduled_jobs.store import ClaimedTask, TaskStore
 
 CLAIM_BATCH = 100
-LEASE_REFRESH_SECONDS = 30.0
 UNEXPECTED_ERROR_CHARACTERS = 2000
 log = logging.getLogger(__name__)
 
@@ -182,9 +182,9 @@ def export_configured_route(
     configurations: Configurations, route: str, store: TaskStore, *, limit: int | None = None
 ) -> ExportResult:
     """Export a route as its YAML says (publisher, concurrency, retrying of failed tasks)."""
-    from scheduled_jobs.configurations import KIND_LABELS
     from scheduled_jobs.connectors import publisher_for
     from scheduled_jobs.exceptions import ScheduledJobsError
+    from scheduled_jobs.models.configurations import KIND_LABELS
 
     found = configurations.routes.valid.get(route)
     if found is None:

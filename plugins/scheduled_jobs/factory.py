@@ -9,34 +9,27 @@ On a worker, a task's parse builds only its own DAG (Airflow sets the parsing co
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, CronTriggerTimetable, get_parsing_context
 
 from scheduled_jobs import realtime, settings
-from scheduled_jobs.configurations import load_configurations
-from scheduled_jobs.definitions import Catalog, ScheduledJob, find_job_file, load_catalog
+from scheduled_jobs.catalog import Catalog, ScheduledJob, find_job_file, load_catalog, load_configurations
 from scheduled_jobs.exceptions import InvalidDefinitionsError
-from scheduled_jobs.operators import (
-    ExportRouteOperator,
-    RepairStuckTasksOperator,
-    RunIncomingConfigurationOperator,
-)
+from scheduled_jobs.operators import ExportRouteOperator
 from scheduled_jobs.operators.guard import GuardSensor, ReleaseGuardOperator
 
 if TYPE_CHECKING:
-    from scheduled_jobs.configurations import Loaded, Route
+    from scheduled_jobs.models.configurations import Loaded, Route
+    from scheduled_jobs.models.jobs import Guard
     from scheduled_jobs.operators.base import ScheduledJobOperator
 
 log = logging.getLogger(__name__)
 
 TAG = "scheduled-job"
-TASK_IDS = {
-    "incoming": "run_incoming_configuration",
-    "outgoing": "export_route",
-    "repair_stuck_tasks": "repair_stuck_tasks",
-}
 # A real-time export fails as a task only when the store or the worker fails (a destination's refusal
 # fails the tasks, not the export): Airflow tries it again, a little later.
 REALTIME_RETRIES = 3
@@ -53,9 +46,8 @@ def _doc(job: ScheduledJob) -> str:
         f"- **Priority:** {d.priority}",
         f"- **Disabled:** {'yes: runs process nothing' if d.disabled else 'no'}",
         f"- **Definition file:** `{job.path}`",
+        *d.doc_lines(),
     ]
-    if d.tasks_to_export:
-        lines.append(f"- **Number of tasks to export:** {d.tasks_to_export}")
     if job.realtime_routes:
         lines.append(f"- **Real-time routes exported after it:** {', '.join(job.realtime_routes)}")
     return "\n".join(lines)
@@ -71,16 +63,17 @@ def _common(job: ScheduledJob, task_id: str) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def _operator_class(path: str) -> type[ScheduledJobOperator]:
+    module, _, name = path.rpartition(".")
+    operator: type[ScheduledJobOperator] = getattr(importlib.import_module(module), name)
+    return operator
+
+
 def _operator(job: ScheduledJob) -> ScheduledJobOperator:
-    d = job.definition
-    common = _common(job, TASK_IDS[d.job])
-    if d.job == "incoming":
-        assert d.incoming_configuration is not None
-        return RunIncomingConfigurationOperator(incoming_configuration=d.incoming_configuration, **common)
-    if d.job == "outgoing":
-        assert d.route is not None
-        return ExportRouteOperator(route=d.route, tasks_to_export=d.tasks_to_export, **common)
-    return RepairStuckTasksOperator(stuck_after_minutes=d.stuck_after_minutes, max_attempts=d.max_attempts, **common)
+    """The task that does the job's work, as its kind describes it."""
+    work = job.definition.work()
+    return _operator_class(work.operator)(**work.arguments, **_common(job, work.task_id))
 
 
 def build_dag(job: ScheduledJob) -> DAG:
@@ -107,21 +100,19 @@ def build_dag(job: ScheduledJob) -> DAG:
             export = ExportRouteOperator(route=route, **_common(job, f"export_{route}"))
             work >> export
             last.append(export)
-        if job.guarded_configuration is not None:
-            _guard(job, work, last)
+        guard = job.guard
+        if guard is not None:
+            _guard(job, guard, work, last)
     return dag
 
 
-def _guard(job: ScheduledJob, work: ScheduledJobOperator, last: list[ScheduledJobOperator]) -> None:
+def _guard(job: ScheduledJob, rule: Guard, work: ScheduledJobOperator, last: list[ScheduledJobOperator]) -> None:
     """The duplicate rule around the work: a guard first, and a teardown that frees the hold.
 
     A teardown is left out of the DAG run's state, so a failed export still fails the run.
     """
     priority: dict[str, Any] = {"priority_weight": job.definition.priority, "weight_rule": "absolute"}
-    assert job.guarded_configuration is not None
-    guard = GuardSensor(
-        task_id="guard", configuration=job.guarded_configuration, overlap=job.definition.overlap, **priority
-    )
+    guard = GuardSensor(task_id="guard", configuration=rule.configuration, overlap=rule.overlap, **priority)
     release = ReleaseGuardOperator(task_id="release_guard", **priority)
     guard >> work
     last >> release.as_teardown(setups=guard)
@@ -193,7 +184,7 @@ def _catalog_for_parsing_context() -> Catalog:
     if dag_id is None:
         return load_catalog()
     if realtime.route_of_dag_id(dag_id) is not None:  # a real-time export: its route is all it needs
-        return Catalog(configurations=load_configurations(settings.configurations_folder()))
+        return Catalog(configurations=load_configurations())
     folder = settings.definitions_folder()
     path = find_job_file(dag_id, folder)
     if path is None:

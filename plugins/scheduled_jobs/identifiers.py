@@ -6,7 +6,6 @@ import re
 import unicodedata
 
 IDENTIFIER_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
-_IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 # Letters that Unicode does not decompose into an ASCII letter plus accents.
 _LIGATURES = str.maketrans(
@@ -36,7 +35,3 @@ def identifier_from_name(name: str) -> str:
     decomposed = unicodedata.normalize("NFKD", name.translate(_LIGATURES))
     ascii_only = decomposed.encode("ascii", "ignore").decode("ascii").lower()
     return _NOT_ALNUM.sub("-", ascii_only).strip("-")
-
-
-def is_valid_identifier(value: str) -> bool:
-    return bool(_IDENTIFIER_RE.match(value))

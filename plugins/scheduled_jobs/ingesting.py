@@ -21,8 +21,8 @@ from scheduled_jobs.redaction import printable
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from scheduled_jobs.configurations import Mapping
     from scheduled_jobs.connectors.base import Subscriber
+    from scheduled_jobs.models.configurations import Mapping
     from scheduled_jobs.store import IngestResult, TaskStore
 
 log = logging.getLogger(__name__)

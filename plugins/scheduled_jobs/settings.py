@@ -16,6 +16,8 @@ DEFAULT_STUCK_AFTER_MINUTES = 30
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_STORE_CONN_ID = "scheduled_jobs_store"
 DEFAULT_GUARD_LEASE_MINUTES = 60
+LEASE_REFRESH_SECONDS = 30.0
+"""How often an export renews its claim on the tasks it is pushing (and the longest it waits between renewals)."""
 
 
 def _get(key: str) -> str | None:

@@ -321,15 +321,23 @@ def _walk(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[str, type
 
 
 def problems_from_validation(
-    path: Path, error: ValidationError, model: type[BaseModel], limit: int = MAX_PROBLEMS_PER_FILE
+    path: Path,
+    error: ValidationError,
+    model: type[BaseModel],
+    limit: int = MAX_PROBLEMS_PER_FILE,
+    *,
+    tag: str | None = None,
 ) -> list[Problem]:
     """One problem per pydantic error, with a readable reason and the closest key for a typo.
 
     Only the first ``limit``: the rest are counted by ``capped`` (``error.error_count()``), not worded.
+    ``tag``: the file was validated as a member of a tagged union, whose tag pydantic puts first in the
+    location (``outgoing``, ``route``); ``model`` is that member, and the user's key is ``route``.
     """
     problems = []
     for item in error.errors(include_url=False)[:limit]:
-        key, owner = _walk(model, item["loc"])
+        loc = item["loc"]
+        key, owner = _walk(model, loc[1:] if tag is not None and loc[:1] == (tag,) else loc)
         kind = item["type"]
         value = item.get("input")
         ctx = item.get("ctx", {})

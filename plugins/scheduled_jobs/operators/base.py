@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from scheduled_jobs import settings
-from scheduled_jobs.configurations import Configurations, load_configurations
+from scheduled_jobs.catalog import load_configurations
 from scheduled_jobs.exceptions import ScheduledJobsError
 from scheduled_jobs.operators.guard import keep_hold
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from scheduled_jobs.models.configurations import Configurations
 
 
 class ScheduledJobOperator(BaseOperator):
@@ -41,7 +42,7 @@ class ScheduledJobOperator(BaseOperator):
         raise NotImplementedError
 
     def load_configurations(self) -> Configurations:
-        configurations = load_configurations(settings.configurations_folder())
+        configurations = load_configurations()
         for problem in configurations.problems:
             self.log.warning("Invalid configuration file: %s", problem)
         return configurations

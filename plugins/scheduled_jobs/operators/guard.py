@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSkipException
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-Overlap = Literal["buffer_one", "skip", "allow"]
+    from scheduled_jobs.models.jobs import Overlap
+
 WEBHOOK = "webhook"
 
 

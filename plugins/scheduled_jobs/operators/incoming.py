@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from scheduled_jobs.configurations import KIND_LABELS
 from scheduled_jobs.connectors import subscriber_for
 from scheduled_jobs.exceptions import IncomingRunError
 from scheduled_jobs.ingesting import ingest
+from scheduled_jobs.models.configurations import KIND_LABELS
 from scheduled_jobs.operators.base import ScheduledJobOperator, require
 from scheduled_jobs.store import TaskStore
 from scheduled_jobs.store.tasks import StoreState

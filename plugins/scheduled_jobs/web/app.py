@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from scheduled_jobs import settings
-from scheduled_jobs.configurations import load_configurations
+from scheduled_jobs.catalog import current_configurations
 from scheduled_jobs.store import TaskStore, reports
 from scheduled_jobs.web import overview
 from scheduled_jobs.web.handoff import hand_over
@@ -254,7 +254,7 @@ async def push(incoming_configuration: str, request: Request) -> JSONResponse:
     offered = request.headers.get(SECRET_HEADER) or None  # an empty secret is no secret: a token is needed
     if offered is None:
         require_dag_run_trigger(await authenticated_user(request))
-    configurations = await run_in_threadpool(load_configurations, settings.configurations_folder())
+    configurations = await run_in_threadpool(current_configurations)
     if offered is not None and not await run_in_threadpool(
         secret_opens, configurations, incoming_configuration, offered
     ):

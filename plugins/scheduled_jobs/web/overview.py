@@ -7,72 +7,24 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from scheduled_jobs import settings
+from scheduled_jobs.catalog import Catalog, ScheduledJob, current_catalog
 from scheduled_jobs.cron import FireTime, cron_errors, describe, fire_times, timezone_error
-from scheduled_jobs.definitions import Catalog, ScheduledJob, load_catalog
+from scheduled_jobs.models.jobs import LABELS
 from scheduled_jobs.store import reports
 from scheduled_jobs.store.tasks import utcnow
-from scheduled_jobs.yaml_files import find_yaml_files
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from sqlalchemy.engine import Engine
 
     from scheduled_jobs.exceptions import Problem
 
 FIRE_TIMES_SHOWN = 5
-JOB_TYPES = ("incoming", "outgoing", "repair_stuck_tasks")
-JOB_TYPE_LABELS = {
-    "incoming": "Incoming configuration",
-    "outgoing": "Outgoing (route export)",
-    "repair_stuck_tasks": "Repair stuck tasks",
-}
-
-
-_catalog_lock = threading.Lock()
-_catalog_cache: dict[tuple[object, ...], Catalog] = {}
-
-
-def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
-    stats = []
-    for path in find_yaml_files(folder):
-        try:
-            stat = path.stat()
-        except FileNotFoundError:  # removed while listing: the next request sees it gone
-            continue
-        stats.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return tuple(stats)
-
-
-def current_catalog() -> Catalog:
-    """The definitions and configurations as on disk, parsed again only when a file was added, changed or removed.
-
-    A stat per file costs far less than parsing a thousand YAML files on every page view.
-    """
-    definitions, configurations = settings.definitions_folder(), settings.configurations_folder()
-    key = (
-        definitions,
-        configurations,
-        settings.default_timezone(),
-        _fingerprint(definitions),
-        _fingerprint(configurations),
-    )
-    with _catalog_lock:
-        found = _catalog_cache.get(key)
-    if found is not None:
-        return found
-    # Parsed outside the lock: a file that is slow or fails to parse holds up its own request only, never
-    # every later one. Two requests that miss at once both parse; the second result replaces the first.
-    found = load_catalog(definitions, configurations)
-    with _catalog_lock:
-        _catalog_cache.clear()
-        _catalog_cache[key] = found
-    return found
+JOB_TYPES = tuple(LABELS)
+JOB_TYPE_LABELS = LABELS
 
 
 def fires_json(fires: list[FireTime]) -> list[dict[str, str | None]]:
@@ -226,7 +178,7 @@ def job_row(job: ScheduledJob, now: dt.datetime, last: LastRun | None, skipped: 
         next_fires=fires,
         priority=d.priority,
         disabled=d.disabled,
-        overlap=d.overlap if job.guarded_configuration else None,
+        overlap=job.overlap,
         last_run=last,
         skipped_duplicates=skipped,
         definition_file=str(job.path),

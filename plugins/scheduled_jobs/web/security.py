@@ -19,7 +19,7 @@ from fastapi import HTTPException, Request, status
 if TYPE_CHECKING:
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 
-    from scheduled_jobs.configurations import IncomingConfiguration
+    from scheduled_jobs.models.configurations import IncomingConfiguration
 
 SECRET_HEADER = "X-Webhook-Secret"  # noqa: S105 (a header name, not a secret)
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from scheduled_jobs.web.security import webhook_secret_matches
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from scheduled_jobs.configurations import Configurations, IncomingConfiguration, Loaded
+    from scheduled_jobs.models.configurations import Configurations, IncomingConfiguration, Loaded
     from scheduled_jobs.store import TaskStore
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def secret_opens(configurations: Configurations, identifier: str, offered: str) 
 
 def find_incoming(configurations: Configurations, identifier: str) -> Loaded[IncomingConfiguration]:
     """The incoming configuration; 404 naming the known ones. Only for a caller already authenticated."""
-    from scheduled_jobs.configurations import KIND_LABELS
+    from scheduled_jobs.models.configurations import KIND_LABELS
 
     found = configurations.incoming.valid.get(identifier)
     if found is None:
