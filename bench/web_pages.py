@@ -31,6 +31,7 @@ ZONES = ["UTC", "Europe/Amsterdam", "America/New_York", "Asia/Tokyo"]
 def prepare(home: Path) -> None:
     folder = home / "job_definitions"
     folder.mkdir(parents=True)
+    (home / "configurations").mkdir()  # no routes: no real-time DAG beside the 1,000
     for n in range(DEFINITIONS):
         expression, zone = EXPRESSIONS[n % len(EXPRESSIONS)], ZONES[(n // len(EXPRESSIONS)) % len(ZONES)]
         (folder / f"job-{n:04d}.yaml").write_text(
@@ -43,6 +44,7 @@ def prepare(home: Path) -> None:
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__SCHEDULED_JOBS__DEFINITIONS_FOLDER": str(folder),
+            "AIRFLOW__SCHEDULED_JOBS__CONFIGURATIONS_FOLDER": str(home / "configurations"),
             "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
         }
     )

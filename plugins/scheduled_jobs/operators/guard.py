@@ -16,8 +16,7 @@ from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from scheduled_jobs import settings
-from scheduled_jobs.store import TaskStore
-from scheduled_jobs.store.processes import Holder, ProcessLedger, keep_renewed
+from scheduled_jobs.store import Holder, TaskStoreHook, keep_renewed
 from scheduled_jobs.triggers.guard import GuardTrigger, airflow_says_alive
 
 if TYPE_CHECKING:
@@ -38,7 +37,7 @@ class GuardSensor(BaseSensorOperator):
     """Decides whether this run executes now, waits, or is a duplicate (skipped).
 
     Always deferrable: a waiting run waits in the triggerer (``GuardTrigger``), holding no worker slot,
-    up to the sensor's ``timeout``. ``poke`` answers whether a waiting run may go on now.
+    up to the sensor's ``timeout``. It never pokes: it is a sensor for that timeout only.
     """
 
     template_fields = ("configuration",)
@@ -60,7 +59,7 @@ class GuardSensor(BaseSensorOperator):
         if conf.get("trigger") == WEBHOOK:
             self.log.info("Triggered by a webhook: never skipped as a duplicate")
             return "webhook"
-        ledger = ProcessLedger(TaskStore.from_airflow().engine)
+        ledger = TaskStoreHook().get_ledger()
         me = _holder(context)
         lease = dt.timedelta(minutes=settings.guard_lease_minutes())
         decision = ledger.enter(
@@ -88,11 +87,6 @@ class GuardSensor(BaseSensorOperator):
             timeout=dt.timedelta(seconds=self.timeout),
         )
 
-    def poke(self, context: Context) -> bool:
-        lease = dt.timedelta(minutes=settings.guard_lease_minutes())
-        ledger = ProcessLedger(TaskStore.from_airflow().engine)
-        return ledger.promote(self.configuration, _holder(context), lease, is_alive=airflow_says_alive)
-
     def resume(self, context: Context, event: dict[str, Any] | None = None) -> str:
         self.log.info("The run that held %s is done: this run executes it now", self.configuration)
         return "running"
@@ -110,7 +104,7 @@ def keep_hold(context: Context) -> Iterator[None]:
         return
     lease = dt.timedelta(minutes=settings.guard_lease_minutes())
     every = max(lease.total_seconds() / 4, 1.0)
-    with keep_renewed(ProcessLedger(TaskStore.from_airflow().engine), _holder(context), lease, every):
+    with keep_renewed(TaskStoreHook().get_ledger(), _holder(context), lease, every):
         yield
 
 
@@ -122,6 +116,6 @@ class ReleaseGuardOperator(BaseOperator):
     def execute(self, context: Context) -> int:
         if not settings.prevent_duplicates():
             return 0
-        freed = ProcessLedger(TaskStore.from_airflow().engine).leave(_holder(context))
+        freed = TaskStoreHook().get_ledger().leave(_holder(context))
         self.log.info("Released %d hold(s) of this run", freed)
         return freed

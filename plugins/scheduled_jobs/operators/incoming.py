@@ -11,8 +11,7 @@ from scheduled_jobs.exceptions import IncomingRunError
 from scheduled_jobs.ingesting import ingest
 from scheduled_jobs.models.configurations import KIND_LABELS
 from scheduled_jobs.operators.base import ScheduledJobOperator, require
-from scheduled_jobs.store import TaskStore
-from scheduled_jobs.store.tasks import StoreState
+from scheduled_jobs.store import StoreState, TaskStoreHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -48,7 +47,7 @@ class RunIncomingConfigurationOperator(ScheduledJobOperator):
             f"incoming configuration {incoming.identifier!r} ({incoming.path}) has no subscriber: "
             "its records only arrive by webhook",
         )
-        store = TaskStore.from_airflow()
+        store = TaskStoreHook().get_store()
         reader = subscriber_for(subscriber, StoreState(store, incoming.identifier))
         summary = ingest(
             store,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from scheduled_jobs import settings
 from scheduled_jobs.operators.base import ScheduledJobOperator
-from scheduled_jobs.store import TaskStore
+from scheduled_jobs.store import TaskStoreHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -30,7 +30,7 @@ class RepairStuckTasksOperator(ScheduledJobOperator):
     def run(self, context: Context) -> dict[str, Any]:
         minutes = self.stuck_after_minutes or settings.stuck_after_minutes()
         attempts = self.max_attempts or settings.max_attempts()
-        result = TaskStore.from_airflow().repair(dt.timedelta(minutes=minutes), attempts)
+        result = TaskStoreHook().get_store().repair(dt.timedelta(minutes=minutes), attempts)
         self.log.info(
             "Repaired stuck tasks (processing for more than %d minutes): "
             "%d back to new %s, %d failed after %d attempts %s",

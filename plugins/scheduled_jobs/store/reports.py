@@ -1,7 +1,8 @@
 """Read-only views of the task store for the web pages: per-route figures, stuck tasks, errors, processes.
 
-Every query is bounded (grouped, or paged with LIMIT/OFFSET), so a page costs the same with a million
-tasks in the store as with ten.
+Every query returns a bounded number of rows (grouped per route and status, or one page with
+LIMIT/OFFSET), so a page never loads every task. The counts and orderings behind them still read every
+matching row, so a page's cost grows with the number of tasks; how fast has not been measured.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import bindparam, func, select, update
 
 from scheduled_jobs.models.tasks import ClaimedTask, TaskStatus
-from scheduled_jobs.store.engine import create_store_engine, url_from_airflow
+from scheduled_jobs.store.engine import create_store_engine
 from scheduled_jobs.store.schema import entities, tasks, watermarks
 
 if TYPE_CHECKING:
@@ -141,16 +141,8 @@ class TaskStore:
 
     @classmethod
     def from_url(cls, url: URL | str) -> TaskStore:
+        """A store on an engine of its own, for tests and benchmarks; the product uses ``TaskStoreHook``."""
         return cls(create_store_engine(url))
-
-    @classmethod
-    def from_airflow(cls) -> TaskStore:
-        """The store behind the ``scheduled_jobs_store`` connection (or the default SQLite file)."""
-        return cls.from_url(url_from_airflow())
-
-    @property
-    def where(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True)
 
     # -- ingest ---------------------------------------------------------------------------------
 

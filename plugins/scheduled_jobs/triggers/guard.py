@@ -16,7 +16,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from sqlalchemy.engine import Engine
+    from scheduled_jobs.store import ProcessLedger
 
 
 def airflow_says_alive(dag_id: str, run_id: str) -> bool | None:
@@ -31,13 +31,6 @@ def airflow_says_alive(dag_id: str, run_id: str) -> bool | None:
     except Exception:  # an unknown run (deleted), no supervisor, no answer: let the lease decide
         return None
     return state.rsplit(".", 1)[-1].lower() in ("queued", "running")
-
-
-def store_engine(conn_id: str) -> Engine:
-    """The store behind an Airflow connection, or the default SQLite file where it does not exist (as a worker)."""
-    from scheduled_jobs.store.engine import create_store_engine, url_from_airflow
-
-    return create_store_engine(url_from_airflow(conn_id))
 
 
 class GuardTrigger(BaseTrigger):
@@ -81,10 +74,9 @@ class GuardTrigger(BaseTrigger):
     def __repr__(self) -> str:
         return f"<GuardTrigger {self.configuration} {self.dag_id}/{self.run_id}>"
 
-    def _may_run(self, engine: Engine) -> bool:
-        from scheduled_jobs.store.processes import Holder, ProcessLedger
+    def _may_run(self, ledger: ProcessLedger) -> bool:
+        from scheduled_jobs.store import Holder
 
-        ledger = ProcessLedger(engine)
         me = Holder(self.dag_id, self.run_id)
         lease = dt.timedelta(seconds=self.lease_seconds)
         if ledger.promote(self.configuration, me, lease, is_alive=airflow_says_alive):
@@ -93,11 +85,12 @@ class GuardTrigger(BaseTrigger):
         return False
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # In threads: resolving the connection and the ledger's queries block.
-        engine = await asyncio.to_thread(store_engine, self.store_conn_id)
-        try:
-            while not await asyncio.to_thread(self._may_run, engine):
-                await asyncio.sleep(self.poll_seconds)
-        finally:
-            engine.dispose()
+        from scheduled_jobs.store import TaskStoreHook
+
+        # In threads: resolving the connection and the ledger's queries block. The connection is
+        # resolved once per trigger run; the engine is the triggerer's one for it, shared by every
+        # trigger there, so it is never disposed here.
+        ledger = await asyncio.to_thread(TaskStoreHook(self.store_conn_id).get_ledger)
+        while not await asyncio.to_thread(self._may_run, ledger):
+            await asyncio.sleep(self.poll_seconds)
         yield TriggerEvent({"status": "running", "configuration": self.configuration})  # type: ignore[no-untyped-call]

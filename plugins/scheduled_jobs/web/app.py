@@ -7,7 +7,6 @@ API server's event loop.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -21,7 +20,15 @@ from starlette.concurrency import run_in_threadpool
 
 from scheduled_jobs import settings
 from scheduled_jobs.catalog import current_configurations
-from scheduled_jobs.store import TaskStore, reports
+from scheduled_jobs.store import (
+    Page,
+    TaskStore,
+    TaskStoreHook,
+    latest_errors,
+    skipped_page,
+    stuck_tasks,
+    task_detail,
+)
 from scheduled_jobs.web import overview
 from scheduled_jobs.web.handoff import hand_over
 from scheduled_jobs.web.security import (
@@ -53,20 +60,13 @@ _environment.filters["age"] = overview.human_age
 templates = Jinja2Templates(env=_environment)
 
 
-@functools.lru_cache(maxsize=4)
-def _store_for(url: str) -> TaskStore:
-    return TaskStore.from_url(url)
-
-
 def store() -> TaskStore:
-    """The task store (one engine per store URL for the life of the API server)."""
-    from scheduled_jobs.store.engine import url_from_airflow
-
-    return _store_for(url_from_airflow().render_as_string(hide_password=False))
+    """The task store, through its hook: the API server keeps one engine per connection."""
+    return TaskStoreHook().get_store()
 
 
 def _engine() -> Engine:
-    return store().engine
+    return TaskStoreHook().get_engine()
 
 
 def _relative_root(request: Request) -> str:
@@ -120,8 +120,8 @@ async def tasks_page(
         values: dict[str, Any] = {"routes": rows, "route": route, "stuck": None, "errors": None}
         if route is not None:
             engine = _engine()
-            values["stuck"] = reports.stuck_tasks(engine, route, overview.stuck_before(), stuck_page, PAGE_SIZE)
-            values["errors"] = reports.latest_errors(engine, route, errors_page, PAGE_SIZE)
+            values["stuck"] = stuck_tasks(engine, route, overview.stuck_before(), stuck_page, PAGE_SIZE)
+            values["errors"] = latest_errors(engine, route, errors_page, PAGE_SIZE)
         values["stuck_after_minutes"] = settings.stuck_after_minutes()
         return values
 
@@ -136,7 +136,7 @@ async def open_task(id: Annotated[int, Query(ge=1, le=MAX_ID)]) -> RedirectRespo
 
 @pages.get("/tasks/{task_id}")
 async def task_page(request: Request, task_id: TaskId) -> HTMLResponse:
-    detail = await run_in_threadpool(reports.task_detail, _engine(), task_id)
+    detail = await run_in_threadpool(task_detail, _engine(), task_id)
     if detail is None:
         raise HTTPException(404, f"no task has id {task_id}")
     return _render(request, "task.html", "tasks", task=detail, payload=_pretty(detail["payload"]))
@@ -148,7 +148,7 @@ async def processes_page(request: Request, configuration: str | None = None, pag
         engine = _engine()
         return {
             "rows": overview.process_rows(engine),
-            "skipped": reports.skipped_page(engine, configuration, page, PAGE_SIZE),
+            "skipped": skipped_page(engine, configuration, page, PAGE_SIZE),
             "configuration": configuration,
         }
 
@@ -166,7 +166,7 @@ def _pretty(payload: Any) -> str:
 api = APIRouter(prefix="/api", dependencies=[Depends(require_dag_read)])
 
 
-def _page_dict(page: reports.Page) -> dict[str, Any]:
+def _page_dict(page: Page) -> dict[str, Any]:
     return {"rows": page.rows, "total": page.total, "page": page.number, "pages": page.pages, "size": page.size}
 
 
@@ -206,19 +206,19 @@ async def routes_api() -> dict[str, Any]:
 
 @api.get("/routes/{route}/stuck")
 async def stuck_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> dict[str, Any]:
-    found = await run_in_threadpool(lambda: reports.stuck_tasks(_engine(), route, overview.stuck_before(), page, size))
+    found = await run_in_threadpool(lambda: stuck_tasks(_engine(), route, overview.stuck_before(), page, size))
     return _page_dict(found)
 
 
 @api.get("/routes/{route}/errors")
 async def errors_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> dict[str, Any]:
-    found = await run_in_threadpool(lambda: reports.latest_errors(_engine(), route, page, size))
+    found = await run_in_threadpool(lambda: latest_errors(_engine(), route, page, size))
     return _page_dict(found)
 
 
 @api.get("/tasks/{task_id}")
 async def task_api(task_id: TaskId) -> dict[str, Any]:
-    detail = await run_in_threadpool(reports.task_detail, _engine(), task_id)
+    detail = await run_in_threadpool(task_detail, _engine(), task_id)
     if detail is None:
         raise HTTPException(404, f"no task has id {task_id}")
     return detail
@@ -234,7 +234,7 @@ async def processes_api() -> dict[str, Any]:
 async def skipped_api(
     configuration: str | None = None, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)
 ) -> dict[str, Any]:
-    found = await run_in_threadpool(lambda: reports.skipped_page(_engine(), configuration, page, size))
+    found = await run_in_threadpool(lambda: skipped_page(_engine(), configuration, page, size))
     return _page_dict(found)
 
 

@@ -14,8 +14,14 @@ from scheduled_jobs import settings
 from scheduled_jobs.catalog import Catalog, ScheduledJob, current_catalog
 from scheduled_jobs.cron import FireTime, cron_errors, describe, fire_times, timezone_error
 from scheduled_jobs.models.jobs import LABELS
-from scheduled_jobs.store import reports
-from scheduled_jobs.store.tasks import utcnow
+from scheduled_jobs.store import (
+    ProcessFigures,
+    RouteFigures,
+    process_figures,
+    route_figures,
+    skipped_by_dag,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -196,7 +202,7 @@ def jobs_overview(
     page = min(max(1, page), pages)
     shown = kept[(page - 1) * size : page * size]
     runs = last_runs([j.identifier for j in shown])
-    skipped = reports.skipped_by_dag(engine)
+    skipped = skipped_by_dag(engine)
     now = dt.datetime.now(dt.UTC)
     rows = [job_row(j, now, runs.get(j.identifier), skipped.get(j.identifier, 0)) for j in shown]
     return JobsOverview(rows, len(catalog.jobs), len(kept), page, pages, list(catalog.problems))
@@ -266,12 +272,12 @@ def stuck_before() -> dt.datetime:
 def route_rows(engine: Engine, catalog: Catalog | None = None) -> list[RouteRow]:
     """Every configured route, and every route that still has tasks in the store (even if unconfigured)."""
     catalog = catalog or current_catalog()
-    figures = reports.route_figures(engine, stuck_before())
+    figures = route_figures(engine, stuck_before())
     configured = catalog.configurations.routes.valid if catalog.configurations else {}
     now = utcnow()
     rows = []
     for route in sorted(set(configured) | set(figures)):
-        found = figures.get(route) or reports.RouteFigures(route)
+        found = figures.get(route) or RouteFigures(route)
         model = configured[route].model if route in configured else None
         age = found.oldest_new_age(now)
         rows.append(
@@ -307,10 +313,10 @@ def guarded_configurations(catalog: Catalog) -> set[str]:
 def process_rows(engine: Engine, catalog: Catalog | None = None) -> list[ProcessRow]:
     """Per configuration a job executes: the run executing, the run waiting, how many were skipped."""
     catalog = catalog or current_catalog()
-    figures = reports.process_figures(engine)
+    figures = process_figures(engine)
     rows = []
     for configuration in sorted(guarded_configurations(catalog) | set(figures)):
-        found = figures.get(configuration) or reports.ProcessFigures(configuration)
+        found = figures.get(configuration) or ProcessFigures(configuration)
         rows.append(ProcessRow(configuration, found.running, found.waiting, found.skipped))
     return rows
 
