@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import Field, ValidationError
 
-from scheduled_jobs.connectors import PublisherSettings, SubscriberSettings
 from scheduled_jobs.exceptions import Problem
 from scheduled_jobs.identifiers import identifier_from_name
 from scheduled_jobs.models import Named, StrictModel
+from scheduled_jobs.models.connectors import PublisherSettings, SubscriberSettings
 from scheduled_jobs.yaml_files import (
     Limits,
     capped,

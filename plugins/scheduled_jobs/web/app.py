@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from scheduled_jobs import settings
 from scheduled_jobs.configurations import load_configurations
+from scheduled_jobs.redaction import shown
 from scheduled_jobs.store import TaskStore, reports
 from scheduled_jobs.web import overview
 from scheduled_jobs.web.handoff import hand_over
@@ -292,8 +293,7 @@ def _bounds(request: Request, where: str, name: str) -> tuple[int, int] | None:
 
 
 def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return shown(value, 40)
 
 
 def parameter_errors(request: Request, exc: RequestValidationError) -> str:
