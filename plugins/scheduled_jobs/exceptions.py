@@ -60,17 +60,25 @@ class SourceError(ScheduledJobsError):
 class DeliveryError(ScheduledJobsError):
     """A publisher could not deliver one task to its destination.
 
-    ``transient``: the destination may accept it later (timeouts, 5xx, 429), so a route that retries
-    failed tasks tries it again on a later run; otherwise it is a permanent refusal (other 4xx).
+    ``retryable``: the destination may accept it later (timeouts, 5xx, 429), so a route that retries
+    failed tasks tries it again on a later run; otherwise it is a permanent refusal (other 4xx). The
+    store keeps it in the task's ``retryable`` column.
     """
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
-        self.transient = transient
+        self.retryable = retryable
 
 
-class ExportFailedError(ScheduledJobsError):
-    """A route export finished, but some tasks failed."""
+class RequestRefusedError(ScheduledJobsError):
+    """An HTTP request that did not succeed, after the retries it was worth.
+
+    ``retryable`` as for ``DeliveryError``: the publisher passes it on, the subscriber names the page.
+    """
+
+    def __init__(self, problem: str, *, retryable: bool) -> None:
+        super().__init__(problem)
+        self.retryable = retryable
 
 
 class IncomingRunError(ScheduledJobsError):

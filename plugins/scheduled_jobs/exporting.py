@@ -60,7 +60,7 @@ def _outcome(publisher: Publisher[Any], task: ClaimedTask) -> tuple[str | None, 
     try:
         publisher.publish(task)
     except DeliveryError as exc:
-        return publisher.redact(str(exc)), exc.transient
+        return publisher.redact(str(exc)), exc.retryable
     except Exception as exc:  # a connector bug must fail the task, never lose it
         # Redacted before it is cut or flattened, so that no secret is half-kept.
         text = printable(publisher.redact(f"unexpected {type(exc).__name__}: {exc}"))
@@ -70,7 +70,7 @@ def _outcome(publisher: Publisher[Any], task: ClaimedTask) -> tuple[str | None, 
     return None, False
 
 
-class _Batch:
+class _ClaimedBatch:
     """One claimed batch in flight: outcomes so far, and the lease of the claims this export holds."""
 
     def __init__(
@@ -102,7 +102,7 @@ class _Batch:
         self.renewed = time.monotonic()
 
 
-def _publish_batch(batch: _Batch, publisher: Publisher[Any], pool: ThreadPoolExecutor | None) -> None:
+def _publish_batch(batch: _ClaimedBatch, publisher: Publisher[Any], pool: ThreadPoolExecutor | None) -> None:
     if pool is None:
         for task in batch.tasks:
             batch.record(task, *_outcome(publisher, task))
@@ -157,7 +157,7 @@ def export_route(
             if remaining is not None:
                 remaining -= len(claimed)
             claiming = next_claim()
-            batch = _Batch(store, claimed, claiming)
+            batch = _ClaimedBatch(store, claimed, claiming)
             _publish_batch(batch, publisher, pool)
             settled = store_thread.submit(store.settle, batch.token, batch.finished, batch.failures)
             settling.append((settled, len(claimed)))

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from scheduled_jobs.connectors.base import Batch, RejectedSource, dig
-from scheduled_jobs.redaction import printable
+from scheduled_jobs.redaction import printable, shown
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -53,12 +53,6 @@ MAX_ENTITY_KEY_LENGTH = 500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
-def _shown(value: Any) -> str:
-    """A value for an error message: its type and at most a short, escaped prefix."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
-
-
 def entity_key_of(record: dict[str, Any], path: str) -> str:
     """The entity key at a dotted path, as text; a ValueError saying what is wrong when it is not usable.
 
@@ -73,7 +67,7 @@ def entity_key_of(record: dict[str, Any], path: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         kind = "null" if value is None else type(value).__name__
         raise ValueError(
-            f"a record's entity key {path!r} is {_shown(value)} (a {kind}); it must be a non-empty string or a "
+            f"a record's entity key {path!r} is {shown(value, 60)} (a {kind}); it must be a non-empty string or a "
             "whole number"
         )
     if isinstance(value, int):
@@ -85,13 +79,13 @@ def entity_key_of(record: dict[str, Any], path: str) -> str:
     if len(value) > MAX_ENTITY_KEY_LENGTH:
         raise ValueError(
             f"a record's entity key {path!r} is {len(value)} characters long; at most {MAX_ENTITY_KEY_LENGTH} "
-            f"are allowed ({_shown(value)})"
+            f"are allowed ({shown(value, 60)})"
         )
     bad = _CONTROL.search(value)
     if bad is not None:
         raise ValueError(
             f"a record's entity key {path!r} holds the control character U+{ord(bad.group()):04X} at position "
-            f"{bad.start()} ({_shown(value)}); keys must be printable text"
+            f"{bad.start()} ({shown(value, 60)}); keys must be printable text"
         )
     return value
 

@@ -83,6 +83,13 @@ def printable(text: str) -> str:
     return _CONTROL.sub(" ", text)
 
 
+def shown(value: object, limit: int) -> str:
+    """A value from remote data as a message quotes it: escaped (its repr) and at most ``limit`` characters,
+    then how long it was."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _clean_parameter(parameter: str) -> str:
     name, equals, _ = parameter.partition("=")
     return f"{name}={MASK}" if equals and looks_secret(unquote_plus(name)) else parameter

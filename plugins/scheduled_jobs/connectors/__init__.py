@@ -1,36 +1,29 @@
-"""The connector registry: each ``type:`` of a subscriber or publisher and the class that runs it."""
+"""The connector registry: each ``type:`` of a subscriber or publisher and the class that runs it.
+
+Their settings (and the ``SubscriberSettings``/``PublisherSettings`` unions) are in ``models/connectors``.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-
-from scheduled_jobs.connectors.files import (
-    FilePublisher,
+from scheduled_jobs.connectors.files import FilePublisher, FileSubscriber
+from scheduled_jobs.connectors.http import HttpPublisher, HttpSubscriber
+from scheduled_jobs.connectors.sql import SqlPublisher, SqlSubscriber
+from scheduled_jobs.models.connectors import (
     FilePublisherSettings,
-    FileSubscriber,
     FileSubscriberSettings,
-)
-from scheduled_jobs.connectors.http import (
-    HttpPublisher,
     HttpPublisherSettings,
-    HttpSubscriber,
     HttpSubscriberSettings,
+    SqlPublisherSettings,
+    SqlSubscriberSettings,
 )
-from scheduled_jobs.connectors.sql import SqlPublisher, SqlPublisherSettings, SqlSubscriber, SqlSubscriberSettings
 
 if TYPE_CHECKING:
-    from scheduled_jobs.connectors.base import ConnectorSettings, Publisher, SourceState, Subscriber
+    from scheduled_jobs.connectors.base import Publisher, SourceState, Subscriber
+    from scheduled_jobs.models.connectors import ConnectorSettings
 
-# To add a connector: a settings model with a `type: Literal[...]`, a class, and one line in each.
-SubscriberSettings = Annotated[
-    FileSubscriberSettings | HttpSubscriberSettings | SqlSubscriberSettings, Field(discriminator="type")
-]
-PublisherSettings = Annotated[
-    FilePublisherSettings | HttpPublisherSettings | SqlPublisherSettings, Field(discriminator="type")
-]
-
+# To add a connector: its settings in models/connectors (and in a union there), its class, one line here.
 _SUBSCRIBERS: dict[type[ConnectorSettings], type[Subscriber[Any]]] = {
     FileSubscriberSettings: FileSubscriber,
     HttpSubscriberSettings: HttpSubscriber,

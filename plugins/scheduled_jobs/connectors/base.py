@@ -1,7 +1,8 @@
 """The connector interface: a subscriber yields batches of records, a publisher delivers one task.
 
 Operators only speak to these two abstract classes. A new kind of connector (HTTP, SQL, ...) is a new
-module with a settings model and a class, added to the registry in ``connectors/__init__.py``.
+module with a class, its settings model in ``models/connectors/``, added to the registry in
+``connectors/__init__.py``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from scheduled_jobs.models import StrictModel
+from scheduled_jobs.models.connectors.base import ConnectorSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -30,12 +31,6 @@ def dig(document: Any, dotted: str | None) -> Any:
         else:
             raise KeyError(f"{dotted!r}: key {part!r} not found")
     return document
-
-
-class ConnectorSettings(StrictModel):
-    """The ``subscriber:`` or ``publisher:`` mapping of a configuration; ``type`` picks the connector."""
-
-    type: str
 
 
 SettingsT = TypeVar("SettingsT", bound=ConnectorSettings)

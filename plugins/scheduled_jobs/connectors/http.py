@@ -6,22 +6,28 @@ Base URL and credentials live in the connection; YAML only names it. Each thread
 
 from __future__ import annotations
 
-import re
 import threading
-import time
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urljoin, urlsplit
 
-from pydantic import Field, field_validator
-
 from scheduled_jobs import jsondata
-from scheduled_jobs.connectors.base import Batch, ConnectorSettings, Publisher, RejectedSource, Subscriber, dig
-from scheduled_jobs.connectors.retry import RetrySettings, is_transient_status, retry_after_seconds
-from scheduled_jobs.exceptions import DeliveryError, SourceError
-from scheduled_jobs.models import StrictModel
-from scheduled_jobs.redaction import Redactor, clean_url, printable, redactor_for
+from scheduled_jobs.connectors.base import Batch, Publisher, RejectedSource, Subscriber, dig
+from scheduled_jobs.exceptions import DeliveryError, RequestRefusedError, SourceError
+from scheduled_jobs.models.connectors.http import (
+    ENDPOINT_FIELD,
+    CursorPagination,
+    HttpPublisherSettings,
+    HttpSettings,
+    HttpSubscriberSettings,
+    NextLinkPagination,
+    OffsetPagination,
+    PagePagination,
+)
+from scheduled_jobs.models.connectors.retry import is_transient_status
+from scheduled_jobs.redaction import Redactor, clean_url, printable, redactor_for, shown
 
 if TYPE_CHECKING:
+    import re
     from collections.abc import Callable, Iterator
 
     import requests
@@ -29,93 +35,23 @@ if TYPE_CHECKING:
 
     from scheduled_jobs.models.tasks import ClaimedTask
 
-Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
-_FIELD = re.compile(r"{([^{}]+)}")
 BODY_EXCERPT_CHARACTERS = 500
 """How much of a refusing answer's body an error keeps: enough to say why, never a whole page."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class _HttpSettings(ConnectorSettings):
-    connection: str = Field(min_length=1)
-    """The Airflow HTTP connection (base URL, auth, extra headers)."""
-    method: Method = "GET"
-    endpoint: str = ""
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout_seconds: float = Field(default=30, gt=0, le=600)
-    retry: RetrySettings = Field(default_factory=RetrySettings)
-
-
-class PagePagination(StrictModel):
-    type: Literal["page"] = "page"
-    page_param: str = "page"
-    first_page: int = 1
-    size_param: str | None = "per_page"
-    size: int = Field(default=100, gt=0)
-
-
-class OffsetPagination(StrictModel):
-    type: Literal["offset"] = "offset"
-    offset_param: str = "offset"
-    limit_param: str = "limit"
-    limit: int = Field(default=100, gt=0)
-
-
-class CursorPagination(StrictModel):
-    type: Literal["cursor"] = "cursor"
-    cursor_param: str = "cursor"
-    cursor_path: str = Field(min_length=1)
-    """Where the next cursor is in the body, e.g. ``meta.next_cursor``; empty or absent = last page."""
-
-
-class NextLinkPagination(StrictModel):
-    type: Literal["next_link"] = "next_link"
-    next_link_path: str | None = None
-    """Where the next page's URL is in the body (e.g. ``links.next``); absent = the ``Link: rel="next"`` header."""
-
-
-Pagination = Annotated[
-    PagePagination | OffsetPagination | CursorPagination | NextLinkPagination, Field(discriminator="type")
-]
-
-
-class HttpSubscriberSettings(_HttpSettings):
-    """``subscriber: {type: http, ...}``: records from a JSON API, page after page."""
-
-    type: Literal["http"] = "http"
-    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    records_path: str | None = None
-    pagination: Pagination | None = None
-    max_pages: int = Field(default=100, gt=0, le=100_000)
-    max_records: int = Field(default=100_000, gt=0)
-    max_response_bytes: int = Field(default=20_000_000, gt=0)
-
-
-class HttpPublisherSettings(_HttpSettings):
-    """``publisher: {type: http, ...}``: one request per task, the payload as JSON body."""
-
-    type: Literal["http"] = "http"
-    method: Method = "POST"
-    success_status_codes: list[int] = Field(default_factory=lambda: [200, 201, 202, 204], min_length=1)
-    idempotency_header: str = "Idempotency-Key"
-    """Carries ``<route>-<task id>`` on every try, so a destination can drop a repeat."""
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint_fields(cls, value: str) -> str:
-        for name in _FIELD.findall(value):
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
-                raise ValueError(f"{{{name}}} in {value!r} is not a field name (e.g. {{id}} or {{customer.id}})")
-        return value
-
-
-def _hook(settings: _HttpSettings) -> HttpHook:
+def _hook(settings: HttpSettings, accepted: Callable[[int], bool]) -> HttpHook:
+    """A hook whose sessions retry as ``settings.retry`` says, statuses ``accepted`` never retried."""
     from airflow.providers.http.hooks.http import HttpHook
 
-    return HttpHook(method=settings.method, http_conn_id=settings.connection)
+    from scheduled_jobs.connectors.retry import adapter_for
+
+    return HttpHook(
+        method=settings.method, http_conn_id=settings.connection, adapter=adapter_for(settings.retry, accepted)
+    )
 
 
-def _redactor(hook: HttpHook, settings: _HttpSettings) -> Redactor:
+def _redactor(hook: HttpHook, settings: HttpSettings) -> Redactor:
     """The redactor of the connection's secrets: its extra is sent as headers, so each value is one."""
     return redactor_for(hook.get_connection(settings.connection), headers_from_extra=True)
 
@@ -172,66 +108,65 @@ def _shown_origin(found: tuple[str, str, int | None]) -> str:
     return printable(f"{scheme}://{host}" + (f":{port}" if port is not None else ""))
 
 
-def _shown(value: str, limit: int = 80) -> str:
-    """A value from remote data as a message shows it: quoted, escaped, and short."""
-    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
-
-
 def _is_2xx(status: int) -> bool:
     return 200 <= status < 300
 
 
-class Refused(Exception):
-    """A request that did not succeed, after the retries it was worth."""
+def _failure(exc: requests.RequestException) -> tuple[str, bool]:
+    """(name, retried) of a network failure: ``retried`` when urllib3 gave up after its tries.
 
-    def __init__(self, problem: str, *, transient: bool) -> None:
-        super().__init__(problem)
-        self.transient = transient
+    requests reports a read timeout urllib3 gave up on as a ConnectionError: it is named a ReadTimeout,
+    as when it happens once.
+    """
+    from urllib3.exceptions import MaxRetryError, ReadTimeoutError
+
+    cause = exc.args[0] if exc.args else None
+    if not isinstance(cause, MaxRetryError):  # e.g. the body broke off after the headers: not retried
+        return type(exc).__name__, False
+    return ("ReadTimeout" if isinstance(cause.reason, ReadTimeoutError) else type(exc).__name__), True
 
 
 def send(
     hook: HttpHook,
     session: requests.Session,
     request: requests.Request,
-    settings: _HttpSettings,
+    settings: HttpSettings,
     *,
     accepted: Callable[[int], bool],
     url: str,
     redact: Redactor,
 ) -> requests.Response:
-    """Send through the hook, retrying transient failures with backoff and honouring Retry-After.
+    """Send through the hook, whose adapter retries transient failures (``connectors/retry.py``).
 
-    Raises ``Refused`` at once for a permanent refusal (a 4xx other than 408/425/429), and after the
-    last try for a transient one. Its text is built from parts chosen here (method, URL without its
-    credentials, status, the start of the body) and redacted: a destination may echo what it was sent.
+    Raises ``RequestRefusedError`` for a permanent refusal (a 4xx other than 408/425/429, tried once), and
+    for a transient one after the last try or at once for a Retry-After over the limit. Its text is built
+    from parts chosen here (method, URL without its credentials, status, the start of the body) and
+    redacted: a destination may echo what it was sent.
     """
     import requests
 
-    retry = settings.retry
+    from scheduled_jobs.connectors.retry import ConnectorRetry
+
+    tries = f"(after {settings.retry.attempts} tries)"
     where = redact(f"{settings.method} {clean_url(url)}")
     options = {"timeout": settings.timeout_seconds, "check_response": False, "allow_redirects": False}
-    problem = ""
-    for attempt in range(1, retry.attempts + 1):
-        wait = retry.backoff(attempt)
-        try:
-            response = hook.run_and_check(session, session.prepare_request(request), options)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            reason = _network_reason(exc)
-            problem = f"{type(exc).__name__} on {where}" + (f": {redact(reason)}" if reason else "")
-        else:
-            if accepted(response.status_code):
-                return cast("requests.Response", response)
-            problem = f"HTTP {response.status_code} from {where}: {_body_excerpt(response, redact)}"
-            if not is_transient_status(response.status_code):
-                raise Refused(problem, transient=False)
-            asked = retry_after_seconds(response.headers)
-            if asked is not None:
-                if asked > retry.max_retry_after_seconds:
-                    raise Refused(f"{problem} (Retry-After {asked:.0f} s is longer than the limit)", transient=True)
-                wait = asked
-        if attempt < retry.attempts:
-            time.sleep(wait)
-    raise Refused(f"{problem} (after {retry.attempts} tries)", transient=True)
+    try:
+        response = hook.run_and_check(session, session.prepare_request(request), options)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        name, retried = _failure(exc)
+        reason = _network_reason(exc)
+        problem = f"{name} on {where}" + (f": {redact(reason)}" if reason else "")
+        raise RequestRefusedError(f"{problem} {tries}" if retried else problem, retryable=True) from None
+    if accepted(response.status_code):
+        return cast("requests.Response", response)
+    retries = getattr(session.get_adapter(url), "max_retries", None)
+    too_long = retries.retry_after_over_limit(response.raw) if isinstance(retries, ConnectorRetry) else None
+    problem = f"HTTP {response.status_code} from {where}: {_body_excerpt(response, redact)}"
+    if not is_transient_status(response.status_code):
+        raise RequestRefusedError(problem, retryable=False)
+    if too_long is not None:
+        raise RequestRefusedError(f"{problem} (Retry-After {too_long:.0f} s is longer than the limit)", retryable=True)
+    raise RequestRefusedError(f"{problem} {tries}", retryable=True)
 
 
 class HttpPublisher(Publisher[HttpPublisherSettings]):
@@ -250,7 +185,7 @@ class HttpPublisher(Publisher[HttpPublisherSettings]):
         """This thread's hook and session: a hook mounts one connection pool, so threads do not share one."""
         found: tuple[HttpHook, requests.Session] | None = getattr(self._local, "pair", None)
         if found is None:
-            hook = _hook(self.settings)
+            hook = _hook(self.settings, self._accepted)
             with self._lock:
                 if self._redactor is None:  # known before anything is sent, so before anything can echo it
                     self._redactor = _redactor(hook, self.settings)
@@ -282,7 +217,7 @@ class HttpPublisher(Publisher[HttpPublisherSettings]):
             value = self._field(task, match.group(1))
             if value in ("", ".", "..") or "/" in value or "\\" in value:
                 raise DeliveryError(
-                    f"endpoint {template!r}: {{{match.group(1)}}} is {_shown(value)}, which would change the "
+                    f"endpoint {template!r}: {{{match.group(1)}}} is {shown(value, 80)}, which would change the "
                     "path's segments, so nothing was sent; a value in the path may not be empty, '.' or '..', "
                     "nor hold '/' or '\\'"
                 )
@@ -290,14 +225,14 @@ class HttpPublisher(Publisher[HttpPublisherSettings]):
 
         segments = []
         for segment in path.split("/"):
-            filled = _FIELD.sub(path_value, segment)
+            filled = ENDPOINT_FIELD.sub(path_value, segment)
             if filled != segment and filled in (".", ".."):  # e.g. "{a}{b}" filled with "." and "."
                 raise DeliveryError(
                     f"endpoint {template!r}: the segment {segment!r} becomes {filled!r}, which would change the "
                     "path's segments, so nothing was sent"
                 )
             segments.append(filled)
-        filled_query = _FIELD.sub(lambda m: quote(self._field(task, m.group(1)), safe=""), query)
+        filled_query = ENDPOINT_FIELD.sub(lambda m: quote(self._field(task, m.group(1)), safe=""), query)
         return "/".join(segments) + question + filled_query
 
     def _accepted(self, status: int) -> bool:
@@ -313,8 +248,8 @@ class HttpPublisher(Publisher[HttpPublisherSettings]):
         try:
             redact = self._redactor or Redactor()
             send(hook, session, request, self.settings, accepted=self._accepted, url=url, redact=redact)
-        except Refused as exc:
-            raise DeliveryError(str(exc), transient=exc.transient) from None
+        except RequestRefusedError as exc:
+            raise DeliveryError(str(exc), retryable=exc.retryable) from None
 
     def close(self) -> None:
         with self._lock:
@@ -340,7 +275,7 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
         try:
             request = Request(self.settings.method, url, params=params)
             return send(hook, session, request, self.settings, accepted=_is_2xx, url=url, redact=self._redactor)
-        except Refused as exc:
+        except RequestRefusedError as exc:
             raise SourceError(url, str(exc)) from None
 
     def _body(self, response: requests.Response, source: str) -> Any:
@@ -361,7 +296,7 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
             raise SourceError(source, f"the page is refused ({kind}): {exc}") from None
 
     def batches(self) -> Iterator[Batch | RejectedSource]:
-        hook = _hook(self.settings)
+        hook = _hook(self.settings, _is_2xx)
         self._redactor = _redactor(hook, self.settings)  # before anything is sent, so before anything can echo it
         session = hook.get_conn(headers=self.settings.headers)
         session.stream = True  # bodies are read in chunks, so max_response_bytes bounds the memory used
@@ -468,7 +403,9 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
             try:
                 going = origin(target)
             except ValueError:
-                raise SourceError(clean_url(target), f"the next link {_shown(str(link))} has no valid host") from None
+                raise SourceError(
+                    clean_url(target), f"the next link {shown(str(link), 80)} has no valid host"
+                ) from None
             if going != home:
                 raise SourceError(
                     clean_url(target),

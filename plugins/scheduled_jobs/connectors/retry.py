@@ -1,59 +1,100 @@
-"""Retries within one run: which failures are transient, how long to wait, and Retry-After."""
+"""Retries within one run, by urllib3: its ``Retry`` mounted on the HTTP hook's session.
+
+urllib3 retries the transient answers and network failures, waits between tries and honours
+Retry-After. What is ours: the schedule of waits (``RetrySettings.backoff``, so that
+``worst_case_seconds`` stays true), an unreadable Retry-After falling back to that schedule, and the
+cap on Retry-After: a longer one is not waited for (urllib3 would wait its own maximum, 6 hours).
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
-import random
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
+from urllib3.util.retry import Retry
 
-from scheduled_jobs.models import StrictModel
+from scheduled_jobs.models.connectors.retry import is_transient_status
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable
+    from types import TracebackType
 
-TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+    from requests.adapters import HTTPAdapter
+    from urllib3.connectionpool import ConnectionPool
+    from urllib3.response import BaseHTTPResponse
 
+    from scheduled_jobs.models.connectors.retry import RetrySettings
 
-class RetrySettings(StrictModel):
-    """``retry:`` of an HTTP connector: transient failures are retried with exponential backoff."""
-
-    attempts: int = Field(default=4, ge=1, le=20)
-    """Tries per request in one run, the first included."""
-    backoff_seconds: float = Field(default=0.5, gt=0, le=60)
-    max_backoff_seconds: float = Field(default=30, gt=0, le=600)
-    max_retry_after_seconds: float = Field(default=120, ge=0, le=3600)
-    """A longer Retry-After is not waited for: the request fails as transient (retried on a later run)."""
-
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait after failed try number ``attempt`` (1-based): exponential, with jitter."""
-        base = min(self.max_backoff_seconds, self.backoff_seconds * 2.0 ** (attempt - 1))
-        return float(base * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not cryptography
-
-    def worst_case_seconds(self, timeout_seconds: float) -> float:
-        """How long one request can take with every try timing out and every wait at its longest."""
-        waits = sum(min(self.max_backoff_seconds, self.backoff_seconds * 2.0**i) for i in range(self.attempts - 1))
-        return float(self.attempts * timeout_seconds + max(waits, (self.attempts - 1) * self.max_retry_after_seconds))
+_STATUSES = range(100, 1000)  # what http.client accepts as a status
 
 
-def is_transient_status(status: int) -> bool:
-    return status in TRANSIENT_STATUS or status >= 500
+class ConnectorRetry(Retry):
+    """urllib3's ``Retry`` with our waits and the cap on Retry-After (see the module's docstring)."""
+
+    # Only the statuses of status_forcelist are retried; urllib3 would also retry a 413 with Retry-After.
+    RETRY_AFTER_STATUS_CODES: frozenset[int] = frozenset()
+
+    settings: RetrySettings
+
+    def new(self, **kw: Any) -> ConnectorRetry:
+        retry = super().new(**kw)
+        retry.settings = self.settings
+        return retry
+
+    def get_backoff_time(self) -> float:
+        return self.settings.backoff(len(self.history))
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:  # not a number nor an HTTP date: wait as if there were none
+            return None
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> ConnectorRetry:
+        if response is not None and self.retry_after_over_limit(response) is not None:
+            # Not retried: urllib3 hands this answer back (raise_on_status is off), and send() says why.
+            raise MaxRetryError(_pool, url or "", ResponseError("Retry-After is longer than the limit"))  # type: ignore[arg-type]
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        if response is not None:
+            # Dropped, not drained for reuse: a refusing answer's body may never end.
+            response.close()
+        return retry
+
+    def retry_after_over_limit(self, response: BaseHTTPResponse) -> float | None:
+        """The seconds the answer's Retry-After asks for, when that is more than ``max_retry_after_seconds``."""
+        asked = self.get_retry_after(response)
+        return asked if asked is not None and asked > self.settings.max_retry_after_seconds else None
 
 
-def retry_after_seconds(headers: Mapping[str, str], now: dt.datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header (a number or an HTTP date); None when absent or unreadable."""
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+def retry_for(settings: RetrySettings, accepted: Callable[[int], bool]) -> ConnectorRetry:
+    """The retries of one connector: every method (requests carry an idempotency key), transient
+    statuses that are not ``accepted``, connection failures and timeouts, ``settings.attempts`` tries in all."""
+    forced = frozenset(s for s in _STATUSES if is_transient_status(s) and not accepted(s))
+    retry = ConnectorRetry(
+        total=settings.attempts - 1,
+        allowed_methods=None,
+        status_forcelist=forced,
+        raise_on_status=False,
+        retry_after_max=sys.maxsize,  # our cap fails the request instead of shortening the wait
+    )
+    retry.settings = settings
+    return retry
+
+
+def adapter_for(settings: RetrySettings, accepted: Callable[[int], bool]) -> HTTPAdapter:
+    """The adapter the HTTP hook mounts: its default (TCP keep-alive, as HttpHook sets it) with our retries."""
+    from requests_toolbelt.adapters.socket_options import TCPKeepAliveAdapter  # type: ignore[import-untyped]
+
+    adapter: HTTPAdapter = TCPKeepAliveAdapter(
+        idle=120, count=20, interval=30, max_retries=retry_for(settings, accepted)
+    )
+    return adapter

@@ -13,12 +13,11 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator, model_validator
-
-from scheduled_jobs.connectors.base import Batch, ConnectorSettings, Publisher, RejectedSource, Subscriber, dig
-from scheduled_jobs.exceptions import DeliveryError, SourceError
+from scheduled_jobs.connectors.base import Batch, Publisher, RejectedSource, Subscriber, dig
+from scheduled_jobs.exceptions import DeliveryError, ScheduledJobsError, SourceError
+from scheduled_jobs.models.connectors.sql import SqlPublisherSettings, SqlSubscriberSettings
 from scheduled_jobs.redaction import Redactor, redactor_for
 
 if TYPE_CHECKING:
@@ -29,15 +28,34 @@ if TYPE_CHECKING:
     from scheduled_jobs.connectors.base import SourceState
     from scheduled_jobs.models.tasks import ClaimedTask
 
-IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
-
 
 def _engine(conn_id: str) -> Engine:
+    """An engine for an Airflow connection, from its common-sql hook (a ``DbApiHook``).
+
+    SQLite, which has no provider installed here, is reached by its file: the connection's host.
+    """
+    from airflow.sdk import BaseHook
     from sqlalchemy import create_engine, event
+    from sqlalchemy.engine import URL
 
-    from scheduled_jobs.store.engine import url_for_connection
-
-    engine = create_engine(url_for_connection(conn_id), pool_pre_ping=True)
+    connection = BaseHook.get_connection(conn_id)
+    if connection.conn_type == "sqlite":
+        if not connection.host:
+            raise ScheduledJobsError(
+                f"connection {conn_id!r}: an sqlite connection needs the database file as its host"
+            )
+        engine = create_engine(URL.create("sqlite", database=connection.host), pool_pre_ping=True)
+    else:
+        hook = connection.get_hook()  # type: ignore[no-untyped-call]
+        try:
+            # Asked first: get_sqlalchemy_engine would fall back to the connection's URI, often not SQLAlchemy's.
+            _ = hook.sqlalchemy_url
+        except (NotImplementedError, AttributeError) as exc:
+            raise ScheduledJobsError(
+                f"connection {conn_id!r}: type {connection.conn_type!r} has no SQLAlchemy URL; "
+                "use a 'postgres' or 'sqlite' connection"
+            ) from exc
+        engine = hook.get_sqlalchemy_engine({"pool_pre_ping": True})
     if engine.dialect.driver == "psycopg":
         event.listen(engine, "connect", _dates_out_of_range_as_text)
     return engine
@@ -84,58 +102,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value
-
-
-class SqlSubscriberSettings(ConnectorSettings):
-    """``subscriber: {type: sql, ...}``: rows of a query, incrementally on a watermark column."""
-
-    type: Literal["sql"] = "sql"
-    connection: str = Field(min_length=1)
-    query: str = Field(min_length=1)
-    """A SELECT; it is wrapped as ``SELECT * FROM (<query>) WHERE <watermark_column> > :watermark``."""
-    watermark_column: str | None = Field(default=None, pattern=IDENTIFIER)
-    batch_size: int = Field(default=1000, gt=0, le=100_000)
-    max_records: int = Field(default=100_000, gt=0)
-
-    @field_validator("query")
-    @classmethod
-    def _one_select(cls, value: str) -> str:
-        text = value.strip().rstrip(";")
-        if ";" in text or not text.lower().startswith(("select", "with")):
-            raise ValueError("must be one SELECT (or WITH ... SELECT) statement")
-        return text
-
-
-class SqlPublisherSettings(ConnectorSettings):
-    """``publisher: {type: sql, ...}``: one row per task, inserted or upserted."""
-
-    type: Literal["sql"] = "sql"
-    connection: str = Field(min_length=1)
-    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
-    columns: dict[str, str] = Field(min_length=1)
-    """Column name: payload field (dotted for nested fields)."""
-    mode: Literal["insert", "upsert"] = "insert"
-    key_columns: list[str] = Field(default_factory=list)
-
-    @field_validator("columns")
-    @classmethod
-    def _column_names(cls, value: dict[str, str]) -> dict[str, str]:
-        import re
-
-        bad = [name for name in value if not re.match(IDENTIFIER, name)]
-        if bad:
-            raise ValueError(f"column names must be letters, digits and '_': {', '.join(map(repr, bad))}")
-        return value
-
-    @model_validator(mode="after")
-    def _keys_for_upsert(self) -> SqlPublisherSettings:
-        if self.mode == "upsert":
-            if not self.key_columns:
-                raise ValueError("mode: upsert needs key_columns (the columns of a unique key)")
-            missing = [k for k in self.key_columns if k not in self.columns]
-            if missing:
-                raise ValueError(f"key_columns {missing} are not among columns")
-        return self
 
 
 @dataclass(frozen=True)
@@ -408,12 +374,12 @@ class SqlPublisher(Publisher[SqlPublisherSettings]):
             with self._engine.begin() as conn:
                 conn.execute(self._statement(self._engine), row)
         except DBAPIError as exc:
-            transient = bool(exc.connection_invalidated) or exc.orig is None
+            retryable = bool(exc.connection_invalidated) or exc.orig is None
             reason = self.redact(f"{self.settings.table}: {str(exc.orig).strip()}")
-            raise DeliveryError(reason, transient=transient) from exc
+            raise DeliveryError(reason, retryable=retryable) from exc
         except SQLAlchemyError as exc:  # its text, without the statement and the row's values
             reason = self.redact(f"{self.settings.table}: {type(exc).__name__}: {str(exc).split(chr(10))[0]}")
-            raise DeliveryError(reason, transient=True) from exc
+            raise DeliveryError(reason, retryable=True) from exc
 
     def redact(self, text: str) -> str:
         return self._redact(text)

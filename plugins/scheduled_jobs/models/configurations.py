@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import Field
 
-# The one line that names where the connector settings live.
-from scheduled_jobs.connectors import PublisherSettings, SubscriberSettings
 from scheduled_jobs.models import Named, StrictModel
+
+# The one line that names where the connector settings live.
+from scheduled_jobs.models.connectors import PublisherSettings, SubscriberSettings
 
 if TYPE_CHECKING:
     from pathlib import Path

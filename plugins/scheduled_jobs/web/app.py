@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from scheduled_jobs import settings
 from scheduled_jobs.catalog import current_configurations
+from scheduled_jobs.redaction import shown
 from scheduled_jobs.store import (
     Page,
     TaskStore,
@@ -292,8 +293,7 @@ def _bounds(request: Request, where: str, name: str) -> tuple[int, int] | None:
 
 
 def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return shown(value, 40)
 
 
 def parameter_errors(request: Request, exc: RequestValidationError) -> str:
