@@ -16,9 +16,10 @@ from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from scheduled_jobs import settings
+from scheduled_jobs.airflow_runs import run_is_alive as airflow_says_alive
 from scheduled_jobs.store import TaskStore
 from scheduled_jobs.store.processes import Holder, ProcessLedger, keep_renewed
-from scheduled_jobs.triggers.guard import GuardTrigger, airflow_says_alive
+from scheduled_jobs.triggers.guard import GuardTrigger
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

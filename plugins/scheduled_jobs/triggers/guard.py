@@ -13,24 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from scheduled_jobs.airflow_runs import run_is_alive as airflow_says_alive
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from sqlalchemy.engine import Engine
-
-
-def airflow_says_alive(dag_id: str, run_id: str) -> bool | None:
-    """Whether Airflow says a DAG run is queued or running; None when it cannot answer.
-
-    Works wherever Airflow's task SDK talks to its supervisor: in a task, and in the triggerer.
-    """
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-    try:
-        state = str(RuntimeTaskInstance.get_dagrun_state(dag_id=dag_id, run_id=run_id))
-    except Exception:  # an unknown run (deleted), no supervisor, no answer: let the lease decide
-        return None
-    return state.rsplit(".", 1)[-1].lower() in ("queued", "running")
 
 
 def store_engine(conn_id: str) -> Engine:
