@@ -33,8 +33,12 @@ class CronCheck(BaseModel):
     next_fire_times: FireTimes
 
 
+@functools.lru_cache(maxsize=4096)
 def description_of(expression: str) -> str:
-    """The expression in words, or ``""`` where cron-descriptor has none (the expression is shown beside)."""
+    """The expression in words, or ``""`` where cron-descriptor has none (the expression is shown beside).
+
+    Cached: cron-descriptor loads its translations on every call, most of a jobs page's time uncached.
+    """
     try:
         return describe(expression)
     except Exception:  # cron-descriptor has no words for it
