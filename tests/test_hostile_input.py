@@ -139,9 +139,10 @@ def test_a_webhook_list_over_the_records_cap_is_refused_before_the_rest_is_parse
     Refused once record 10,001 begins: the records after it are never built (a malformed tail is not even
     seen, so the answer is the 413, not a 400), and the refusal costs a fraction of a full parse.
     """
-    from scheduled_jobs.web.webhooks import WebhookRefused, parse_entities
+    from scheduled_jobs.exceptions import WebhookRefusedError
+    from scheduled_jobs.web.webhooks import parse_entities
 
-    with pytest.raises(WebhookRefused) as caught:
+    with pytest.raises(WebhookRefusedError) as caught:
         parse_entities(b"[" + b"{}," * 3 + b"not json at all", 2)
     assert (caught.value.status, caught.value.message) == (
         413,
@@ -150,7 +151,7 @@ def test_a_webhook_list_over_the_records_cap_is_refused_before_the_rest_is_parse
     )
     bomb = b"[" + b",".join([b"{}"] * (10 * 1024 * 1024 // 3)) + b"]"
     started = time.process_time()
-    with pytest.raises(WebhookRefused) as caught:
+    with pytest.raises(WebhookRefusedError) as caught:
         parse_entities(bomb, 10_000)
     took = time.process_time() - started
     assert caught.value.status == 413

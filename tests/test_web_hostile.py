@@ -85,13 +85,15 @@ def test_one_jobs_fire_times_never_break_another_jobs_row(project: Path) -> None
     never = RepairJob(name="Never", job="repair_stuck_tasks", expression="0 0 30 2 *")
     catalog.jobs["never"] = ScheduledJob("never", project / "never.yaml", never, "UTC")
     found = overview.jobs_overview(store_of(project).engine, overview.JobFilters(), catalog=catalog)
-    rows = {row.identifier: row for row in found.rows}
-    assert rows["never"].next_fires == []
-    assert rows["never"].fires_error is not None
-    assert rows["never"].fires_error.startswith("no fire time: '0 0 30 2 *' never fires (February has no 30th)")
-    assert rows["never"].as_dict()["next_fire_times_error"] == rows["never"].fires_error
-    assert len(rows["orders-to-erp-export"].next_fires) == 5
-    assert rows["orders-to-erp-export"].fires_error is None
+    rows = {row.identifier: row for row in found.jobs}
+    assert rows["never"].next_fire_times == []
+    assert rows["never"].next_fire_times_error is not None
+    assert rows["never"].next_fire_times_error.startswith(
+        "no fire time: '0 0 30 2 *' never fires (February has no 30th)"
+    )
+    assert rows["never"].model_dump(mode="json")["next_fire_times_error"] == rows["never"].next_fire_times_error
+    assert len(rows["orders-to-erp-export"].next_fire_times) == 5
+    assert rows["orders-to-erp-export"].next_fire_times_error is None
 
 
 def test_the_cron_checker_says_why_a_cron_never_fires(client: httpx.Client) -> None:

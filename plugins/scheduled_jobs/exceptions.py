@@ -83,3 +83,12 @@ class RequestRefusedError(ScheduledJobsError):
 
 class IncomingRunError(ScheduledJobsError):
     """An incoming run stored what it could, but some sources were rejected."""
+
+
+class WebhookRefusedError(ScheduledJobsError):
+    """A request a webhook does not take: its HTTP status and a message saying what to fix."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message

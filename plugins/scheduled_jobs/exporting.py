@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from scheduled_jobs.exceptions import DeliveryError
 from scheduled_jobs.redaction import printable
 from scheduled_jobs.settings import LEASE_REFRESH_SECONDS
-from scheduled_jobs.store.tasks import utcnow
+from scheduled_jobs.store import utcnow
 
 if TYPE_CHECKING:
     from scheduled_jobs.connectors.base import Publisher

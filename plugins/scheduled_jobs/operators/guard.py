@@ -16,8 +16,9 @@ from airflow.sdk import BaseOperator, BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
 from scheduled_jobs import settings
+from scheduled_jobs.airflow_runs import run_is_alive
 from scheduled_jobs.store import Holder, TaskStoreHook, keep_renewed
-from scheduled_jobs.triggers.guard import GuardTrigger, airflow_says_alive
+from scheduled_jobs.triggers.guard import GuardTrigger
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -63,7 +64,7 @@ class GuardSensor(BaseSensorOperator):
         me = _holder(context)
         lease = dt.timedelta(minutes=settings.guard_lease_minutes())
         decision = ledger.enter(
-            self.configuration, me, lease, wait_allowed=self.overlap == "buffer_one", is_alive=airflow_says_alive
+            self.configuration, me, lease, wait_allowed=self.overlap == "buffer_one", is_alive=run_is_alive
         )
         if decision.action == "run":
             self.log.info("%s is free: this run executes it", self.configuration)

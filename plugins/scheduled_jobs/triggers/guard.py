@@ -13,24 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from scheduled_jobs.airflow_runs import run_is_alive
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from scheduled_jobs.store import ProcessLedger
-
-
-def airflow_says_alive(dag_id: str, run_id: str) -> bool | None:
-    """Whether Airflow says a DAG run is queued or running; None when it cannot answer.
-
-    Works wherever Airflow's task SDK talks to its supervisor: in a task, and in the triggerer.
-    """
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-    try:
-        state = str(RuntimeTaskInstance.get_dagrun_state(dag_id=dag_id, run_id=run_id))
-    except Exception:  # an unknown run (deleted), no supervisor, no answer: let the lease decide
-        return None
-    return state.rsplit(".", 1)[-1].lower() in ("queued", "running")
 
 
 class GuardTrigger(BaseTrigger):
@@ -79,7 +67,7 @@ class GuardTrigger(BaseTrigger):
 
         me = Holder(self.dag_id, self.run_id)
         lease = dt.timedelta(seconds=self.lease_seconds)
-        if ledger.promote(self.configuration, me, lease, is_alive=airflow_says_alive):
+        if ledger.promote(self.configuration, me, lease, is_alive=run_is_alive):
             return True
         ledger.renew(me, lease)
         return False

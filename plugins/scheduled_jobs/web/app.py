@@ -20,27 +20,35 @@ from starlette.concurrency import run_in_threadpool
 
 from scheduled_jobs import settings
 from scheduled_jobs.catalog import current_configurations
-from scheduled_jobs.redaction import shown
-from scheduled_jobs.store import (
-    Page,
-    TaskStore,
-    TaskStoreHook,
-    latest_errors,
-    skipped_page,
-    stuck_tasks,
-    task_detail,
-)
+from scheduled_jobs.cron_checker import check_cron
+from scheduled_jobs.exceptions import WebhookRefusedError
+from scheduled_jobs.store import TaskStore, TaskStoreHook, latest_errors, skipped_page, stuck_tasks
 from scheduled_jobs.web import overview
+from scheduled_jobs.web.errors import parameter_errors
 from scheduled_jobs.web.handoff import hand_over
+from scheduled_jobs.web.responses import (
+    CronCheck,
+    ErrorBody,
+    JobsPage,
+    Paged,
+    Processes,
+    Routes,
+    SkippedRun,
+    TaskDetail,
+    TaskRow,
+    WebhookReceipt,
+)
 from scheduled_jobs.web.security import (
     SECRET_HEADER,
     authenticated_user,
     require_dag_read,
     require_dag_run_trigger,
 )
-from scheduled_jobs.web.webhooks import WRONG_SECRET, WebhookRefused, find_incoming, read_body, receive, secret_opens
+from scheduled_jobs.web.webhooks import WRONG_SECRET, find_incoming, read_body, receive, secret_opens
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from sqlalchemy.engine import Engine
 
 PAGE_SIZE = 25
@@ -81,6 +89,13 @@ def _render(request: Request, template: str, active: str, **values: Any) -> HTML
     return templates.TemplateResponse(request, template, context)
 
 
+def _task(task_id: int) -> TaskDetail:
+    detail = overview.task(_engine(), task_id)
+    if detail is None:
+        raise HTTPException(404, f"no task has id {task_id}")
+    return detail
+
+
 # -- pages ------------------------------------------------------------------------------------------
 
 pages = APIRouter(dependencies=[Depends(require_dag_read)], default_response_class=HTMLResponse)
@@ -108,7 +123,7 @@ async def jobs_page(
 
 @pages.get("/cron")
 async def cron_page(request: Request, expression: str | None = None, timezone: str = "UTC") -> HTMLResponse:
-    check = None if expression is None else await run_in_threadpool(overview.check_cron, expression, timezone)
+    check = None if expression is None else await run_in_threadpool(check_cron, expression, timezone)
     return _render(request, "cron.html", "cron", check=check, expression=expression or "", timezone=timezone)
 
 
@@ -121,8 +136,10 @@ async def tasks_page(
         values: dict[str, Any] = {"routes": rows, "route": route, "stuck": None, "errors": None}
         if route is not None:
             engine = _engine()
-            values["stuck"] = stuck_tasks(engine, route, overview.stuck_before(), stuck_page, PAGE_SIZE)
-            values["errors"] = latest_errors(engine, route, errors_page, PAGE_SIZE)
+            values["stuck"] = overview.paged(
+                stuck_tasks(engine, route, overview.stuck_before(), stuck_page, PAGE_SIZE), TaskRow
+            )
+            values["errors"] = overview.paged(latest_errors(engine, route, errors_page, PAGE_SIZE), TaskRow)
         values["stuck_after_minutes"] = settings.stuck_after_minutes()
         return values
 
@@ -137,10 +154,8 @@ async def open_task(id: Annotated[int, Query(ge=1, le=MAX_ID)]) -> RedirectRespo
 
 @pages.get("/tasks/{task_id}")
 async def task_page(request: Request, task_id: TaskId) -> HTMLResponse:
-    detail = await run_in_threadpool(task_detail, _engine(), task_id)
-    if detail is None:
-        raise HTTPException(404, f"no task has id {task_id}")
-    return _render(request, "task.html", "tasks", task=detail, payload=_pretty(detail["payload"]))
+    detail = await run_in_threadpool(_task, task_id)
+    return _render(request, "task.html", "tasks", task=detail, payload=_pretty(detail.payload))
 
 
 @pages.get("/processes")
@@ -149,7 +164,7 @@ async def processes_page(request: Request, configuration: str | None = None, pag
         engine = _engine()
         return {
             "rows": overview.process_rows(engine),
-            "skipped": skipped_page(engine, configuration, page, PAGE_SIZE),
+            "skipped": overview.paged(skipped_page(engine, configuration, page, PAGE_SIZE), SkippedRun),
             "configuration": configuration,
         }
 
@@ -167,10 +182,6 @@ def _pretty(payload: Any) -> str:
 api = APIRouter(prefix="/api", dependencies=[Depends(require_dag_read)])
 
 
-def _page_dict(page: Page) -> dict[str, Any]:
-    return {"rows": page.rows, "total": page.total, "page": page.number, "pages": page.pages, "size": page.size}
-
-
 @api.get("/jobs")
 async def jobs_api(
     name: str = "",
@@ -178,65 +189,53 @@ async def jobs_api(
     status: Literal["", "enabled", "disabled"] = "",
     page: PageNumber = 1,
     size: int = Query(JOBS_PAGE_SIZE, ge=1, le=1000),
-) -> dict[str, Any]:
+) -> JobsPage:
     filters = overview.JobFilters(name=name, job=job, status=status)
-    found = await run_in_threadpool(lambda: overview.jobs_overview(_engine(), filters, page, size))
-    return {
-        "jobs": [row.as_dict() for row in found.rows],
-        "total": found.total,
-        "matching": found.matching,
-        "page": found.page,
-        "pages": found.pages,
-        "invalid": [{"path": p.path, "key": p.key, "reason": p.reason} for p in found.problems],
-    }
+    return await run_in_threadpool(lambda: overview.jobs_overview(_engine(), filters, page, size))
 
 
 @api.get("/cron")
 async def cron_api(
     expression: str = Query(...), timezone: str = "UTC", count: int = Query(10, ge=1, le=100)
-) -> dict[str, Any]:
-    check = await run_in_threadpool(overview.check_cron, expression, timezone, count)
-    return check.as_dict()
+) -> CronCheck:
+    return await run_in_threadpool(check_cron, expression, timezone, count)
 
 
 @api.get("/routes")
-async def routes_api() -> dict[str, Any]:
+async def routes_api() -> Routes:
     rows = await run_in_threadpool(lambda: overview.route_rows(_engine()))
-    return {"routes": [row.as_dict() for row in rows], "stuck_after_minutes": settings.stuck_after_minutes()}
+    return Routes(routes=rows, stuck_after_minutes=settings.stuck_after_minutes())
 
 
 @api.get("/routes/{route}/stuck")
-async def stuck_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> dict[str, Any]:
+async def stuck_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> Paged[TaskRow]:
     found = await run_in_threadpool(lambda: stuck_tasks(_engine(), route, overview.stuck_before(), page, size))
-    return _page_dict(found)
+    return overview.paged(found, TaskRow)
 
 
 @api.get("/routes/{route}/errors")
-async def errors_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> dict[str, Any]:
+async def errors_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> Paged[TaskRow]:
     found = await run_in_threadpool(lambda: latest_errors(_engine(), route, page, size))
-    return _page_dict(found)
+    return overview.paged(found, TaskRow)
 
 
 @api.get("/tasks/{task_id}")
-async def task_api(task_id: TaskId) -> dict[str, Any]:
-    detail = await run_in_threadpool(task_detail, _engine(), task_id)
-    if detail is None:
-        raise HTTPException(404, f"no task has id {task_id}")
-    return detail
+async def task_api(task_id: TaskId) -> TaskDetail:
+    return await run_in_threadpool(_task, task_id)
 
 
 @api.get("/processes")
-async def processes_api() -> dict[str, Any]:
+async def processes_api() -> Processes:
     rows = await run_in_threadpool(lambda: overview.process_rows(_engine()))
-    return {"processes": [row.as_dict() for row in rows]}
+    return Processes(processes=rows)
 
 
 @api.get("/processes/skipped")
 async def skipped_api(
     configuration: str | None = None, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)
-) -> dict[str, Any]:
+) -> Paged[SkippedRun]:
     found = await run_in_threadpool(lambda: skipped_page(_engine(), configuration, page, size))
-    return _page_dict(found)
+    return overview.paged(found, SkippedRun)
 
 
 # -- webhooks ---------------------------------------------------------------------------------------
@@ -244,8 +243,12 @@ async def skipped_api(
 webhooks = APIRouter(prefix="/webhooks")
 
 
-@webhooks.post("/{incoming_configuration}", status_code=202)
-async def push(incoming_configuration: str, request: Request) -> JSONResponse:
+def _refused(status: int, detail: Any, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(ErrorBody(detail=detail).model_dump(), status, headers=headers)
+
+
+@webhooks.post("/{incoming_configuration}", status_code=202, response_model=WebhookReceipt)
+async def push(incoming_configuration: str, request: Request) -> WebhookReceipt | JSONResponse:
     """Entities in, 202 with the new task ids; the real-time routes' exports are handed to Airflow.
 
     Authentication before existence: a caller without a valid token, or with a secret that does not
@@ -259,59 +262,21 @@ async def push(incoming_configuration: str, request: Request) -> JSONResponse:
     if offered is not None and not await run_in_threadpool(
         secret_opens, configurations, incoming_configuration, offered
     ):
-        return JSONResponse({"detail": WRONG_SECRET}, 403)
+        return _refused(403, WRONG_SECRET)
     try:
         incoming = find_incoming(configurations, incoming_configuration)
         body = await read_body(request.stream(), request.headers.get("content-length"), settings.webhook_max_bytes())
         the_store = await run_in_threadpool(store)
         limit = settings.webhook_max_records()
         receipt = await run_in_threadpool(receive, configurations, incoming, body, the_store, limit)
-    except WebhookRefused as refused:
-        return JSONResponse({"detail": refused.message}, refused.status)
+    except WebhookRefusedError as refused:
+        return _refused(refused.status, refused.message)
     if receipt.realtime_routes and receipt.task_ids:
         # Only an event per route: the export itself runs as an Airflow DAG run, never in this server.
         receipt.realtime_exports = await run_in_threadpool(
             hand_over, receipt.realtime_routes, incoming.identifier, len(receipt.task_ids)
         )
-    return JSONResponse(receipt.as_dict(), 202)
-
-
-def _bounds(request: Request, where: str, name: str) -> tuple[int, int] | None:
-    """The declared range of a whole-number parameter of the route that answered, if it has one."""
-    import annotated_types
-
-    dependant = getattr(request.scope.get("route"), "dependant", None)
-    params = {"query": "query_params", "path": "path_params"}.get(where)
-    for param in getattr(dependant, params, []) if params else []:
-        if param.alias == name and param.field_info.annotation is int:
-            metadata = param.field_info.metadata
-            low = [m.ge for m in metadata if isinstance(m, annotated_types.Ge) and isinstance(m.ge, int)]
-            high = [m.le for m in metadata if isinstance(m, annotated_types.Le) and isinstance(m.le, int)]
-            if low and high:
-                return low[0], high[0]
-    return None
-
-
-def _shown(value: object) -> str:
-    return shown(value, 40)
-
-
-def parameter_errors(request: Request, exc: RequestValidationError) -> str:
-    """``name: reason`` per refused parameter, a whole number's with its range (``page: must be ...``)."""
-    reasons = []
-    for error in exc.errors():
-        location = [str(part) for part in error.get("loc", ())]
-        where, name = (location[0], location[-1]) if len(location) > 1 else ("", ".".join(location) or "request")
-        if error.get("type") == "missing":
-            reasons.append(f"{name}: is required")
-            continue
-        bounds = _bounds(request, where, name)
-        if bounds is not None:
-            low, high = bounds
-            reasons.append(f"{name}: must be a whole number from {low} to {high}, got {_shown(error.get('input'))}")
-        else:
-            reasons.append(f"{name}: {error.get('msg', 'is not valid')}, got {_shown(error.get('input'))}")
-    return "; ".join(reasons)
+    return receipt
 
 
 def create_app() -> FastAPI:
@@ -328,10 +293,10 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+        return _refused(exc.status_code, exc.detail, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": parameter_errors(request, exc)}, 422)
+        return _refused(422, parameter_errors(request, exc))
 
     return app

@@ -1,95 +1,53 @@
-"""What the pages and the JSON API show, built from the definitions, the task store and Airflow's runs.
+"""The rows of the pages and the JSON API, built from the catalog, the task store and Airflow's runs.
 
-The pages and the API render the same objects, so a figure on a page is the figure the API returns.
+The pages and the API render the same objects (``responses``), so a figure on a page is the figure the
+API returns.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+from pydantic import BaseModel
 
 from scheduled_jobs import settings
+from scheduled_jobs.airflow_runs import latest_runs
 from scheduled_jobs.catalog import Catalog, ScheduledJob, current_catalog
-from scheduled_jobs.cron import FireTime, cron_errors, describe, fire_times, timezone_error
+from scheduled_jobs.cron import FireTime, cron_errors
+from scheduled_jobs.cron_checker import description_of, next_fire_times
 from scheduled_jobs.models.jobs import LABELS
 from scheduled_jobs.store import (
+    Page,
     ProcessFigures,
     RouteFigures,
     process_figures,
     route_figures,
     skipped_by_dag,
+    task_detail,
     utcnow,
+)
+from scheduled_jobs.web.responses import (
+    JobRow,
+    JobsPage,
+    LastRun,
+    Paged,
+    ProcessHolder,
+    ProcessRow,
+    RouteRow,
+    TaskDetail,
 )
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from scheduled_jobs.exceptions import Problem
+    from scheduled_jobs import airflow_runs
 
+Row = TypeVar("Row", bound=BaseModel)
 FIRE_TIMES_SHOWN = 5
 JOB_TYPES = tuple(LABELS)
 JOB_TYPE_LABELS = LABELS
-
-
-def fires_json(fires: list[FireTime]) -> list[dict[str, str | None]]:
-    return [{"at": fire.at.isoformat(), "note": fire.note} for fire in fires]
-
-
-@dataclass(frozen=True)
-class LastRun:
-    run_id: str
-    state: str
-    at: dt.datetime | None
-
-
-@dataclass(frozen=True)
-class JobRow:
-    identifier: str
-    name: str
-    description: str
-    job: str
-    target: str | None
-    expression: str
-    expression_description: str
-    timezone: str
-    next_fires: list[FireTime]
-    priority: int
-    disabled: bool
-    overlap: str | None
-    last_run: LastRun | None
-    skipped_duplicates: int
-    definition_file: str
-    fires_error: str | None = None
-    """Why an enabled job shows no fire times; its row is still shown, and so is every other row."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "identifier": self.identifier,
-            "dag_id": self.identifier,
-            "name": self.name,
-            "description": self.description,
-            "job": self.job,
-            "target": self.target,
-            "expression": self.expression,
-            "expression_description": self.expression_description,
-            "timezone": self.timezone,
-            "next_fire_times": fires_json(self.next_fires),
-            "next_fire_times_error": self.fires_error,
-            "priority": self.priority,
-            "disabled": self.disabled,
-            "overlap": self.overlap,
-            "last_run": None
-            if self.last_run is None
-            else {
-                "run_id": self.last_run.run_id,
-                "state": self.last_run.state,
-                "at": self.last_run.at.isoformat() if self.last_run.at else None,
-            },
-            "skipped_duplicates": self.skipped_duplicates,
-            "definition_file": self.definition_file,
-        }
 
 
 @dataclass(frozen=True)
@@ -109,51 +67,13 @@ class JobFilters:
         return not (self.status == "disabled" and not job.definition.disabled)
 
 
-@dataclass
-class JobsOverview:
-    rows: list[JobRow]
-    total: int
-    """Every valid job, filtered or not."""
-    matching: int
-    """The jobs the filters keep, on every page."""
-    page: int = 1
-    pages: int = 1
-    problems: list[Problem] = field(default_factory=list)
-
-
-def last_runs(dag_ids: list[str]) -> dict[str, LastRun]:
-    """The latest run of each DAG, from Airflow's metadata database."""
-    if not dag_ids:
-        return {}
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from sqlalchemy import func, select
-
-    latest = select(func.max(DagRun.id)).where(DagRun.dag_id.in_(dag_ids)).group_by(DagRun.dag_id)
-    query = select(DagRun.dag_id, DagRun.run_id, DagRun.state, DagRun.start_date, DagRun.run_after).where(
-        DagRun.id.in_(latest)
-    )
-    with create_session() as session:
-        return {
-            row.dag_id: LastRun(row.run_id, str(row.state), row.start_date or row.run_after)
-            for row in session.execute(query)
-        }
-
-
-@functools.lru_cache(maxsize=2048)
-def _next_fires(expression: str, timezone: str, minute: dt.datetime) -> tuple[FireTime, ...]:
-    # Cron has minute resolution, so the fire times after the start of this minute are those after now;
-    # jobs that share an expression and a time zone share the work.
-    return tuple(fire_times(expression, timezone, FIRE_TIMES_SHOWN, minute))
-
-
 def _fires_of(job: ScheduledJob, now: dt.datetime) -> tuple[list[FireTime], str | None]:
     """The job's next fire times, or why there are none: whatever the expression does, it stays in this row."""
     if job.definition.disabled:
         return [], None
     minute = now.replace(second=0, microsecond=0)
     try:
-        fires = list(_next_fires(job.definition.expression, job.timezone, minute))
+        fires = list(next_fire_times(job.definition.expression, job.timezone, FIRE_TIMES_SHOWN, minute))
     except Exception as exc:  # one job's expression must never break the page
         return [], f"no fire time: {exc}"
     if fires:
@@ -162,107 +82,50 @@ def _fires_of(job: ScheduledJob, now: dt.datetime) -> tuple[list[FireTime], str 
     return [], f"no fire time: {'; '.join(reasons)}"
 
 
-def _description(expression: str) -> str:
-    try:
-        return describe(expression)
-    except Exception:  # cron-descriptor has no words for it: the expression itself is shown beside
-        return ""
+def _last_run(run: airflow_runs.LastRun | None) -> LastRun | None:
+    return None if run is None else LastRun(run_id=run.run_id, state=run.state, at=run.at)
 
 
-def job_row(job: ScheduledJob, now: dt.datetime, last: LastRun | None, skipped: int) -> JobRow:
+def job_row(job: ScheduledJob, now: dt.datetime, last: airflow_runs.LastRun | None, skipped: int) -> JobRow:
     d = job.definition
     fires, fires_error = _fires_of(job, now)
     return JobRow(
         identifier=job.identifier,
+        dag_id=job.identifier,
         name=d.name,
         description=d.description,
         job=d.job,
         target=job.target,
         expression=d.expression,
-        expression_description=_description(d.expression),
+        expression_description=description_of(d.expression),
         timezone=job.timezone,
-        next_fires=fires,
+        next_fire_times=fires,
+        next_fire_times_error=fires_error,
         priority=d.priority,
         disabled=d.disabled,
         overlap=job.overlap,
-        last_run=last,
+        last_run=_last_run(last),
         skipped_duplicates=skipped,
         definition_file=str(job.path),
-        fires_error=fires_error,
     )
 
 
 def jobs_overview(
     engine: Engine, filters: JobFilters, page: int = 1, size: int = 50, catalog: Catalog | None = None
-) -> JobsOverview:
+) -> JobsPage:
     """One page of the jobs the filters keep, by name; fire times and runs are looked up for that page only."""
     catalog = catalog or current_catalog()
     kept = sorted((j for j in catalog.jobs.values() if filters.keeps(j)), key=lambda j: (j.name.lower(), j.identifier))
     pages = max(1, -(-len(kept) // size))
     page = min(max(1, page), pages)
     shown = kept[(page - 1) * size : page * size]
-    runs = last_runs([j.identifier for j in shown])
+    runs = latest_runs([j.identifier for j in shown])
     skipped = skipped_by_dag(engine)
     now = dt.datetime.now(dt.UTC)
     rows = [job_row(j, now, runs.get(j.identifier), skipped.get(j.identifier, 0)) for j in shown]
-    return JobsOverview(rows, len(catalog.jobs), len(kept), page, pages, list(catalog.problems))
-
-
-@dataclass(frozen=True)
-class CronCheck:
-    """The cron checker's answer: valid or not (each problem as ``field: reason``), meaning, next fires."""
-
-    expression: str
-    timezone: str
-    errors: list[str]
-    description: str | None
-    next_fires: list[FireTime]
-
-    @property
-    def valid(self) -> bool:
-        return not self.errors
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "expression": self.expression,
-            "timezone": self.timezone,
-            "valid": self.valid,
-            "errors": self.errors,
-            "description": self.description,
-            "next_fire_times": fires_json(self.next_fires),
-        }
-
-
-def check_cron(expression: str, timezone: str, count: int = 10) -> CronCheck:
-    errors = [f"expression: {error}" for error in cron_errors(expression)] if expression.strip() else []
-    if not expression.strip():
-        errors.append("expression: is empty; a cron expression has 5 fields, e.g. '*/15 * * * *'")
-    zone_problem = timezone_error(timezone)
-    if zone_problem is not None:
-        errors.append(f"timezone: {zone_problem}")
-    if errors:
-        return CronCheck(expression, timezone, errors, None, [])
-    now = dt.datetime.now(dt.UTC)
-    try:
-        fires = fire_times(expression, timezone, count, now)
-    except Exception as exc:  # the checker answers with the reason, never a 500
-        return CronCheck(expression, timezone, [f"expression: cannot compute its fire times: {exc}"], None, [])
-    return CronCheck(expression, timezone, [], _description(expression), fires)
-
-
-@dataclass(frozen=True)
-class RouteRow:
-    route: str
-    name: str
-    incoming_configuration: str | None
-    outgoing_configuration: str | None
-    realtime: bool
-    counts: dict[str, int]
-    oldest_new_age_seconds: float | None
-    stuck: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    return JobsPage(
+        jobs=rows, total=len(catalog.jobs), matching=len(kept), page=page, pages=pages, invalid=list(catalog.problems)
+    )
 
 
 def stuck_before() -> dt.datetime:
@@ -295,17 +158,6 @@ def route_rows(engine: Engine, catalog: Catalog | None = None) -> list[RouteRow]
     return rows
 
 
-@dataclass(frozen=True)
-class ProcessRow:
-    configuration: str
-    running: dict[str, Any] | None
-    waiting: dict[str, Any] | None
-    skipped: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
 def guarded_configurations(catalog: Catalog) -> set[str]:
     return {c for j in catalog.jobs.values() if (c := j.guarded_configuration) is not None}
 
@@ -317,8 +169,21 @@ def process_rows(engine: Engine, catalog: Catalog | None = None) -> list[Process
     rows = []
     for configuration in sorted(guarded_configurations(catalog) | set(figures)):
         found = figures.get(configuration) or ProcessFigures(configuration)
-        rows.append(ProcessRow(configuration, found.running, found.waiting, found.skipped))
+        running = None if found.running is None else ProcessHolder.model_validate(found.running)
+        waiting = None if found.waiting is None else ProcessHolder.model_validate(found.waiting)
+        rows.append(ProcessRow(configuration=configuration, running=running, waiting=waiting, skipped=found.skipped))
     return rows
+
+
+def paged(found: Page, row: type[Row]) -> Paged[Row]:
+    """A page of the store's rows as the response model ``row``."""
+    rows = [row.model_validate(values) for values in found.rows]
+    return Paged[row](rows=rows, total=found.total, page=found.number, pages=found.pages, size=found.size)  # type: ignore[valid-type]
+
+
+def task(engine: Engine, task_id: int) -> TaskDetail | None:
+    detail = task_detail(engine, task_id)
+    return None if detail is None else TaskDetail.model_validate(detail)
 
 
 def human_age(seconds: float | None) -> str:

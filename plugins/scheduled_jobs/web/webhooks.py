@@ -9,11 +9,12 @@ prevention: they do not run through the guard.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from scheduled_jobs import jsondata
+from scheduled_jobs.exceptions import WebhookRefusedError
 from scheduled_jobs.ingesting import keyed_records
+from scheduled_jobs.web.responses import WebhookReceipt
 from scheduled_jobs.web.security import webhook_secret_matches
 
 if TYPE_CHECKING:
@@ -26,42 +27,9 @@ log = logging.getLogger(__name__)
 WRONG_SECRET = "Forbidden: wrong webhook secret"  # noqa: S105 (a message, not a secret)
 
 
-class WebhookRefused(Exception):
-    """A request the webhook does not take: its HTTP status and a message saying what to fix."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass
-class WebhookReceipt:
-    incoming_configuration: str
-    routes: list[str]
-    task_ids: list[int]
-    entities: int
-    unchanged: int
-    realtime_routes: list[str] = field(default_factory=list)
-    realtime_exports: list[dict[str, Any]] = field(default_factory=list)
-    """What was handed to Airflow for each real-time route (see ``handoff``)."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "incoming_configuration": self.incoming_configuration,
-            "routes": self.routes,
-            "task_ids": self.task_ids,
-            "tasks_created": len(self.task_ids),
-            "entities": self.entities,
-            "unchanged": self.unchanged,
-            "realtime_routes": self.realtime_routes,
-            "realtime_exports": self.realtime_exports,
-        }
-
-
 async def read_body(chunks: AsyncIterator[bytes], declared_length: str | None, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed ``limit`` (declared or streamed)."""
-    too_large = WebhookRefused(
+    too_large = WebhookRefusedError(
         413,
         f"body too large: the limit is {limit} bytes "
         "([scheduled_jobs] webhook_max_bytes); split the entities over several requests",
@@ -82,25 +50,27 @@ def parse_entities(body: bytes, max_records: int) -> list[dict[str, Any]]:
     The cap is checked while the list is read: the records past it are never built.
     """
     if not body.strip():
-        raise WebhookRefused(400, "body is empty: send one JSON object or a list of JSON objects; nothing was stored")
+        raise WebhookRefusedError(
+            400, "body is empty: send one JSON object or a list of JSON objects; nothing was stored"
+        )
     try:
         data = jsondata.loads(body, max_items=max_records)
     except jsondata.TooManyItemsError as exc:
         raise too_many_records(exc.limit) from None
     except ValueError as exc:
-        raise WebhookRefused(400, f"body refused: {exc}; nothing was stored") from exc
+        raise WebhookRefusedError(400, f"body refused: {exc}; nothing was stored") from exc
     entities = data if isinstance(data, list) else [data]
     for index, entity in enumerate(entities):
         if not isinstance(entity, dict):
             where = f"item {index} of the list" if isinstance(data, list) else "the body"
-            raise WebhookRefused(
+            raise WebhookRefusedError(
                 400, f"{where} is a JSON {type(entity).__name__}; each entity must be a JSON object; nothing was stored"
             )
     return entities
 
 
-def too_many_records(limit: int) -> WebhookRefused:
-    return WebhookRefused(
+def too_many_records(limit: int) -> WebhookRefusedError:
+    return WebhookRefusedError(
         413,
         f"too many records: more than {limit} in one request ([scheduled_jobs] webhook_max_records); "
         "split them over several requests; nothing was stored",
@@ -123,7 +93,7 @@ def find_incoming(configurations: Configurations, identifier: str) -> Loaded[Inc
 
     found = configurations.incoming.valid.get(identifier)
     if found is None:
-        raise WebhookRefused(404, configurations.incoming.describe_missing(identifier, KIND_LABELS["incoming"]))
+        raise WebhookRefusedError(404, configurations.incoming.describe_missing(identifier, KIND_LABELS["incoming"]))
     return found
 
 
@@ -139,7 +109,7 @@ def receive(
     found = configurations.routes_of_incoming(incoming.identifier)
     routes = [route.identifier for route in found]
     if not routes:
-        raise WebhookRefused(
+        raise WebhookRefusedError(
             409,
             f"no route uses incoming configuration {incoming.identifier!r}, so its entities would have nowhere "
             f"to go; nothing was stored. Add a route in {configurations.folder / 'routes'}",
@@ -147,10 +117,17 @@ def receive(
     try:
         keyed = keyed_records(entities, incoming.model.entity_key, incoming.model.mapping)
     except ValueError as exc:
-        raise WebhookRefused(400, f"{exc}; nothing was stored") from exc
+        raise WebhookRefusedError(400, f"{exc}; nothing was stored") from exc
     try:
         result = store.add_entities(routes, keyed, return_ids=True)
     except ValueError as exc:  # content the store cannot hold (NaN, 1e400, a lone surrogate): names the entity
-        raise WebhookRefused(400, f"{exc}; nothing was stored") from exc
-    realtime = sorted(route.identifier for route in found if route.model.realtime)
-    return WebhookReceipt(incoming.identifier, routes, result.task_ids, len(keyed), result.unchanged, realtime)
+        raise WebhookRefusedError(400, f"{exc}; nothing was stored") from exc
+    return WebhookReceipt(
+        incoming_configuration=incoming.identifier,
+        routes=routes,
+        task_ids=result.task_ids,
+        tasks_created=len(result.task_ids),
+        entities=len(keyed),
+        unchanged=result.unchanged,
+        realtime_routes=sorted(route.identifier for route in found if route.model.realtime),
+    )

@@ -1,0 +1,113 @@
+"""Everything the package reads from, or writes to, Airflow's own database: runs, their states, asset events.
+
+The only module that reaches Airflow's internals, and only where Airflow 3 has no public way to do the
+same from where the code runs:
+
+- In a task or in the triggerer, a run's state comes from the task SDK, which asks the API server:
+  ``get_dagrun_state`` of the public ``RuntimeTaskInstanceProtocol`` (``airflow.sdk.types``). It is a
+  static method, and the triggerer has no task instance, so it is called on the class that implements
+  it (``airflow.sdk.execution_time.task_runner``).
+- In the API server (the web app), Airflow's public interface is its REST API (and the Python client on
+  top of it), over HTTP with credentials of its own. Calling it would need credentials the plugin does
+  not have, and a round trip back into the worker threads of the very server that is answering the
+  request: the threads this design keeps free. So the web app reads ``DagRun`` and ``DagModel`` and
+  records asset events with a session on the metadata database, exactly as Airflow's own routes in
+  that same process do (``POST /api/v2/assets/events`` calls ``register_asset_change``).
+
+An Airflow upgrade that moves these internals breaks this module alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """A DAG's latest run: its id, its state and when it started (or was due)."""
+
+    run_id: str
+    state: str
+    at: dt.datetime | None
+
+
+def latest_runs(dag_ids: list[str]) -> dict[str, LastRun]:
+    """The latest run of each DAG that has one (one query for all of them)."""
+    if not dag_ids:
+        return {}
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    latest = select(func.max(DagRun.id)).where(DagRun.dag_id.in_(dag_ids)).group_by(DagRun.dag_id)
+    query = select(DagRun.dag_id, DagRun.run_id, DagRun.state, DagRun.start_date, DagRun.run_after).where(
+        DagRun.id.in_(latest)
+    )
+    with create_session() as session:
+        return {
+            row.dag_id: LastRun(row.run_id, str(row.state), row.start_date or row.run_after)
+            for row in session.execute(query)
+        }
+
+
+def run_is_alive(dag_id: str, run_id: str) -> bool | None:
+    """Whether Airflow says a DAG run is queued or running; None when it cannot answer.
+
+    Works wherever Airflow's task SDK talks to its supervisor: in a task, and in the triggerer.
+    """
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    try:
+        state = str(RuntimeTaskInstance.get_dagrun_state(dag_id=dag_id, run_id=run_id))
+    except Exception:  # an unknown run (deleted), no supervisor, no answer: let the lease decide
+        return None
+    return state.rsplit(".", 1)[-1].lower() in ("queued", "running")
+
+
+AssetEventOutcome = Literal["recorded", "unknown_asset", "dag_missing", "dag_paused"]
+"""``recorded``, or why no event was recorded: Airflow does not know the asset, or would queue no run
+of the DAG (it skips a paused DAG, and one it has not parsed or has removed)."""
+
+
+@dataclass(frozen=True)
+class AssetEvent:
+    outcome: AssetEventOutcome
+    event_id: int | None = None
+
+
+def record_asset_event(uri: str, dag_id: str, extra: dict[str, Any]) -> AssetEvent:
+    """Record an event on the asset ``uri`` so that Airflow queues a run of ``dag_id``, the DAG it schedules.
+
+    Through ``AssetManager.register_asset_change`` with a session on the metadata database: what
+    Airflow's own ``POST /api/v2/assets/events`` does in the API server (``source_is_api=True``). No
+    event is recorded when Airflow would queue no run. Errors of Airflow's database propagate.
+    """
+    from airflow.assets.manager import asset_manager
+    from airflow.models.asset import AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        asset = session.scalar(select(AssetModel).where(AssetModel.name == uri, AssetModel.uri == uri))
+        if asset is None:
+            return AssetEvent("unknown_asset")
+        blocked = _why_no_run(session, dag_id)
+        if blocked is not None:
+            return AssetEvent(blocked)
+        event = asset_manager.register_asset_change(asset=asset, extra=extra, source_is_api=True, session=session)
+        return AssetEvent("recorded", event.id if event is not None else None)
+
+
+def _why_no_run(session: Session, dag_id: str) -> Literal["dag_missing", "dag_paused"] | None:
+    from airflow.models.dag import DagModel
+
+    dag = session.get(DagModel, dag_id)
+    if dag is None or dag.is_stale:
+        return "dag_missing"
+    return "dag_paused" if dag.is_paused else None
