@@ -5,6 +5,7 @@ Airflow reads its configuration at import, so the environment is set here, befor
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,6 +20,11 @@ from helpers.sink import Sink
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    import httpx
+    from helpers.live_api import Server
+
+    from scheduled_jobs.store import TaskStore
 
 ROOT = Path(__file__).resolve().parents[1]
 _HOME = Path(tempfile.mkdtemp(prefix="sj-airflow-home-"))
@@ -102,7 +108,7 @@ def connection_json(url: str) -> str:
         "password": parsed.password or "",
         "schema": parsed.database,
     }
-    return __import__("json").dumps(connection)
+    return json.dumps(connection)
 
 
 @pytest.fixture
@@ -124,5 +130,72 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__CONFIGURATIONS_FOLDER", str(tmp_path / "configurations"))
     monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__DATA_FOLDER", str(tmp_path / "data"))
     store = {"conn_type": "sqlite", "host": str(tmp_path / "store.db")}
-    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", __import__("json").dumps(store))
+    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", json.dumps(store))
     return tmp_path
+
+
+# -- the live API server of the web tests (helpers.live_api); imported in the fixtures, once Airflow's
+# environment above is set.
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    """Airflow's API server with the plugin, for one test module; the users of helpers.users sign in."""
+    from helpers.live_api import Server
+    from helpers.users import PASSWORDS, ROLES
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", ROLES)
+        passwords = _HOME / "web-test-passwords.json"
+        passwords.write_text(json.dumps(PASSWORDS))
+        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
+        from airflow.api_fastapi.app import create_app, purge_cached_app
+
+        with Server(create_app()) as running:
+            yield running
+        purge_cached_app()
+
+
+@pytest.fixture(scope="module")
+def tokens(server: Server) -> dict[str, str]:
+    """A real token of each user, by name."""
+    from helpers.live_api import token_for
+    from helpers.users import PASSWORDS
+
+    return {name: token_for(server, name) for name in PASSWORDS}
+
+
+@pytest.fixture
+def client(server: Server, tokens: dict[str, str]) -> Iterator[httpx.Client]:
+    """A client of the plugin's app (base URL at its prefix), as the admin."""
+    import httpx
+    from helpers.live_api import PREFIX
+
+    with httpx.Client(
+        base_url=server.url + PREFIX, headers={"Authorization": f"Bearer {tokens['admin']}"}, timeout=30
+    ) as session:
+        yield session
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_store(request: pytest.FixtureRequest, project: Path, monkeypatch: pytest.MonkeyPatch) -> TaskStore:
+    """The project's task store on SQLite, or on a fresh PostgreSQL database behind the same connection."""
+    import sqlalchemy as sa
+    from helpers.live_api import store_of
+
+    from scheduled_jobs.store import TaskStore
+
+    if request.param == "sqlite":
+        return store_of(project)
+    url: str = request.getfixturevalue("postgres_server_url")
+    store = TaskStore.from_url(url)
+    with store.engine.begin() as conn:
+        for table in (
+            "scheduled_jobs_task",
+            "scheduled_jobs_entity",
+            "scheduled_jobs_process",
+            "scheduled_jobs_skipped_run",
+        ):
+            conn.execute(sa.text(f"DELETE FROM {table}"))
+    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", connection_json(url))
+    return store
