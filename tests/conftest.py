@@ -5,17 +5,18 @@ Airflow reads its configuration at import, so the environment is set here, befor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from helpers.databases import fresh_database
 from helpers.sink import Sink
 
 if TYPE_CHECKING:
@@ -77,22 +78,16 @@ def postgres_server_url() -> Iterator[str]:
     """
     import sqlalchemy as sa
 
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"sj_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0]
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must run the PostgreSQL tests, but no server answers at {POSTGRES_URL}: {reason}")
-        _postgres_skipped.append(reason)
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {reason}")
-    url = sa.engine.make_url(POSTGRES_URL).set(database=name)
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with contextlib.ExitStack() as database:
+        try:
+            url = database.enter_context(fresh_database(POSTGRES_URL, "sj_test"))
+        except sa.exc.OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0]
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(f"CI must run the PostgreSQL tests, but no server answers at {POSTGRES_URL}: {reason}")
+            _postgres_skipped.append(reason)
+            pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {reason}")
+        yield url.render_as_string(hide_password=False)
 
 
 def connection_json(url: str) -> str:
