@@ -26,20 +26,13 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="sj-bench-home-"))
 import requests  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from helpers.sink import Sink  # noqa: E402
+from store_bench import emptied_store, parse_arguments, serve_in_process  # noqa: E402
 
 from scheduled_jobs.connectors.http import HttpPublisher, HttpPublisherSettings  # noqa: E402
 from scheduled_jobs.exporting import export_route  # noqa: E402
 from scheduled_jobs.store import TaskStore  # noqa: E402
 
 ROUTE = "bench-route"
-
-
-def fresh_store(url: str) -> TaskStore:
-    store = TaskStore.from_url(url)
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM scheduled_jobs_task"))
-        conn.execute(sa.text("DELETE FROM scheduled_jobs_entity"))
-    return store
 
 
 def payloads(count: int) -> list[dict[str, object]]:
@@ -95,13 +88,8 @@ def serve_sink(port_queue: multiprocessing.Queue[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--store", default="postgresql+psycopg2://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
-    sink_process = multiprocessing.Process(target=serve_sink, args=(ports,), daemon=True)
-    sink_process.start()
-    port = ports.get(timeout=30)
+    args = parse_arguments(parser)
+    sink_process, port = serve_in_process(serve_sink, timeout=30)
     connection = {"conn_type": "http", "host": "127.0.0.1", "port": port, "schema": "http"}
     os.environ["AIRFLOW_CONN_BENCH_SINK"] = json.dumps(connection)
     bodies = payloads(args.tasks)
@@ -114,7 +102,7 @@ def main() -> None:
         bare, ours = [], []
         for _ in range(args.repeat):  # interleaved, best of N: the machine's noise hits both alike
             bare.append(args.tasks / bare_loop(port, bodies, concurrency))
-            ours.append(args.tasks / our_export(fresh_store(args.store), bodies, concurrency))
+            ours.append(args.tasks / our_export(emptied_store(args.store), bodies, concurrency))
         print(f"{concurrency:>11}{max(bare):>14.0f}{max(ours):>12.0f}{max(ours) / max(bare):>8.2f}")
     sink_process.terminate()
 

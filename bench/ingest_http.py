@@ -26,11 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins")]
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="sj-bench-home-"))
 
-import sqlalchemy as sa  # noqa: E402
+from store_bench import emptied_store, parse_arguments, serve_in_process  # noqa: E402
 
 from scheduled_jobs.connectors.http import HttpSubscriber, HttpSubscriberSettings  # noqa: E402
 from scheduled_jobs.ingesting import ingest  # noqa: E402
-from scheduled_jobs.store import TaskStore  # noqa: E402
 from scheduled_jobs.store.schema import tasks  # noqa: E402
 from scheduled_jobs.store.tasks import content_hash, utcnow  # noqa: E402
 
@@ -68,16 +67,8 @@ def serve(total: int, ports: multiprocessing.Queue[int]) -> None:
     server.serve_forever()
 
 
-def clean(url: str) -> TaskStore:
-    store = TaskStore.from_url(url)
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM scheduled_jobs_task"))
-        conn.execute(sa.text("DELETE FROM scheduled_jobs_entity"))
-    return store
-
-
 def ours(url: str) -> float:
-    store = clean(url)
+    store = emptied_store(url)
     settings = HttpSubscriberSettings(
         type="http",
         connection="bench_source",
@@ -95,7 +86,7 @@ def ours(url: str) -> float:
 
 
 def bare(url: str, total: int) -> float:
-    store = clean(url)
+    store = emptied_store(url)
     now = utcnow()
     rows = []
     for i in range(total):
@@ -122,13 +113,8 @@ def bare(url: str, total: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entities", type=int, default=100_000)
-    parser.add_argument("--store", default="postgresql+psycopg2://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    ports: multiprocessing.Queue[int] = multiprocessing.Queue()
-    source = multiprocessing.Process(target=serve, args=(args.entities, ports), daemon=True)
-    source.start()
-    port = ports.get(timeout=120)
+    args = parse_arguments(parser)
+    source, port = serve_in_process(serve, args.entities, timeout=120)
     os.environ["AIRFLOW_CONN_BENCH_SOURCE"] = json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": port})
     ingest, insert = [], []
     for _ in range(args.repeat):

@@ -28,27 +28,12 @@ sys.path[:0] = [str(ROOT / "plugins"), str(ROOT / "tests")]
 
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from helpers.orders_to_erp import ROUTE, write_project  # noqa: E402
 from helpers.sink import Sink  # noqa: E402
 from helpers.standalone import Standalone  # noqa: E402
 
-ROUTE = "orders-to-erp"
 DAG_ID = f"realtime_export.{ROUTE}"
 ASSET = f"x-scheduled-jobs://routes/{ROUTE}"
-
-
-def configure(base: Path) -> tuple[Path, Path]:
-    configurations = base / "configurations"
-    for kind in ("incoming", "outgoing", "routes"):
-        (configurations / kind).mkdir(parents=True)
-    (configurations / "incoming" / "orders.yaml").write_text("name: Orders\nentity_key: id\n")
-    (configurations / "outgoing" / "erp.yaml").write_text(
-        "name: ERP\npublisher:\n  type: http\n  connection: sink\n  endpoint: /orders/{id}\n"
-    )
-    (configurations / "routes" / f"{ROUTE}.yaml").write_text(
-        "name: Orders to ERP\nincoming_configuration: orders\noutgoing_configuration: erp\nrealtime: true\n"
-    )
-    (base / "job_definitions").mkdir()
-    return base / "job_definitions", configurations
 
 
 def idle(engine: sa.Engine) -> bool:
@@ -91,7 +76,8 @@ def main() -> None:
     extra = dict(item.split("=", 1) for item in args.env)
     sink = Sink().start()
     with tempfile.TemporaryDirectory(prefix="sj-bench-webhook-") as tmp:
-        definitions, configurations = configure(Path(tmp))
+        # A webhook-only incoming configuration (no subscriber, no job) and a real-time route.
+        definitions, configurations = write_project(Path(tmp), route="realtime: true\n")
         airflow = Standalone(
             Path(tmp) / "home",
             definitions=definitions,

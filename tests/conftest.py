@@ -5,20 +5,27 @@ Airflow reads its configuration at import, so the environment is set here, befor
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from helpers.databases import fresh_database
 from helpers.sink import Sink
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    import httpx
+    from helpers.live_api import Server
+
+    from scheduled_jobs.store import TaskStore
 
 ROOT = Path(__file__).resolve().parents[1]
 _HOME = Path(tempfile.mkdtemp(prefix="sj-airflow-home-"))
@@ -71,22 +78,16 @@ def postgres_server_url() -> Iterator[str]:
     """
     import sqlalchemy as sa
 
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    name = f"sj_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0]
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must run the PostgreSQL tests, but no server answers at {POSTGRES_URL}: {reason}")
-        _postgres_skipped.append(reason)
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {reason}")
-    url = sa.engine.make_url(POSTGRES_URL).set(database=name)
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with contextlib.ExitStack() as database:
+        try:
+            url = database.enter_context(fresh_database(POSTGRES_URL, "sj_test"))
+        except sa.exc.OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0]
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(f"CI must run the PostgreSQL tests, but no server answers at {POSTGRES_URL}: {reason}")
+            _postgres_skipped.append(reason)
+            pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {reason}")
+        yield url.render_as_string(hide_password=False)
 
 
 def connection_json(url: str) -> str:
@@ -102,7 +103,7 @@ def connection_json(url: str) -> str:
         "password": parsed.password or "",
         "schema": parsed.database,
     }
-    return __import__("json").dumps(connection)
+    return json.dumps(connection)
 
 
 @pytest.fixture
@@ -124,5 +125,72 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__CONFIGURATIONS_FOLDER", str(tmp_path / "configurations"))
     monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__DATA_FOLDER", str(tmp_path / "data"))
     store = {"conn_type": "sqlite", "host": str(tmp_path / "store.db")}
-    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", __import__("json").dumps(store))
+    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", json.dumps(store))
     return tmp_path
+
+
+# -- the live API server of the web tests (helpers.live_api); imported in the fixtures, once Airflow's
+# environment above is set.
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    """Airflow's API server with the plugin, for one test module; the users of helpers.users sign in."""
+    from helpers.live_api import Server
+    from helpers.users import PASSWORDS, ROLES
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", ROLES)
+        passwords = _HOME / "web-test-passwords.json"
+        passwords.write_text(json.dumps(PASSWORDS))
+        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
+        from airflow.api_fastapi.app import create_app, purge_cached_app
+
+        with Server(create_app()) as running:
+            yield running
+        purge_cached_app()
+
+
+@pytest.fixture(scope="module")
+def tokens(server: Server) -> dict[str, str]:
+    """A real token of each user, by name."""
+    from helpers.live_api import token_for
+    from helpers.users import PASSWORDS
+
+    return {name: token_for(server, name) for name in PASSWORDS}
+
+
+@pytest.fixture
+def client(server: Server, tokens: dict[str, str]) -> Iterator[httpx.Client]:
+    """A client of the plugin's app (base URL at its prefix), as the admin."""
+    import httpx
+    from helpers.live_api import PREFIX
+
+    with httpx.Client(
+        base_url=server.url + PREFIX, headers={"Authorization": f"Bearer {tokens['admin']}"}, timeout=30
+    ) as session:
+        yield session
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_store(request: pytest.FixtureRequest, project: Path, monkeypatch: pytest.MonkeyPatch) -> TaskStore:
+    """The project's task store on SQLite, or on a fresh PostgreSQL database behind the same connection."""
+    import sqlalchemy as sa
+    from helpers.live_api import store_of
+
+    from scheduled_jobs.store import TaskStore
+
+    if request.param == "sqlite":
+        return store_of(project)
+    url: str = request.getfixturevalue("postgres_server_url")
+    store = TaskStore.from_url(url)
+    with store.engine.begin() as conn:
+        for table in (
+            "scheduled_jobs_task",
+            "scheduled_jobs_entity",
+            "scheduled_jobs_process",
+            "scheduled_jobs_skipped_run",
+        ):
+            conn.execute(sa.text(f"DELETE FROM {table}"))
+    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", connection_json(url))
+    return store

@@ -66,39 +66,60 @@ def test_description_is_human_readable() -> None:
     assert describe("@daily") == "At 00:00"
 
 
-def _times(expression: str, zone: str, start: str, count: int) -> list[str]:
+@pytest.mark.parametrize(
+    ("expression", "zone", "start", "count", "expected"),
+    [
+        pytest.param(
+            "30 2 * * *",
+            "Europe/Amsterdam",
+            "2026-03-28T12:00:00+00:00",
+            2,
+            [
+                "2026-03-29T03:30:00+02:00  DST: moved from 02:30, which does not exist on 2026-03-29 (clocks go forward)",
+                "2026-03-30T02:30:00+02:00",
+            ],
+            id="spring-forward-moves-a-daily-time-that-does-not-exist",
+        ),
+        pytest.param(
+            "0 * * * *",
+            "America/New_York",
+            "2026-03-08T05:30:00+00:00",
+            3,
+            [
+                "2026-03-08T01:00:00-05:00",
+                "2026-03-08T03:00:00-04:00  DST: 02:00 skipped, does not exist on 2026-03-08 (clocks go forward)",
+                "2026-03-08T04:00:00-04:00",
+            ],
+            id="spring-forward-skips-the-missing-hour-of-an-hourly-job",
+        ),
+        pytest.param(
+            "0 * * * *",
+            "America/New_York",
+            "2026-11-01T04:30:00+00:00",
+            3,
+            [
+                "2026-11-01T01:00:00-04:00  DST: 01:00 occurs twice on 2026-11-01 (clocks go back); fires at both",
+                "2026-11-01T01:00:00-05:00  DST: 01:00 occurs twice on 2026-11-01 (clocks go back); fires at both",
+                "2026-11-01T02:00:00-05:00",
+            ],
+            id="fall-back-runs-an-hourly-job-at-both-repeated-hours",
+        ),
+        pytest.param(
+            "30 2 * * *",
+            "Europe/Amsterdam",
+            "2026-10-24T12:00:00+00:00",
+            2,
+            [
+                "2026-10-25T02:30:00+01:00  DST: 02:30 occurs twice on 2026-10-25 (clocks go back); fires once, at UTC+01:00",
+                "2026-10-26T02:30:00+01:00",
+            ],
+            id="fall-back-runs-a-daily-job-once",
+        ),
+    ],
+)
+def test_fire_times_across_dst_changes(expression: str, zone: str, start: str, count: int, expected: list[str]) -> None:
     after = dt.datetime.fromisoformat(start)
-    return [str(f) for f in fire_times(expression, zone, count, after)]
-
-
-def test_spring_forward_moves_a_daily_time_that_does_not_exist() -> None:
-    assert _times("30 2 * * *", "Europe/Amsterdam", "2026-03-28T12:00:00+00:00", 2) == [
-        "2026-03-29T03:30:00+02:00  DST: moved from 02:30, which does not exist on 2026-03-29 (clocks go forward)",
-        "2026-03-30T02:30:00+02:00",
-    ]
-
-
-def test_spring_forward_skips_the_missing_hour_of_an_hourly_job() -> None:
-    assert _times("0 * * * *", "America/New_York", "2026-03-08T05:30:00+00:00", 3) == [
-        "2026-03-08T01:00:00-05:00",
-        "2026-03-08T03:00:00-04:00  DST: 02:00 skipped, does not exist on 2026-03-08 (clocks go forward)",
-        "2026-03-08T04:00:00-04:00",
-    ]
-
-
-def test_fall_back_runs_an_hourly_job_at_both_repeated_hours() -> None:
-    assert _times("0 * * * *", "America/New_York", "2026-11-01T04:30:00+00:00", 3) == [
-        "2026-11-01T01:00:00-04:00  DST: 01:00 occurs twice on 2026-11-01 (clocks go back); fires at both",
-        "2026-11-01T01:00:00-05:00  DST: 01:00 occurs twice on 2026-11-01 (clocks go back); fires at both",
-        "2026-11-01T02:00:00-05:00",
-    ]
-
-
-def test_fall_back_runs_a_daily_job_once() -> None:
-    assert _times("30 2 * * *", "Europe/Amsterdam", "2026-10-24T12:00:00+00:00", 2) == [
-        "2026-10-25T02:30:00+01:00  DST: 02:30 occurs twice on 2026-10-25 (clocks go back); fires once, at UTC+01:00",
-        "2026-10-26T02:30:00+01:00",
-    ]
+    assert [str(f) for f in fire_times(expression, zone, count, after)] == expected
 
 
 def _generated_numeric_expressions(count: int, seed: int) -> list[str]:

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import threading
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,6 +13,7 @@ import sqlalchemy as sa
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.definitions import dag as dag_module
 from conftest import ROOT, connection_json
+from helpers.databases import fresh_database
 from helpers.sink import Sink
 
 from scheduled_jobs.store import TaskStore
@@ -159,16 +159,12 @@ def password_pg_store(postgres_server_url: str, monkeypatch: pytest.MonkeyPatch)
 
     The server trusts loopback, so the password is never checked: it is only there to be leaked.
     """
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-    name = f"sj_guard_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(postgres_server_url).set(database=name, password=STORE_PASSWORD)
-    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", connection_json(url.render_as_string(hide_password=False)))
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(postgres_server_url, "sj_guard") as database:
+        url = database.set(password=STORE_PASSWORD)
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SCHEDULED_JOBS_STORE", connection_json(url.render_as_string(hide_password=False))
+        )
+        yield url
 
 
 @pytest.mark.postgres

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
@@ -20,6 +21,9 @@ from helpers.hostile_yaml import BOMB_DEFINITION, BOMB_INCOMING
 
 from scheduled_jobs.catalog import load_catalog
 from scheduled_jobs.cron import cron_errors
+
+if TYPE_CHECKING:
+    from scheduled_jobs.definitions import Catalog
 
 CLI = str(Path(sys.executable).with_name("scheduled-jobs"))
 PROBLEMS = "scheduled_jobs_problems.py"
@@ -33,12 +37,26 @@ def run(*args: str, cwd: Path | None = None, timeout: float = 30) -> subprocess.
     return subprocess.run([CLI, *args], capture_output=True, text=True, env=os.environ.copy(), cwd=cwd, timeout=timeout)
 
 
+def catalog_of(project: Path) -> Catalog:
+    """The project's definitions and configurations, loaded as the DAG files and the pages load them."""
+    return load_catalog(project / "job_definitions", project / "configurations")
+
+
 def timed_dagbag(monkeypatch: pytest.MonkeyPatch) -> tuple[DagBag, float]:
     # Airflow's own limit per DAG file, lowered so that today's failure shows in seconds, not minutes.
     monkeypatch.setenv("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "20")
     started = time.monotonic()
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     return bag, time.monotonic() - started
+
+
+def quick_dagbag_with_problems(monkeypatch: pytest.MonkeyPatch) -> tuple[DagBag, str]:
+    """The DagBag, built within 15 s, whose one import error is the problems DAG file's; with that error."""
+    bag, elapsed = timed_dagbag(monkeypatch)
+    errors = {path.rsplit("/", 1)[-1]: text for path, text in bag.import_errors.items()}
+    assert list(errors) == [PROBLEMS], errors
+    assert elapsed < 15, f"the DagBag took {elapsed:.1f} s"
+    return bag, errors[PROBLEMS]
 
 
 # -- the billion laughs ---------------------------------------------------------------------------
@@ -62,12 +80,9 @@ def test_a_bomb_next_to_the_examples_leaves_their_dags_and_names_itself(
 ) -> None:
     bomb = project / "job_definitions" / "bomb.yaml"
     bomb.write_text(BOMB_DEFINITION, encoding="utf-8")
-    bag, elapsed = timed_dagbag(monkeypatch)
+    bag, problems = quick_dagbag_with_problems(monkeypatch)
     assert sorted(bag.dag_ids) == DAGS
-    errors = {path.rsplit("/", 1)[-1]: text for path, text in bag.import_errors.items()}
-    assert list(errors) == [PROBLEMS], errors
-    assert f"{bomb}: {ALIASES}" in errors[PROBLEMS]
-    assert elapsed < 15, f"the DagBag took {elapsed:.1f} s"
+    assert f"{bomb}: {ALIASES}" in problems
 
 
 def test_a_bomb_in_configurations_leaves_the_jobs_that_do_not_use_it(
@@ -75,18 +90,27 @@ def test_a_bomb_in_configurations_leaves_the_jobs_that_do_not_use_it(
 ) -> None:
     poisoned = project / "configurations" / "incoming" / "product-catalog.yaml"
     poisoned.write_text(BOMB_INCOMING, encoding="utf-8")
-    bag, elapsed = timed_dagbag(monkeypatch)
+    bag, problems = quick_dagbag_with_problems(monkeypatch)
     assert sorted(bag.dag_ids) == [dag for dag in DAGS if dag != "product-catalog-incoming"]
-    errors = {path.rsplit("/", 1)[-1]: text for path, text in bag.import_errors.items()}
-    assert list(errors) == [PROBLEMS], errors
-    assert f"{poisoned}: {ALIASES}" in errors[PROBLEMS]
-    assert "incoming_configuration: incoming configuration 'product-catalog'" in errors[PROBLEMS]
-    assert elapsed < 15, f"the DagBag took {elapsed:.1f} s"
+    assert f"{poisoned}: {ALIASES}" in problems
+    assert "incoming_configuration: incoming configuration 'product-catalog'" in problems
 
 
 # -- every other way one file could hang or crash the load -------------------------------------------
 
 VALID_TAIL = "name: Hostile\njob: repair_stuck_tasks\nexpression: '@daily'\n"
+
+
+def tagged(key: str, value: str, shown: str, case_id: str) -> Any:
+    """A case: ``key: value`` where value is a YAML tag (``!!int``) and text that is not of its type."""
+    tag = value.split(maxsplit=1)[0]
+    column = len(f"{key}: ") + 1
+    return pytest.param(
+        f"{VALID_TAIL}{key}: {value}\n",
+        f"(file): is not valid YAML at line 4, column {column}: '{shown}' is not a valid {tag[2:]} (the tag {tag}); "
+        "remove the tag or fix the value",
+        id=case_id,
+    )
 
 
 @pytest.mark.parametrize(
@@ -135,31 +159,11 @@ VALID_TAIL = "name: Hostile\njob: repair_stuck_tasks\nexpression: '@daily'\n"
             "quote it to keep it as text",
             id="base-60-float-overflow",
         ),
-        pytest.param(
-            VALID_TAIL + "priority: !!int abc" + "\n",
-            "(file): is not valid YAML at line 4, column 11: 'abc' is not a valid int (the tag !!int); remove the tag or fix the value",
-            id="tagged-int",
-        ),
-        pytest.param(
-            VALID_TAIL + 'priority: !!int ""' + "\n",
-            "(file): is not valid YAML at line 4, column 11: '' is not a valid int (the tag !!int); remove the tag or fix the value",
-            id="tagged-empty-int",
-        ),
-        pytest.param(
-            VALID_TAIL + "priority: !!float _" + "\n",
-            "(file): is not valid YAML at line 4, column 11: '_' is not a valid float (the tag !!float); remove the tag or fix the value",
-            id="tagged-float",
-        ),
-        pytest.param(
-            VALID_TAIL + "description: !!bool maybe" + "\n",
-            "(file): is not valid YAML at line 4, column 14: 'maybe' is not a valid bool (the tag !!bool); remove the tag or fix the value",
-            id="tagged-bool",
-        ),
-        pytest.param(
-            VALID_TAIL + "description: !!timestamp soon" + "\n",
-            "(file): is not valid YAML at line 4, column 14: 'soon' is not a valid timestamp (the tag !!timestamp); remove the tag or fix the value",
-            id="tagged-timestamp",
-        ),
+        tagged("priority", "!!int abc", "abc", "tagged-int"),
+        tagged("priority", '!!int ""', "", "tagged-empty-int"),
+        tagged("priority", "!!float _", "_", "tagged-float"),
+        tagged("description", "!!bool maybe", "maybe", "tagged-bool"),
+        tagged("description", "!!timestamp soon", "soon", "tagged-timestamp"),
         pytest.param(
             # Airflow refuses a DAG id of more than 250 characters: the job would vanish from the DagBag
             # with a traceback in the parse log, while validate called it valid.
@@ -196,7 +200,7 @@ def test_a_hostile_file_is_one_problem_naming_it_and_quick(project: Path, text: 
     path = project / "job_definitions" / "hostile.yaml"
     path.write_text(text, encoding="utf-8")
     started = time.monotonic()
-    catalog = load_catalog(project / "job_definitions", project / "configurations")
+    catalog = catalog_of(project)
     assert time.monotonic() - started < 5
     assert [str(p) for p in catalog.problems] == [f"{path}: {reason}"]
     assert sorted(catalog.jobs) == EXAMPLES
@@ -206,7 +210,7 @@ def test_a_file_over_the_size_limit_is_refused_unread(project: Path, monkeypatch
     monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__YAML_MAX_BYTES", "1000")
     path = project / "job_definitions" / "big.yaml"
     path.write_text(VALID_TAIL + "description: " + "x" * 2000 + "\n", encoding="utf-8")
-    catalog = load_catalog(project / "job_definitions", project / "configurations")
+    catalog = catalog_of(project)
     assert [str(p) for p in catalog.problems] == [
         f"{path}: (file): is {path.stat().st_size} bytes, over the limit of 1000 bytes "
         "([scheduled_jobs] yaml_max_bytes); split it or shorten it"
@@ -217,7 +221,7 @@ def test_a_file_over_the_size_limit_is_refused_unread(project: Path, monkeypatch
 def test_the_default_size_limit_is_one_mebibyte(project: Path) -> None:
     path = project / "configurations" / "outgoing" / "big.yaml"
     path.write_text("name: Big\n# " + "x" * (1024 * 1024) + "\n", encoding="utf-8")
-    (problem,) = load_catalog(project / "job_definitions", project / "configurations").problems
+    (problem,) = catalog_of(project).problems
     assert problem.reason.endswith(
         "over the limit of 1048576 bytes ([scheduled_jobs] yaml_max_bytes); split it or shorten it"
     )
@@ -237,7 +241,7 @@ def test_thousands_of_mistakes_in_one_file_are_capped(project: Path) -> None:
     path = project / "job_definitions" / "many.yaml"
     secrets = "".join(f"  - password: p{n}\n" for n in range(3000))
     path.write_text(VALID_TAIL + "extra:\n" + secrets, encoding="utf-8")
-    problems = load_catalog(project / "job_definitions", project / "configurations").problems
+    problems = catalog_of(project).problems
     assert len(problems) == 21
     assert f"{path}: (file): 2980 more problems besides these 20 are not shown" in [str(p) for p in problems]
     assert all(p.path == str(path) for p in problems)
@@ -248,7 +252,7 @@ def test_thousands_of_validation_errors_are_counted_not_worded(project: Path) ->
     lists = ", ".join(["[]"] * 3000)  # each fails all four types a filter value may have
     path.write_text(f"name: Many\nentity_key: id\nmapping:\n  filter:\n    status: [{lists}]\n", encoding="utf-8")
     started = time.monotonic()
-    problems = load_catalog(project / "job_definitions", project / "configurations").problems
+    problems = catalog_of(project).problems
     assert time.monotonic() - started < 2
     assert len(problems) == 21
     assert f"{path}: (file): 11980 more problems besides these 20 are not shown" in [str(p) for p in problems]
@@ -259,13 +263,13 @@ def test_a_file_with_more_values_than_the_budget_is_refused_before_it_is_built(
 ) -> None:
     path = project / "job_definitions" / "wide.yaml"
     path.write_text(VALID_TAIL + "description: [" + "1, " * 20_000 + "1]\n", encoding="utf-8")
-    problems = load_catalog(project / "job_definitions", project / "configurations").problems
+    problems = catalog_of(project).problems
     assert [str(p) for p in problems] == [
         f"{path}: (file): holds more than 10000 values (at line 4, column 29988) ([scheduled_jobs] yaml_max_nodes); "
         "split it into smaller files"
     ]
     monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__YAML_MAX_NODES", "30000")
-    problems = load_catalog(project / "job_definitions", project / "configurations").problems
+    problems = catalog_of(project).problems
     assert [(p.key, p.reason[:14]) for p in problems] == [("description", "must be a stri")]
 
 

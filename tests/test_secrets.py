@@ -20,11 +20,8 @@ import sqlalchemy as sa
 from airflow.dag_processing.dagbag import DagBag
 from conftest import ROOT, connection_json
 from helpers.echo import Echo
+from helpers.live_api import PREFIX, Server, store_of
 from helpers.ports import free_port
-
-# The module-scoped Airflow API server and the users' tokens of the web tests: the pages are read as a
-# Viewer would read them, through Airflow's own authentication.
-from test_web_api import PREFIX, Server, server, tokens  # noqa: F401
 from werkzeug import Response
 
 from scheduled_jobs.store import TaskStore
@@ -136,7 +133,7 @@ def searched_run(run: DagRun, output: str) -> list[str]:
     return leaks("the task log", output) + leaks("XCom", json.dumps(xcom, default=str))
 
 
-def searched_web(server: Server, viewer_token: str, task_ids: list[int]) -> list[str]:  # noqa: F811
+def searched_web(server: Server, viewer_token: str, task_ids: list[int]) -> list[str]:
     found = []
     with httpx.Client(
         base_url=server.url + PREFIX, headers={"Authorization": f"Bearer {viewer_token}"}, timeout=30
@@ -153,7 +150,21 @@ def searched_web(server: Server, viewer_token: str, task_ids: list[int]) -> list
     return found
 
 
-def export_through(project: Path, store: TaskStore) -> DagRun:
+def searched_everywhere(
+    store: TaskStore, run: DagRun, log: str, web: tuple[Server, str] | None = None, task_ids: list[int] | None = None
+) -> list[str]:
+    """Every place a user or a log reader can see: the store, the task log and XCom, and (with ``web``, a
+    server and a Viewer's token) the pages and the API of these tasks and of the route.
+    """
+    found = searched_store(store.engine) + searched_run(run, log)
+    if web is not None:
+        server, viewer_token = web
+        found += searched_web(server, viewer_token, task_ids or [])
+    return found
+
+
+def export_through(project: Path, store: TaskStore, capfd: pytest.CaptureFixture[str]) -> tuple[DagRun, str]:
+    """The route's export job, run by ``dag.test()``; its run and what it wrote (the task log)."""
     outgoing_job(project)
     store.add_entities([ROUTE], [("1", {"id": "1", "answer": "401"}), ("2", {"id": "2", "answer": "500"})])
     run = DagBag(dag_folder=str(ROOT / "dags")).get_dag("orders-to-echo-export").test()
@@ -162,7 +173,8 @@ def export_through(project: Path, store: TaskStore) -> DagRun:
         "export_route": "success",
         "release_guard": "success",
     }
-    return run
+    output = capfd.readouterr()
+    return run, output.out + output.err
 
 
 @pytest.mark.parametrize("kind", ["login", "userinfo"])
@@ -170,26 +182,21 @@ def test_an_echoing_destination_puts_no_secret_in_the_store_the_pages_the_log_or
     kind: str,
     project: Path,
     echo: Echo,
-    server: Server,  # noqa: F811
-    tokens: dict[str, str],  # noqa: F811
+    server: Server,
+    tokens: dict[str, str],
     capfd: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_ECHO_API", json.dumps(connection(kind, echo.port)))
-    store = TaskStore.from_url(f"sqlite:///{project / 'store.db'}")
-    run = export_through(project, store)
-    output = capfd.readouterr()
+    store = store_of(project)
+    run, log = export_through(project, store, capfd)
     # The destination did receive the credentials and sent them back: the attack happened.
     assert len(echo.requests) == 3, echo.requests  # the 401 once, the 500 twice (retried)
     assert all(BASIC in reply and API_KEY in reply for reply in echo.replies)
     tasks = {task["entity_key"]: task for task in store.list_tasks(ROUTE)}
     assert {key: task["status"] for key, task in tasks.items()} == {"1": "failed", "2": "failed"}
     errors = {key: str(task["last_error"]) for key, task in tasks.items()}
-    found = (
-        searched_store(store.engine)
-        + searched_run(run, output.out + output.err)
-        + searched_web(server, tokens["viewer"], [task["id"] for task in tasks.values()])
-    )
+    found = searched_everywhere(store, run, log, (server, tokens["viewer"]), [task["id"] for task in tasks.values()])
     assert found == []
     # The error still says what happened and where, with what the destination answered.
     where = f"http://127.0.0.1:{echo.port}/answer"
@@ -200,23 +207,18 @@ def test_an_echoing_destination_puts_no_secret_in_the_store_the_pages_the_log_or
 
 def test_credentials_in_the_hosts_url_stay_out_of_a_connection_error(
     project: Path,
-    server: Server,  # noqa: F811
-    tokens: dict[str, str],  # noqa: F811
+    server: Server,
+    tokens: dict[str, str],
     capfd: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     closed = free_port()  # nothing listens there: every try is refused
     monkeypatch.setenv("AIRFLOW_CONN_ECHO_API", json.dumps(connection("userinfo", closed)))
-    store = TaskStore.from_url(f"sqlite:///{project / 'store.db'}")
-    run = export_through(project, store)
-    output = capfd.readouterr()
+    store = store_of(project)
+    run, log = export_through(project, store, capfd)
     tasks = store.list_tasks(ROUTE)
     assert [task["status"] for task in tasks] == ["failed", "failed"]
-    found = (
-        searched_store(store.engine)
-        + searched_run(run, output.out + output.err)
-        + searched_web(server, tokens["viewer"], [task["id"] for task in tasks])
-    )
+    found = searched_everywhere(store, run, log, (server, tokens["viewer"]), [task["id"] for task in tasks])
     assert found == []
     error = str(tasks[0]["last_error"])
     assert error.startswith(f"ConnectionError on POST http://127.0.0.1:{closed}/answer/"), error
@@ -237,11 +239,10 @@ def test_no_secret_reaches_a_postgresql_store(
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM scheduled_jobs_task"))
         conn.execute(sa.text("DELETE FROM scheduled_jobs_entity"))
-    run = export_through(project, store)
-    output = capfd.readouterr()
+    run, log = export_through(project, store, capfd)
     assert all(BASIC in reply for reply in echo.replies)
     assert [task["status"] for task in store.list_tasks(ROUTE)] == ["failed", "failed"]
-    assert searched_store(store.engine) + searched_run(run, output.out + output.err) == []
+    assert searched_everywhere(store, run, log) == []
 
 
 def test_a_source_that_echoes_the_credentials_rejects_its_page_without_them(
@@ -286,8 +287,7 @@ expression: "* * * * *"
     assert echo.replies and all(BASIC in reply and API_KEY in reply for reply in echo.replies)
     log = output.out + output.err
     assert f"HTTP 401 from GET http://127.0.0.1:{echo.port}/answer/401/orders" in log
-    store = TaskStore.from_url(f"sqlite:///{project / 'store.db'}")
-    assert searched_store(store.engine) + searched_run(run, log) == []
+    assert searched_everywhere(store_of(project), run, log) == []
 
 
 def test_the_derived_forms_are_registered_with_airflows_log_masker() -> None:

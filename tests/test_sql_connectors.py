@@ -154,12 +154,19 @@ def minute(n: int) -> dt.datetime:
     return DAY + dt.timedelta(minutes=n)
 
 
+FEED_COLUMNS = "id VARCHAR(700), amount NUMERIC, updated_at TIMESTAMP"
+
+
+def create_feed(engine: sa.Engine, columns: str = FEED_COLUMNS) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS feed"))
+        conn.execute(sa.text(f"CREATE TABLE feed ({columns})"))
+
+
 @pytest.fixture
 def feed(database: sa.Engine) -> sa.Engine:
     """A source table whose id may be NULL (a careless producer), on the database of `shop_db`."""
-    with database.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS feed"))
-        conn.execute(sa.text("CREATE TABLE feed (id VARCHAR(700), amount NUMERIC, updated_at TIMESTAMP)"))
+    create_feed(database)
     return database
 
 
@@ -176,10 +183,33 @@ def sql_store(database: sa.Engine, tmp_path: Path, request: pytest.FixtureReques
     """The task store on the same kind of database as the source."""
     if database.dialect.name == "sqlite":
         return TaskStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
-    store = TaskStore.from_url(request.getfixturevalue("postgres_server_url"))
+    return emptied_postgres_store(request.getfixturevalue("postgres_server_url"))
+
+
+def emptied_postgres_store(url: str) -> TaskStore:
+    """The task store on this session's PostgreSQL database, without what an earlier test left."""
+    store = TaskStore.from_url(url)
     with store.engine.begin() as conn:
         conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_watermark"))
     return store
+
+
+def postgres_feed(
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    rows: list[dict[str, object]],
+    columns: str = FEED_COLUMNS,
+    values: str = "(:id, CAST(:amount AS NUMERIC), :at)",
+) -> tuple[sa.Engine, TaskStore]:
+    """On PostgreSQL, behind `shop_db`: the table feed (``columns``) holding ``rows`` (``INSERT ... VALUES
+    values``); with it the emptied task store on the same database.
+    """
+    engine = sa.create_engine(url)
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_DB", connection_json(url))
+    create_feed(engine, columns)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"INSERT INTO feed VALUES {values}"), rows)
+    return engine, emptied_postgres_store(url)
 
 
 def run_feed(store: TaskStore, **settings: object) -> IngestSummary:
@@ -299,24 +329,17 @@ def test_a_row_the_store_refuses_is_rejected_alone(
 ) -> None:
     # A key longer than the store's column, and a number Python will not print: each refused by the store
     # (PostgreSQL), each only its own row's rejection; the rows around them are stored.
-    engine = sa.create_engine(postgres_server_url)
-    monkeypatch.setenv("AIRFLOW_CONN_SHOP_DB", connection_json(postgres_server_url))
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS feed"))
-        conn.execute(sa.text("CREATE TABLE feed (id VARCHAR(700), amount NUMERIC, updated_at TIMESTAMP)"))
-        conn.execute(
-            sa.text("INSERT INTO feed VALUES (:id, CAST(:amount AS NUMERIC), :at)"),
-            [
-                {"id": "A", "amount": "1", "at": minute(1)},
-                {"id": "x" * 600, "amount": "2", "at": minute(2)},
-                {"id": "B", "amount": "3", "at": minute(3)},
-                {"id": "HUGE", "amount": "9" * 5000, "at": minute(4)},
-                {"id": "C", "amount": "5", "at": minute(5)},
-            ],
-        )
-    store = TaskStore.from_url(postgres_server_url)
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_watermark"))
+    engine, store = postgres_feed(
+        postgres_server_url,
+        monkeypatch,
+        [
+            {"id": "A", "amount": "1", "at": minute(1)},
+            {"id": "x" * 600, "amount": "2", "at": minute(2)},
+            {"id": "B", "amount": "3", "at": minute(3)},
+            {"id": "HUGE", "amount": "9" * 5000, "at": minute(4)},
+            {"id": "C", "amount": "5", "at": minute(5)},
+        ],
+    )
     summary = run_feed(store, query="SELECT id, amount, updated_at FROM feed", batch_size=5)
     assert task_keys(store) == ["A", "B", "C"]
     assert [r["source"] for r in summary.rejected] == [
@@ -362,24 +385,17 @@ def test_a_row_holding_an_infinite_number_is_rejected_alone(
 ) -> None:
     # NUMERIC holds 'Infinity' and 'NaN' (PostgreSQL 14+); JSON holds neither. Today 'Infinity' crashes the
     # run at int(Decimal('Infinity')), every run, and no row after it is ever read.
-    engine = sa.create_engine(postgres_server_url)
-    monkeypatch.setenv("AIRFLOW_CONN_SHOP_DB", connection_json(postgres_server_url))
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS feed"))
-        conn.execute(sa.text("CREATE TABLE feed (id VARCHAR(700), amount NUMERIC, updated_at TIMESTAMP)"))
-        conn.execute(
-            sa.text("INSERT INTO feed VALUES (:id, CAST(:amount AS NUMERIC), :at)"),
-            [
-                {"id": "A", "amount": "1.5", "at": minute(1)},
-                {"id": "INF", "amount": "Infinity", "at": minute(2)},
-                {"id": "NAN", "amount": "NaN", "at": minute(3)},
-                {"id": "B", "amount": "-Infinity", "at": minute(4)},
-                {"id": "C", "amount": "12", "at": minute(5)},
-            ],
-        )
-    store = TaskStore.from_url(postgres_server_url)
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_watermark"))
+    _, store = postgres_feed(
+        postgres_server_url,
+        monkeypatch,
+        [
+            {"id": "A", "amount": "1.5", "at": minute(1)},
+            {"id": "INF", "amount": "Infinity", "at": minute(2)},
+            {"id": "NAN", "amount": "NaN", "at": minute(3)},
+            {"id": "B", "amount": "-Infinity", "at": minute(4)},
+            {"id": "C", "amount": "12", "at": minute(5)},
+        ],
+    )
     summary = run_feed(store, query="SELECT id, amount, updated_at FROM feed", batch_size=5)
     assert [r["source"] for r in summary.rejected] == [
         "shop_db: query, row 2 (updated_at 2026-11-24 09:02:00)",
@@ -401,24 +417,17 @@ def test_a_date_python_cannot_hold_is_read_as_its_text_and_the_rows_after_it_are
     # PostgreSQL holds years up to 294276 and before Christ; Python's datetime only 1 to 9999. Today
     # psycopg refuses such a value: the query fails at that row, on every run, and no row after it
     # is ever read (here: a date at the very start).
-    engine = sa.create_engine(postgres_server_url)
-    monkeypatch.setenv("AIRFLOW_CONN_SHOP_DB", connection_json(postgres_server_url))
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS feed"))
-        conn.execute(
-            sa.text("CREATE TABLE feed (id VARCHAR(700), due DATE, expires TIMESTAMPTZ, updated_at TIMESTAMP)")
-        )
-        conn.execute(
-            sa.text("INSERT INTO feed VALUES (:id, CAST(:due AS DATE), CAST(:expires AS TIMESTAMPTZ), :at)"),
-            [
-                {"id": "BC", "due": "0044-03-15 BC", "expires": "2026-01-01 00:00+00", "at": minute(1)},
-                {"id": "A", "due": "2026-11-24", "expires": "10000-01-01 00:00+00", "at": minute(2)},
-                {"id": "B", "due": "2026-11-25", "expires": "2027-01-01 00:00+00", "at": minute(3)},
-            ],
-        )
-    store = TaskStore.from_url(postgres_server_url)
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_watermark"))
+    engine, store = postgres_feed(
+        postgres_server_url,
+        monkeypatch,
+        [
+            {"id": "BC", "due": "0044-03-15 BC", "expires": "2026-01-01 00:00+00", "at": minute(1)},
+            {"id": "A", "due": "2026-11-24", "expires": "10000-01-01 00:00+00", "at": minute(2)},
+            {"id": "B", "due": "2026-11-25", "expires": "2027-01-01 00:00+00", "at": minute(3)},
+        ],
+        columns="id VARCHAR(700), due DATE, expires TIMESTAMPTZ, updated_at TIMESTAMP",
+        values="(:id, CAST(:due AS DATE), CAST(:expires AS TIMESTAMPTZ), :at)",
+    )
     summary = run_feed(store, query="SELECT id, due, expires, updated_at FROM feed", batch_size=1)
     assert summary.rejected == []
     payloads = {task["entity_key"]: json.loads(task["payload"]) for task in store.list_tasks("r")}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +14,9 @@ import httpx
 import hypothesis
 import pytest
 import sqlalchemy as sa
-from conftest import _HOME, ROOT, connection_json
+from conftest import _HOME, ROOT
 from helpers import hostile
-from helpers.ports import free_port
+from helpers.live_api import PREFIX, Server, store_of, token_for
 from hypothesis import strategies as st
 
 from scheduled_jobs.store import TaskStore
@@ -31,94 +30,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from helpers.sink import Sink
 
-PREFIX = "/scheduled-jobs"
-PASSWORDS = {"admin": "admin-pw", "viewer": "viewer-pw", "user": "user-pw"}
 HOUR = dt.timedelta(hours=1)
-
-
-class Server:
-    def __init__(self, app: FastAPI) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the API server did not start within 30 s"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "admin:admin,viewer:viewer,user:user")
-        passwords = _HOME / "web-test-passwords.json"
-        passwords.write_text(json.dumps(PASSWORDS))
-        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
-        from airflow.api_fastapi.app import create_app, purge_cached_app
-
-        with Server(create_app()) as running:
-            yield running
-        purge_cached_app()
-
-
-def token_for(server: Server, username: str) -> str:
-    answer = httpx.post(
-        f"{server.url}/auth/token", json={"username": username, "password": PASSWORDS[username]}, timeout=10
-    )
-    assert answer.status_code == 201, answer.text
-    token: str = answer.json()["access_token"]
-    return token
-
-
-@pytest.fixture(scope="module")
-def tokens(server: Server) -> dict[str, str]:
-    return {name: token_for(server, name) for name in PASSWORDS}
-
-
-@pytest.fixture
-def client(server: Server, tokens: dict[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=server.url + PREFIX, headers={"Authorization": f"Bearer {tokens['admin']}"}, timeout=30
-    ) as session:
-        yield session
-
-
-def store_of(project: Path) -> TaskStore:
-    return TaskStore.from_url(f"sqlite:///{project / 'store.db'}")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def any_store(request: pytest.FixtureRequest, project: Path, monkeypatch: pytest.MonkeyPatch) -> TaskStore:
-    """The project's task store on SQLite, or on a fresh PostgreSQL database behind the same connection."""
-    if request.param == "sqlite":
-        return store_of(project)
-    url: str = request.getfixturevalue("postgres_server_url")
-    store = TaskStore.from_url(url)
-    with store.engine.begin() as conn:
-        for table in (
-            "scheduled_jobs_task",
-            "scheduled_jobs_entity",
-            "scheduled_jobs_process",
-            "scheduled_jobs_skipped_run",
-        ):
-            conn.execute(sa.text(f"DELETE FROM {table}"))
-    monkeypatch.setenv("AIRFLOW_CONN_SCHEDULED_JOBS_STORE", connection_json(url))
-    return store
 
 
 def plugin_routes(app: FastAPI) -> list[tuple[str, str]]:
@@ -471,40 +383,50 @@ def test_webhook_stores_entities_and_hands_realtime_routes_to_airflow(
     assert asset_events()[0] == events
 
 
+def the_one_realtime_export(client: httpx.Client, entity_id: str) -> dict[str, Any]:
+    """Push one shop order; the webhook answers 202 and hands over (or not) the one real-time route."""
+    answer = client.post("/webhooks/shop-orders", json={"id": entity_id})
+    assert answer.status_code == 202, answer.text
+    (handed,) = answer.json()["realtime_exports"]
+    return dict(handed)
+
+
 def test_a_webhook_to_a_paused_realtime_dag_says_no_export_was_queued(
     client: httpx.Client, project: Path, dags_in_airflow: None
 ) -> None:
     """Airflow queues no run for an event on the asset of a paused DAG: the 202 must not read as "handed over"."""
     engine = sa.create_engine(f"sqlite:///{_HOME / 'airflow.db'}")
-    try:
+
+    def mark_dag(is_paused: int, is_stale: int) -> None:
         with engine.begin() as conn:
-            conn.execute(sa.text("UPDATE dag SET is_paused = 1 WHERE dag_id = :dag"), {"dag": REALTIME_DAG})
-        answer = client.post("/webhooks/shop-orders", json={"id": "paused-1"})
-        assert answer.status_code == 202, answer.text
-        (handed,) = answer.json()["realtime_exports"]
-        assert handed.get("problem") == (
+            conn.execute(
+                sa.text("UPDATE dag SET is_paused = :paused, is_stale = :stale WHERE dag_id = :dag"),
+                {"paused": is_paused, "stale": is_stale, "dag": REALTIME_DAG},
+            )
+
+    steps = [
+        (
+            {"is_paused": 1, "is_stale": 0},
+            "paused-1",
             f"the DAG {REALTIME_DAG} is paused in Airflow, so no export run was queued; the tasks stay new "
-            "until it is unpaused and a later webhook or the route's next export sends them"
-        ), handed
-        assert store_of(project).counts("orders-to-erp")["new"] == 1
-        with engine.begin() as conn:
+            "until it is unpaused and a later webhook or the route's next export sends them",
+        ),
+        (
             # The route stopped being real-time: its DAG is gone from the files, Airflow marks it stale.
-            conn.execute(
-                sa.text("UPDATE dag SET is_paused = 0, is_stale = 1 WHERE dag_id = :dag"), {"dag": REALTIME_DAG}
-            )
-        gone = client.post("/webhooks/shop-orders", json={"id": "gone-1"})
-        assert gone.status_code == 202, gone.text
-        (handed,) = gone.json()["realtime_exports"]
-        assert handed.get("problem") == (
+            {"is_paused": 0, "is_stale": 1},
+            "gone-1",
             f"Airflow has no active DAG {REALTIME_DAG} (not parsed yet, or removed), so no export run was queued; "
-            "the tasks stay new for the route's next export"
-        ), handed
-        assert store_of(project).counts("orders-to-erp")["new"] == 2
+            "the tasks stay new for the route's next export",
+        ),
+    ]
+    try:
+        for new_tasks, (dag_flags, entity_id, problem) in enumerate(steps, start=1):
+            mark_dag(**dag_flags)
+            handed = the_one_realtime_export(client, entity_id)
+            assert handed.get("problem") == problem, handed
+            assert store_of(project).counts("orders-to-erp")["new"] == new_tasks
     finally:
-        with engine.begin() as conn:
-            conn.execute(
-                sa.text("UPDATE dag SET is_paused = 0, is_stale = 0 WHERE dag_id = :dag"), {"dag": REALTIME_DAG}
-            )
+        mark_dag(is_paused=0, is_stale=0)
         engine.dispose()
 
 

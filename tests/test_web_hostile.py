@@ -1,10 +1,9 @@
 """The pages and the API never 500 and never hang: not for a hostile definition, a cron that never fires, or a
-number no database column can hold. Served by a real Airflow API server (the fixtures of test_web_api).
+number no database column can hold. Served by a real Airflow API server (conftest's ``server`` and ``client``).
 """
 
 from __future__ import annotations
 
-# ruff: noqa: F811 - the live server's fixtures come from test_web_api and are named as parameters
 import datetime as dt
 import re
 from typing import TYPE_CHECKING
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from helpers.hostile_yaml import BOMB_DEFINITION, BOMB_INCOMING
-from test_web_api import PREFIX, Server, any_store, client, server, store_of, tokens  # noqa: F401 - fixtures
+from helpers.live_api import PREFIX, Server, store_of
 
 from scheduled_jobs.catalog import ScheduledJob, load_catalog
 from scheduled_jobs.models.jobs import RepairJob

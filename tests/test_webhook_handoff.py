@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 import sqlalchemy as sa
+from helpers.orders_to_erp import ROUTE, write_project
 from helpers.sink import Sink
 from helpers.standalone import Standalone
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
-ROUTE = "orders-to-erp"
 DAG_ID = f"realtime_export.{ROUTE}"
 ASSET = f"x-scheduled-jobs://routes/{ROUTE}"
 WEBHOOKS = 50
@@ -40,29 +40,19 @@ def sink() -> Iterator[Sink]:
 
 @pytest.fixture
 def airflow(tmp_path: Path, sink: Sink) -> Iterator[Standalone]:
-    configurations = tmp_path / "configurations"
-    for kind in ("incoming", "outgoing", "routes"):
-        (configurations / kind).mkdir(parents=True)
     # Records of this incoming configuration only arrive by webhook: no subscriber, no job.
-    (configurations / "incoming" / "orders.yaml").write_text("name: Orders\nentity_key: id\n")
-    (configurations / "outgoing" / "erp.yaml").write_text(
-        "name: ERP\npublisher:\n  type: http\n  connection: sink\n  endpoint: /orders/{id}\n"
-        "  timeout_seconds: 120\n  retry: {attempts: 1}\n"
+    definitions, configurations = write_project(
+        tmp_path,
+        publisher="  timeout_seconds: 120\n  retry: {attempts: 1}\n",
+        route="realtime: true\npriority: 7\n",
     )
-    (configurations / "routes" / f"{ROUTE}.yaml").write_text(
-        "name: Orders to ERP\nincoming_configuration: orders\noutgoing_configuration: erp\nrealtime: true\npriority: 7\n"
-    )
-    (tmp_path / "job_definitions").mkdir()
-    airflow = Standalone(
+    with Standalone(
         tmp_path / "home",
-        definitions=tmp_path / "job_definitions",
+        definitions=definitions,
         configurations=configurations,
         env={"AIRFLOW_CONN_SINK": sink.connection_env},
-    ).start()
-    try:
+    ) as airflow:
         yield airflow
-    finally:
-        airflow.stop()
 
 
 def timed_get(url: str, token: str) -> float:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from helpers.ports import serve_http
 
 _STATUS = re.compile(r"^/answer/(\d{3})(?:/|$)")
 
@@ -47,11 +49,8 @@ class Echo:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve_http(Handler)
         self.port: int = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
         return self
 
     def stop(self) -> None:

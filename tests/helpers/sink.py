@@ -9,8 +9,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from helpers.ports import serve_http
 
 # A fault plan gets the request number (1-based) and the idempotency key, and says what to do:
 # "ok", "500", "400", "429" (Retry-After: 1), "timeout" (answer too late), "reset" (drop the connection),
@@ -95,11 +97,8 @@ class Sink:
 
             do_PUT = do_POST
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve_http(Handler)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
         return self
 
     def stop(self) -> None:

@@ -1,8 +1,9 @@
 """``airflow standalone`` on a home of its own, for the tests and benchmarks that need a real scheduler.
 
-It runs in its own process group (SQLite, LocalExecutor, the triggerer, the dag-processor, the API
-server); ``stop`` ends that group and nothing else. Users come from a passwords file written here, so
-a caller can get a real token from ``POST /auth/token``.
+It runs in its own process group (SQLite unless told otherwise, LocalExecutor, the triggerer, the
+dag-processor, the API server); ``stop`` ends that group, and any of its processes that left it, and
+nothing else. Users come from a passwords file written here, so a caller can get a real token from
+``POST /auth/token``. Use it as a context manager, or ``start`` and ``stop`` it.
 """
 
 from __future__ import annotations
@@ -18,26 +19,37 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import psutil
 import sqlalchemy as sa
 
 from helpers.ports import free_port
+from helpers.users import PASSWORDS, ROLES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import TracebackType
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-PASSWORDS = {"admin": "admin-pw", "user": "user-pw", "viewer": "viewer-pw"}
-ROLES = "admin:admin,user:user,viewer:viewer"
 
 
 class Standalone:
-    def __init__(self, home: Path, *, definitions: Path, configurations: Path, env: dict[str, str] | None = None):
+    """``env`` comes last: it may replace any setting here (the store's connection, say)."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        definitions: Path,
+        configurations: Path,
+        metadata_url: str | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.home = home
         self.port = free_port()
         self.log_path = home.parent / f"{home.name}-standalone.log"
         self.store_path = home.parent / f"{home.name}-store.db"
-        self.metadata_url = f"sqlite:///{home / 'airflow.db'}"
+        self.metadata_url = metadata_url or f"sqlite:///{home / 'airflow.db'}"
         home.mkdir(parents=True, exist_ok=True)
         passwords = home.parent / f"{home.name}-passwords.json"
         passwords.write_text(json.dumps(PASSWORDS))
@@ -54,7 +66,10 @@ class Standalone:
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ROLES,
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
                 "AIRFLOW__API__PORT": str(self.port),
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{self.port}/execution/",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+                # Their own log server ports: another instance on this machine may hold Airflow's defaults.
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__SCHEDULED_JOBS__DEFINITIONS_FOLDER": str(definitions),
@@ -89,13 +104,29 @@ class Standalone:
     def stop(self) -> None:
         if self.process is None:
             return
+        # Its processes now: one that started a session of its own would outlive the group's end.
+        descendants: list[psutil.Process] = []
+        with contextlib.suppress(psutil.NoSuchProcess):
+            descendants = psutil.Process(self.process.pid).children(recursive=True)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=30)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        for process in descendants:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        self.process.wait()
         self.process = None
+
+    def __enter__(self) -> Standalone:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
 
     def metadata(self) -> sa.Engine:
         return sa.create_engine(self.metadata_url)

@@ -1,0 +1,74 @@
+"""What the scheduler tests share: runs of DAGs named ``dup-…`` triggered at once, and what Airflow says of them."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from helpers.standalone import BIN
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from helpers.standalone import Standalone
+
+# A scheduler and a guard that look again every second: the races happen within seconds.
+QUICK = {"AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1", "AIRFLOW__SCHEDULED_JOBS__GUARD_POLL_SECONDS": "1"}
+
+
+def trigger_all(airflow: Standalone, jobs: list[str], webhook: set[str] | None = None) -> None:
+    """``airflow dags trigger`` for each job at once; those in ``webhook`` with conf {"trigger": "webhook"}."""
+    triggers = [
+        subprocess.Popen(
+            [
+                str(BIN / "airflow"),
+                "dags",
+                "trigger",
+                job,
+                *(["--conf", '{"trigger": "webhook"}'] if job in (webhook or set()) else []),
+            ],
+            env=airflow.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for job in jobs
+    ]
+    for trigger in triggers:
+        output, _ = trigger.communicate(timeout=120)
+        assert trigger.returncode == 0, output
+
+
+def dags_registered(airflow: Standalone, count: int) -> Callable[[], bool]:
+    engine = airflow.metadata()
+
+    def registered() -> bool:
+        with engine.connect() as conn:
+            found = conn.execute(
+                sa.text("SELECT count(*) FROM dag WHERE dag_id LIKE 'dup-%' AND NOT is_paused")
+            ).scalar()
+        return found == count
+
+    return registered
+
+
+def finished_runs(airflow: Standalone, count: int) -> Callable[[], bool]:
+    engine = airflow.metadata()
+
+    def done() -> bool:
+        with engine.connect() as conn:
+            states = conn.execute(sa.text("SELECT state FROM dag_run WHERE dag_id LIKE 'dup-%'")).scalars().all()
+        return len(states) == count and all(s in ("success", "failed") for s in states)
+
+    return done
+
+
+def task_rows(airflow: Standalone) -> dict[tuple[str, str], sa.Row[object]]:
+    """Each task instance of the ``dup-…`` DAGs by (dag_id, task_id): its state, start and end."""
+    with airflow.metadata().connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT dag_id, task_id, state, start_date, end_date FROM task_instance WHERE dag_id LIKE 'dup-%'")
+        ).all()
+    return {(r.dag_id, r.task_id): r for r in rows}
