@@ -23,7 +23,7 @@ from scheduled_jobs.catalog import load_catalog
 from scheduled_jobs.cron import cron_errors
 
 if TYPE_CHECKING:
-    from scheduled_jobs.definitions import Catalog
+    from scheduled_jobs.catalog import Catalog
 
 CLI = str(Path(sys.executable).with_name("scheduled-jobs"))
 PROBLEMS = "scheduled_jobs_problems.py"
