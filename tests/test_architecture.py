@@ -145,3 +145,14 @@ def test_models_import_only_the_standard_library_and_pydantic() -> None:
                 if top not in allowed and top not in sys.stdlib_module_names
             ]
     assert not broken, "\n".join(broken)
+
+
+def test_only_the_adapter_reaches_airflows_database_models() -> None:
+    internals = ("airflow.models", "airflow.assets.manager", "airflow.utils.session")
+    package = PACKAGE
+    for path in package.rglob("*.py"):
+        if path.name == "airflow_runs.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith(internals), (str(path.relative_to(package)), node.module)

@@ -4,7 +4,6 @@ JSON keeps the forms it has always had (isoformat times, no ``problem`` key when
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
 import json
 from pathlib import Path
@@ -51,27 +50,3 @@ def test_a_realtime_export_says_problem_only_when_there_is_one() -> None:
     assert json.loads(handed.model_dump_json()) == {"route": "r", "dag_id": "d", "asset": "a", "asset_event_id": None}
     handed.problem = "paused"
     assert json.loads(handed.model_dump_json())["problem"] == "paused"
-
-
-# app.store() resolves the store's URL through store.engine until the store hook replaces it (issue 12).
-_NOT_YET = {("app.py", "scheduled_jobs.store.engine")}
-
-
-def test_the_web_layer_imports_only_the_stores_public_names() -> None:
-    for path in WEB.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and (path.name, node.module) not in _NOT_YET:
-                assert not node.module.startswith("scheduled_jobs.store."), (path.name, node.module)
-                if node.module == "scheduled_jobs.store":
-                    assert "reports" not in {alias.name for alias in node.names}, path.name
-
-
-def test_only_the_adapter_reaches_airflows_database_models() -> None:
-    internals = ("airflow.models", "airflow.assets.manager", "airflow.utils.session")
-    package = WEB.parent
-    for path in package.rglob("*.py"):
-        if path.name == "airflow_runs.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                assert not node.module.startswith(internals), (str(path.relative_to(package)), node.module)
