@@ -7,6 +7,7 @@ checks against the loaded configurations (``reference_problems``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
@@ -169,12 +170,18 @@ def _own_words(kind: type[JobKind], error: Any) -> InitErrorDetails:
 
 def _keys_of_other_kinds(kind: type[JobKind], data: dict[str, Any]) -> dict[str, list[str]]:
     """The keys of ``data`` that ``kind`` lacks and other kinds have, with those kinds' tags."""
+    owners = _other_kinds_keys(kind)
+    return {key: owners[key] for key in data if key in owners}
+
+
+@functools.cache
+def _other_kinds_keys(kind: type[JobKind]) -> dict[str, list[str]]:
+    """Each key that ``kind`` lacks and other kinds have, with those kinds' tags (once per kind: every file asks)."""
     from scheduled_jobs.models.jobs import KINDS
 
-    foreign: dict[str, list[str]] = {}
-    for key in data:
-        if key not in kind.model_fields:
-            owners = [other.tag() for other in KINDS if key in other.model_fields]
-            if owners:
-                foreign[key] = owners
-    return foreign
+    owners: dict[str, list[str]] = {}
+    for other in KINDS:
+        for key in other.model_fields:
+            if key not in kind.model_fields:
+                owners.setdefault(key, []).append(other.tag())
+    return owners
