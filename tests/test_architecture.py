@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "yaml_files",
             "realtime",
             "airflow_runs",
+            "connections",
             "cron_checker",
         ),
     ),

@@ -44,8 +44,8 @@ class UnknownJobError(ScheduledJobsError):
     """No job definition has the identifier or path the user asked for."""
 
 
-class StoreError(ScheduledJobsError):
-    """The task store cannot be reached or used."""
+class ConnectionUnusableError(ScheduledJobsError):
+    """An Airflow connection the task store or a connector names cannot be used as it is set up."""
 
 
 class SourceError(ScheduledJobsError):

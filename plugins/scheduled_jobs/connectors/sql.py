@@ -15,8 +15,9 @@ from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from scheduled_jobs.connections import sqlalchemy_url
 from scheduled_jobs.connectors.base import Batch, Publisher, RejectedSource, Subscriber, dig
-from scheduled_jobs.exceptions import DeliveryError, ScheduledJobsError, SourceError
+from scheduled_jobs.exceptions import DeliveryError, SourceError
 from scheduled_jobs.models.connectors.sql import SqlPublisherSettings, SqlSubscriberSettings
 from scheduled_jobs.redaction import Redactor, redactor_for
 
@@ -30,32 +31,10 @@ if TYPE_CHECKING:
 
 
 def _engine(conn_id: str) -> Engine:
-    """An engine for an Airflow connection, from its common-sql hook (a ``DbApiHook``).
-
-    SQLite, which has no provider installed here, is reached by its file: the connection's host.
-    """
-    from airflow.sdk import BaseHook
+    """An engine for an Airflow connection, at the URL its common-sql hook gives (``connections``)."""
     from sqlalchemy import create_engine, event
-    from sqlalchemy.engine import URL
 
-    connection = BaseHook.get_connection(conn_id)
-    if connection.conn_type == "sqlite":
-        if not connection.host:
-            raise ScheduledJobsError(
-                f"connection {conn_id!r}: an sqlite connection needs the database file as its host"
-            )
-        engine = create_engine(URL.create("sqlite", database=connection.host), pool_pre_ping=True)
-    else:
-        hook = connection.get_hook()  # type: ignore[no-untyped-call]
-        try:
-            # Asked first: get_sqlalchemy_engine would fall back to the connection's URI, often not SQLAlchemy's.
-            _ = hook.sqlalchemy_url
-        except (NotImplementedError, AttributeError) as exc:
-            raise ScheduledJobsError(
-                f"connection {conn_id!r}: type {connection.conn_type!r} has no SQLAlchemy URL; "
-                "use a 'postgres' or 'sqlite' connection"
-            ) from exc
-        engine = hook.get_sqlalchemy_engine({"pool_pre_ping": True})
+    engine = create_engine(sqlalchemy_url(conn_id), pool_pre_ping=True)
     if engine.dialect.driver == "psycopg":
         event.listen(engine, "connect", _dates_out_of_range_as_text)
     return engine

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 
 from scheduled_jobs import settings
-from scheduled_jobs.exceptions import StoreError
+from scheduled_jobs.connections import sqlalchemy_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -25,33 +25,13 @@ _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 
 
-def url_for_connection(conn_id: str) -> URL:
-    """The SQLAlchemy URL of an Airflow connection (raises AirflowNotFoundException when it is missing)."""
-    from airflow.sdk import BaseHook
-
-    connection = BaseHook.get_connection(conn_id)
-    if connection.conn_type == "sqlite":
-        if not connection.host:
-            raise StoreError(f"connection {conn_id!r}: an sqlite connection needs the database file as its host")
-        return URL.create("sqlite", database=connection.host)
-    hook = connection.get_hook()  # type: ignore[no-untyped-call]
-    try:
-        url: URL = hook.sqlalchemy_url
-    except (NotImplementedError, AttributeError) as exc:
-        raise StoreError(
-            f"connection {conn_id!r}: type {connection.conn_type!r} has no SQLAlchemy URL; "
-            "use a 'postgres' or 'sqlite' connection"
-        ) from exc
-    return url
-
-
 def url_from_airflow(conn_id: str | None = None) -> URL:
     """The store's URL from its Airflow connection (``[scheduled_jobs] store_conn_id`` unless given), or the
     default SQLite file when that connection does not exist."""
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
-        return url_for_connection(conn_id or settings.store_conn_id())
+        return sqlalchemy_url(conn_id or settings.store_conn_id())
     except AirflowNotFoundException:
         path = settings.default_store_path()
         path.parent.mkdir(parents=True, exist_ok=True)
