@@ -20,11 +20,13 @@ import json
 import re
 from typing import Any
 
+from scheduled_jobs.exceptions import ScheduledJobsError
+
 MAX_DEPTH = 100
 """Arrays and objects nested deeper than this are refused (real records nest a handful of levels)."""
 
 
-class InvalidJsonError(ValueError):
+class InvalidJsonError(ScheduledJobsError, ValueError):
     """Text that is not JSON at all; ``line`` and ``column`` say where the parser stopped."""
 
     def __init__(self, message: str, line: int, column: int) -> None:
@@ -56,7 +58,7 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-class TooManyItemsError(ValueError):
+class TooManyItemsError(ScheduledJobsError, ValueError):
     """A top-level list longer than the caller takes; raised as soon as the item after the last one begins."""
 
     def __init__(self, limit: int) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import yaml
 
-from scheduled_jobs.exceptions import Problem
+from scheduled_jobs.exceptions import Problem, ScheduledJobsError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
@@ -28,7 +28,7 @@ MAX_NUMBER_CHARACTERS = 4300
 """Python's own limit on digits for int(); YAML's base-60 numbers would otherwise multiply big numbers."""
 
 
-class _Refused(Exception):
+class _Refused(ScheduledJobsError):
     """The file is YAML that is not built on purpose: anchors or aliases, too deep, too many values."""
 
 
