@@ -39,8 +39,47 @@ tasks = Table(
     Column("last_error", Text, nullable=True),
     # A failure the destination may get over (timeout, 5xx, 429): retried on a later run when the route says so.
     Column("retryable", Boolean, nullable=False, server_default=false()),
+    # Who made the task and who holds (or last held) its claim: an ``Actor`` as compact JSON
+    # (``models/tasks.py``). Columns, not events: ingest stays one insert per batch.
+    Column("created_by", Text, nullable=True),
+    Column("claimed_by", Text, nullable=True),
     Index("ix_scheduled_jobs_task_route_status_id", "route", "status", "id"),
     Index("ix_scheduled_jobs_task_status_claimed_at", "status", "claimed_at"),
+    Index("ix_scheduled_jobs_task_route_entity_key_id", "route", "entity_key", "id"),
+)
+
+# A task's history after it was made: each export attempt (its outcome, status code, duration,
+# idempotency key), repairs, requeues by retry_failed_tasks, and what users did (retry, skip).
+# Deleted with its task (by a user's delete or by prune).
+task_events = Table(
+    "scheduled_jobs_task_event",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("task_id", _ID, nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("actor", Text, nullable=True),
+    Column("detail", Text, nullable=True),
+    Index("ix_scheduled_jobs_task_event_task_id_id", "task_id", "id"),
+)
+
+# What each guarded job run did, for the Processes page's history: written by the job's work task
+# when it starts and when it ends.
+job_runs = Table(
+    "scheduled_jobs_job_run",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("configuration", String(250), nullable=False),
+    Column("dag_id", String(250), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("task_id", String(250), nullable=False),
+    Column("try_number", Integer, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("ended_at", DateTime, nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("figures", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_scheduled_jobs_job_run_configuration_id", "configuration", "id"),
 )
 
 # The last content seen per entity and route: the rule that keeps re-imports from duplicating tasks.

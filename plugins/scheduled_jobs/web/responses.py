@@ -130,21 +130,13 @@ class TaskRow(BaseModel):
     retryable: bool
 
 
-class TaskDetail(BaseModel):
+class TaskDetail(TaskRow):
     """One task with its payload decoded; never its claim token."""
 
-    id: int
-    route: str
-    entity_key: str
     content_hash: str
     payload: Any
-    status: str
-    attempts: int
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    claimed_at: dt.datetime | None
-    last_error: str | None
-    retryable: bool
+    created_by: str | None = None
+    claimed_by: str | None = None
 
 
 # -- processes ----------------------------------------------------------------------------------------
