@@ -1,0 +1,1036 @@
+"""Benchmark: the task store at production size (issue 13), against the same store nearly empty.
+
+Method. Two fresh PostgreSQL databases, each migrated by the store itself (``TaskStore.from_url`` runs
+the Alembic migrations):
+
+- FULL: 1,000,000 tasks over 20 routes (about half of them older than the 30-day retention, most
+  finished; 10,000 new, 100 processing, ~15,000 failed of which half will be retried, ~10,000 skipped),
+  the entity rows they imply, ``created_by``/``claimed_by`` actors, and 3,000,000 task events
+  (exported, export_failed, requeued, repaired, skipped) with realistic detail JSON. Bulk-loaded with
+  ``COPY`` (psycopg 3), the tables' indexes dropped during the load and rebuilt from their own
+  definitions after it, then ``VACUUM ANALYZE``: the steady state of a production table.
+- EMPTY: the same generator with 8,000 tasks (the same routes and statuses, 120 new per route).
+
+Then, in the same run, each measurement against both: the console's task list (route and status,
+first page and a deep keyset page; a status across routes; no filter; a day two months back), its
+count, an entity-key search (exact and prefix), a task's page (``task_detail`` + ``task_history``),
+an entity's page, the Tasks overview (``route_figures`` and the page's ``route_rows``) and a claim of
+100 (``TaskStore.claim``, put back after each so every repetition claims the same). Two warm-up
+calls, then median and p95 of ``--repeat`` (30) calls.
+
+Last, prune under load (FULL only): ``prune_tasks`` deletes the ~500,000 finished/skipped tasks older
+than the retention (and their events) while an export runs in a thread on a route of its own (claim
+100, publish to an in-process publisher, settle: the store is all it waits for); its rate is set against
+the same export measured just before without prune. Claim errors and lost claims are counted.
+
+Usage: ``.venv/bin/python bench/store_scale.py`` (about 10 minutes; ``--tasks 100000`` for a quick try,
+``--keep`` keeps both databases, ``--reuse`` measures a kept FULL database again without refilling it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "plugins")]
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="sj-bench-home-"))
+
+import psycopg  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from scheduled_jobs.catalog import Catalog  # noqa: E402
+from scheduled_jobs.connectors.base import Publisher  # noqa: E402
+from scheduled_jobs.exporting import export_route  # noqa: E402
+from scheduled_jobs.store import TaskStore, route_figures, task_detail, utcnow  # noqa: E402
+from scheduled_jobs.web.overview import route_rows, stuck_before  # noqa: E402
+
+try:  # the console's store functions (issue 13): measured when this branch has them
+    from scheduled_jobs.store import console
+except ImportError:  # pragma: no cover - before the store helper's branch is merged
+    console = None  # type: ignore[assignment]
+
+SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+FULL_DB = "scheduled_jobs_bench_scale"
+EMPTY_DB = "scheduled_jobs_bench_scale_empty"
+RETENTION = dt.timedelta(days=30)
+PAGE_GOAL_MS = 100.0
+CLAIM_GOAL = 1.5
+EXPORT_SLOWDOWN_GOAL = 2.0
+EXPORT_ROUTE = "bench-export"
+EXPORT_TASKS = 20_000
+
+KINDS = ("orders", "customers", "products", "invoices", "shipments")
+KEY_PREFIX = {"orders": "SO", "customers": "CUST", "products": "SKU", "invoices": "INV", "shipments": "SHP"}
+TARGETS = ("erp", "crm", "wms", "shop")
+
+
+def route_names(count: int) -> list[str]:
+    return [f"{KINDS[r % len(KINDS)]}-to-{TARGETS[(r // len(KINDS)) % len(TARGETS)]}-{r:02d}" for r in range(count)]
+
+
+# -- the data -------------------------------------------------------------------------------------
+
+
+def _ts(value: dt.datetime) -> str:
+    return value.isoformat(sep=" ")
+
+
+def _escape(text: str) -> str:
+    """A value for COPY's text format."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+FINISHED_PATTERN = (1, 3, 2, 5, 1, 4, 3, 1, 5, 5)  # events of a finished task: mean 3
+
+
+@dataclass
+class Shape:
+    """What one store holds: every row follows from these numbers (the same rows on every run)."""
+
+    tasks: int
+    routes: int
+    new_per_route: int
+    events: int
+    now: dt.datetime
+    processing_per_route: int = 5
+    stuck_per_route: int = 2
+    hot_every: int = 100
+    """Every n-th recent task of a route is one more task of its "hot" entity (an entity page of 200+)."""
+    names: list[str] = field(default_factory=list)
+    per_route: list[int] = field(default_factory=list)
+    old: list[int] = field(default_factory=list)
+    events_per_finished: float = 3.0
+
+    def __post_init__(self) -> None:
+        self.names = route_names(self.routes)
+        self.per_route = [self.tasks // self.routes + (1 if r < self.tasks % self.routes else 0) for r in self.routes_]
+        self.old = [count // 2 for count in self.per_route]
+
+    @property
+    def routes_(self) -> range:
+        return range(self.routes)
+
+    def prefix(self, r: int) -> str:
+        return KEY_PREFIX[KINDS[r % len(KINDS)]]
+
+    def hot_key(self, r: int) -> str:
+        return f"{self.prefix(r)}-HOT-{r:02d}"
+
+    def key(self, r: int, j: int) -> str:
+        if j < self.old[r]:
+            return f"{self.prefix(r)}-{j:07d}"
+        k = j - self.old[r]
+        if k % self.hot_every == self.hot_every - 1:
+            return self.hot_key(r)
+        return f"{self.prefix(r)}-{k - k // self.hot_every:07d}"
+
+    def status(self, r: int, j: int) -> tuple[str, bool]:
+        """(status, retryable) of the j-th task of route r."""
+        if j < self.old[r]:
+            if j % 97 == 5:
+                return "skipped", False
+            if j % 500 == 7:
+                return "failed", False
+            return "finished", False
+        from_end = self.per_route[r] - 1 - j
+        if from_end < self.new_per_route:
+            return "new", False
+        if from_end < self.new_per_route + self.processing_per_route:
+            return "processing", False
+        k = j - self.old[r]
+        if k % 33 == 3:
+            return "failed", k % 66 == 3
+        if k % 101 == 50:
+            return "skipped", False
+        return "finished", False
+
+    def created(self, r: int, j: int) -> dt.datetime:
+        """Ids grow with time: the old half spread over 180..31 days ago, the recent half over the last 29 days."""
+        old = self.old[r]
+        if j < old:
+            start, span, position = dt.timedelta(days=180), dt.timedelta(days=149), j / max(1, old)
+        else:
+            start, span = dt.timedelta(days=29), dt.timedelta(days=29) - dt.timedelta(minutes=1)
+            position = (j - old) / max(1, self.per_route[r] - old)
+        return self.now - start + span * position + dt.timedelta(milliseconds=r)
+
+    def tasks_in_order(self) -> Iterator[tuple[int, int, int]]:
+        """(id, route index, index in route), in id order: the routes interleaved as time goes."""
+        task_id = 0
+        for j in range(max(self.per_route)):
+            for r in self.routes_:
+                if j < self.per_route[r]:
+                    task_id += 1
+                    yield task_id, r, j
+
+    @staticmethod
+    def other_events(status: str, retryable: bool, j: int) -> int:
+        if status == "new":
+            return 2 if j % 10 == 0 else 0
+        if status == "failed":
+            return 3 if retryable else 1
+        if status == "skipped":
+            return 2
+        return 0
+
+    def plan_events(self) -> None:
+        """How many events a finished task has on average, so that all tasks together have ``events``."""
+        finished = others = 0
+        for _, r, j in self.tasks_in_order():
+            status, retryable = self.status(r, j)
+            if status == "finished":
+                finished += 1
+            else:
+                others += self.other_events(status, retryable, j)
+        self.events_per_finished = max(1.0, (self.events - others) / max(1, finished))
+
+
+class EventCounts:
+    """Events per finished task, following the pattern but drifting towards the planned mean."""
+
+    def __init__(self, mean: float) -> None:
+        self.mean = mean
+        self.wanted = 0.0
+        self.given = 0
+        self.n = 0
+
+    def next(self) -> int:
+        count = FINISHED_PATTERN[self.n % len(FINISHED_PATTERN)]
+        self.n += 1
+        self.wanted += self.mean
+        drift = self.wanted - (self.given + count)
+        count = max(1, count + round(drift)) if abs(drift) >= 1 else count
+        self.given += count
+        return count
+
+
+def finished_story(count: int) -> list[str]:
+    """The events of a task finished after ``count`` events: failures and requeues, maybe a repair, the export."""
+    story: list[str] = []
+    rest = count - 1
+    if rest % 2:
+        story.append("repaired")
+        rest -= 1
+    story += ["export_failed", "requeued"] * (rest // 2)
+    return [*story, "exported"]
+
+
+def story_of(status: str, retryable: bool, j: int, finished_count: int) -> list[str]:
+    if status == "finished":
+        return finished_story(finished_count)
+    if status == "new":
+        return ["export_failed", "requeued"] if j % 10 == 0 else []
+    if status == "failed":
+        return ["export_failed", "requeued", "export_failed"] if retryable else ["export_failed"]
+    if status == "skipped":
+        return ["export_failed", "skipped"]
+    return []
+
+
+class Actors:
+    """Compact actor JSON, one per run (a 15-minute slot per DAG), cached."""
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[str, str, int], str] = {}
+        self.tokens: dict[tuple[int, int], str] = {}
+
+    def run(self, dag_id: str, task_id: str, at: dt.datetime) -> str:
+        slot = int(at.timestamp()) // 900
+        key = (dag_id, task_id, slot)
+        found = self.cache.get(key)
+        if found is None:
+            run_id = "scheduled__" + dt.datetime.fromtimestamp(slot * 900, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+            found = self.cache[key] = _compact(
+                {"dag_id": dag_id, "kind": "run", "run_id": run_id, "task_id": task_id, "try_number": 1}
+            )
+        return found
+
+    def token(self, r: int, at: dt.datetime) -> str:
+        key = (r, int(at.timestamp()) // 60)
+        found = self.tokens.get(key)
+        if found is None:
+            found = self.tokens[key] = str(uuid.uuid4())
+        return found
+
+
+WEBHOOK = _compact({"kind": "webhook", "user": "shop-webhook"})
+USERS = [_compact({"kind": "user", "user": name}) for name in ("alice", "bob", "carol")]
+ERRORS = [
+    (503, True, "HTTP 503 Service Unavailable from the destination: upstream ERP is down for maintenance"),
+    (429, True, "HTTP 429 Too Many Requests: rate limit exceeded, retry after 60 seconds"),
+    (None, True, "timed out after 30 seconds waiting for the destination's answer (read timeout)"),
+    (
+        400,
+        False,
+        'HTTP 400 Bad Request: {"error":"invalid_field","field":"customer.vat_number","message":"not a VAT number"}',
+    ),
+    (422, False, 'HTTP 422 Unprocessable Entity: {"errors":[{"code":"unknown_sku","path":"lines.1.sku"}]}'),
+]
+
+
+def payload(key: str, r: int, j: int, revision: int) -> str:
+    """An order-like document as stored: canonical JSON (sorted keys, compact), ~400 bytes."""
+    c = (j * 7919 + r) % 90_000
+    lines = ",".join(
+        f'{{"description":"Article {(j + n) % 5000} colour {n}","price_cents":{100 + (j * 31 + n * 17) % 9900},'
+        f'"qty":{1 + (j + n) % 5},"sku":"SKU-{(j * 13 + n) % 50_000:05d}"}}'
+        for n in range(1 + j % 3)
+    )
+    return (
+        f'{{"currency":"EUR","customer":{{"email":"customer{c}@example.com","id":"C-{c:06d}",'
+        f'"name":"Customer {c} B.V."}},"id":"{key}","lines":[{lines}],"revision":{revision},'
+        f'"status":"confirmed","total_cents":{(j * 97) % 1_000_000}}}'
+    )
+
+
+def task_rows(shape: Shape, entity_rows: dict[tuple[int, str], str]) -> Iterator[str]:
+    """COPY lines of scheduled_jobs_task, in id order; fills ``entity_rows`` with each entity's newest content."""
+    actors = Actors()
+    counts = EventCounts(shape.events_per_finished)
+    stuck_at = shape.now - dt.timedelta(hours=3)
+    busy_at = shape.now - dt.timedelta(minutes=1)
+    for task_id, r, j in shape.tasks_in_order():
+        route = shape.names[r]
+        key = shape.key(r, j)
+        status, retryable = shape.status(r, j)
+        created = shape.created(r, j)
+        story = story_of(status, retryable, j, counts.next() if status == "finished" else 0)
+        attempts = sum(1 for kind in story if kind in ("exported", "export_failed", "repaired"))
+        document = payload(key, r, j, 0 if j < shape.old[r] else 1 + j % 7)
+        digest = hashlib.sha256(document.encode()).hexdigest()
+        created_by = (
+            WEBHOOK if task_id % 10 == 0 else actors.run(f"sj_incoming_{KINDS[r % len(KINDS)]}", "work", created)
+        )
+        claimed_at = claim_token = claimed_by = last_error = None
+        updated = created
+        if status == "processing":
+            claimed_at = (
+                stuck_at if (shape.per_route[r] - j) % shape.processing_per_route < shape.stuck_per_route else busy_at
+            )
+            updated = claimed_at
+            attempts += 1
+        elif story:
+            updated = created + dt.timedelta(seconds=20 + (task_id % 600) + 900 * (len(story) - 1))
+            claimed_at = updated - dt.timedelta(seconds=2)
+        if status in ("finished", "failed", "processing") or (status == "new" and story):
+            claim_token = actors.token(r, claimed_at or updated)
+            claimed_by = actors.run(f"sj_export_{route}", "export", claimed_at or updated)
+        if status == "failed":
+            last_error = ERRORS[(0 if retryable else 3) + j % 2][2]
+        elif status == "skipped":
+            last_error = f"skipped by alice: {key} was cancelled in the shop"
+        yield (
+            "\t".join(
+                (
+                    str(task_id),
+                    route,
+                    key,
+                    digest,
+                    _escape(document),
+                    status,
+                    str(attempts),
+                    _ts(created),
+                    _ts(updated),
+                    _ts(claimed_at) if claimed_at else "\\N",
+                    claim_token or "\\N",
+                    _escape(last_error) if last_error else "\\N",
+                    "t" if retryable else "f",
+                    _escape(created_by),
+                    _escape(claimed_by) if claimed_by else "\\N",
+                )
+            )
+            + "\n"
+        )
+        entity_rows[(r, key)] = f"{route}\t{key}\t{digest}\t{_ts(created)}\n"
+
+
+def event_rows(shape: Shape) -> Iterator[str]:
+    """COPY lines of scheduled_jobs_task_event: each task's story, the same one ``task_rows`` counted."""
+    actors = Actors()
+    counts = EventCounts(shape.events_per_finished)
+    event_id = 0
+    for task_id, r, j in shape.tasks_in_order():
+        status, retryable = shape.status(r, j)
+        story = story_of(status, retryable, j, counts.next() if status == "finished" else 0)
+        if not story:
+            continue
+        route = shape.names[r]
+        created = shape.created(r, j)
+        step = dt.timedelta(seconds=900)
+        at = created + dt.timedelta(seconds=18 + task_id % 600)
+        attempt = 0
+        for index, kind in enumerate(story):
+            at += step if index else dt.timedelta(0)
+            export_run = actors.run(f"sj_export_{route}", "export", at)
+            if kind in ("exported", "export_failed"):
+                attempt += 1
+                detail: dict[str, Any] = {
+                    "attempt": attempt,
+                    "duration_ms": 40 + (task_id * 7 + index) % 900,
+                    "idempotency_key": f"{route}-{task_id}",
+                    "status_code": 201,
+                }
+                actor = export_run
+                if kind == "export_failed":
+                    code, can_retry, error = ERRORS[(0 if retryable or status != "failed" else 3) + (j + index) % 2]
+                    if status == "skipped":
+                        code, can_retry, error = ERRORS[4]
+                    detail.update(status_code=code, retryable=can_retry, error=error)
+            elif kind == "requeued":
+                detail, actor = {"attempts": attempt}, export_run
+            elif kind == "repaired":
+                attempt += 1
+                detail = {"claimed_by": json.loads(export_run), "stuck_after_minutes": 30, "to": "new"}
+                actor = actors.run("sj_repair_stuck_tasks", "work", at)
+            else:  # skipped
+                detail, actor = {"reason": "cancelled in the shop"}, USERS[j % len(USERS)]
+            event_id += 1
+            yield f"{event_id}\t{task_id}\t{_ts(at)}\t{kind}\t{_escape(actor)}\t{_escape(_compact(detail))}\n"
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+
+def psycopg_connect(url: sa.URL) -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        dbname=url.database,
+        autocommit=True,
+    )
+
+
+def create_database(server: sa.URL, name: str) -> sa.URL:
+    with psycopg_connect(server) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server.set(database=name)
+
+
+def drop_database(server: sa.URL, name: str) -> None:
+    with psycopg_connect(server) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+LOADED = ("scheduled_jobs_task", "scheduled_jobs_task_event", "scheduled_jobs_entity")
+
+
+def index_definitions(conn: psycopg.Connection[Any]) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """The loaded tables' primary keys (table, name, definition) and their other indexes (name, CREATE INDEX)."""
+    constraints = conn.execute(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = ANY(%s::regclass[]) AND contype IN ('p', 'u') ORDER BY 1, 2",
+        (list(LOADED),),
+    ).fetchall()
+    indexes = conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ANY(%s) AND indexname NOT IN "
+        "(SELECT conname FROM pg_constraint WHERE conrelid = ANY(%s::regclass[])) ORDER BY 1",
+        (list(LOADED), list(LOADED)),
+    ).fetchall()
+    return [tuple(c) for c in constraints], [tuple(i) for i in indexes]  # type: ignore[misc]
+
+
+def copy_lines(
+    conn: psycopg.Connection[Any], table: str, columns: str, lines: Iterator[str], chunk: int = 20_000
+) -> int:
+    count = 0
+    with conn.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        buffer: list[str] = []
+        for line in lines:
+            buffer.append(line)
+            if len(buffer) >= chunk:
+                copy.write("".join(buffer))
+                count += len(buffer)
+                buffer.clear()
+        if buffer:
+            copy.write("".join(buffer))
+            count += len(buffer)
+    return count
+
+
+TASK_COLUMNS = (
+    "id, route, entity_key, content_hash, payload, status, attempts, created_at, updated_at, claimed_at, "
+    "claim_token, last_error, retryable, created_by, claimed_by"
+)
+
+
+def fill(url: sa.URL, shape: Shape, say: Callable[[str], None]) -> dict[str, float]:
+    """Migrate through the store, then COPY the shape's rows in with the indexes dropped, rebuild them, VACUUM ANALYZE."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    TaskStore.from_url(url).engine.dispose()  # the store's own migrations, as in production
+    shape.plan_events()
+    with psycopg_connect(url) as conn:
+        conn.execute("SET synchronous_commit = off")
+        conn.execute("SET maintenance_work_mem = '256MB'")
+        constraints, indexes = index_definitions(conn)
+        for table, name, _ in constraints:
+            conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+        for name, _ in indexes:
+            conn.execute(f"DROP INDEX {name}")
+        entity_rows: dict[tuple[int, str], str] = {}
+        copied = copy_lines(conn, "scheduled_jobs_task", TASK_COLUMNS, task_rows(shape, entity_rows))
+        say(f"  {copied:,} tasks copied ({time.perf_counter() - started:.0f} s)")
+        copy_lines(
+            conn, "scheduled_jobs_entity", "route, entity_key, content_hash, updated_at", iter(entity_rows.values())
+        )
+        say(f"  {len(entity_rows):,} entities copied ({time.perf_counter() - started:.0f} s)")
+        entity_rows.clear()
+        events = copy_lines(
+            conn, "scheduled_jobs_task_event", "id, task_id, at, kind, actor, detail", event_rows(shape)
+        )
+        say(f"  {events:,} events copied ({time.perf_counter() - started:.0f} s)")
+        timings["copy"] = time.perf_counter() - started
+        for table, name, definition in constraints:
+            conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
+        for _, definition in indexes:
+            conn.execute(definition)
+        assert index_definitions(conn) == (constraints, indexes), "the indexes came back different"
+        for table in ("scheduled_jobs_task", "scheduled_jobs_task_event"):
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        timings["indexes"] = time.perf_counter() - started - timings["copy"]
+        conn.execute("VACUUM ANALYZE")
+        timings["vacuum"] = time.perf_counter() - started - timings["copy"] - timings["indexes"]
+        conn.execute(f"COMMENT ON DATABASE \"{url.database}\" IS '{shape_tag(shape)}'")
+    timings["total"] = time.perf_counter() - started
+    return timings
+
+
+def shape_tag(shape: Shape) -> str:
+    return f"store_scale tasks={shape.tasks} routes={shape.routes} new={shape.new_per_route} events={shape.events}"
+
+
+def database_tag(server: sa.URL, name: str) -> str | None:
+    with psycopg_connect(server) as conn:
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
+    return row[0] if row else None
+
+
+# -- measuring ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Timing:
+    samples: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples) * 1000
+
+    @property
+    def p95(self) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] * 1000
+
+
+def timed(call: Callable[[], object], repeat: int, after: Callable[[object], None] | None = None) -> Timing:
+    samples = []
+    for n in range(repeat + 2):
+        started = time.perf_counter()
+        result = call()
+        elapsed = time.perf_counter() - started
+        if after is not None:
+            after(result)
+        if n >= 2:  # two warm-up calls: the connection pool and the statement caches
+            samples.append(elapsed)
+    return Timing(samples)
+
+
+@dataclass
+class Targets:
+    """What the measurements ask for in one store: found in it, so both stores answer the same questions."""
+
+    route: str
+    claim_route: str
+    deep_before: int
+    deep_page: int
+    task_id: int
+    entity_key: str
+    key_prefix: str
+    hot_route: str
+    hot_key: str
+    day_start: dt.datetime
+
+
+def find_targets(store: TaskStore, shape: Shape) -> Targets:
+    route, claim_route = shape.names[0], shape.names[3]
+    with store.engine.connect() as conn:
+        finished = conn.execute(
+            sa.text("SELECT count(*) FROM scheduled_jobs_task WHERE route = :r AND status = 'finished'"), {"r": route}
+        ).scalar_one()
+        offset = min(40_000, int(finished * 0.8))
+        deep_before = conn.execute(
+            sa.text(
+                "SELECT id FROM scheduled_jobs_task WHERE route = :r AND status = 'finished' "
+                "ORDER BY id DESC OFFSET :o LIMIT 1"
+            ),
+            {"r": route, "o": offset},
+        ).scalar_one()
+        middle = (
+            shape.tasks // 2 + shape.tasks // 20
+        )  # a recent task with several events, whose entity has an old one too
+        candidates = conn.execute(
+            sa.text(
+                "SELECT t.id, t.entity_key, (SELECT count(*) FROM scheduled_jobs_task_event e WHERE e.task_id = t.id) AS n "
+                "FROM scheduled_jobs_task t WHERE t.route = :r AND t.status = 'finished' AND t.id > :m "
+                "AND t.entity_key NOT LIKE '%HOT%' ORDER BY t.id LIMIT 50"
+            ),
+            {"r": route, "m": middle},
+        ).all()
+    task_id, key, _ = max(candidates, key=lambda row: (row.n, -row.id))
+    return Targets(
+        route=route,
+        claim_route=claim_route,
+        deep_before=int(deep_before),
+        deep_page=offset // 50 + 1,
+        task_id=int(task_id),
+        entity_key=key,
+        key_prefix=key[:-2],
+        hot_route=route,
+        hot_key=shape.hot_key(0),
+        day_start=(shape.now - dt.timedelta(days=60)).replace(hour=0, minute=0, second=0, microsecond=0),
+    )
+
+
+def put_back(store: TaskStore) -> Callable[[object], None]:
+    """Undo a claim: the same tasks "new" again, as they were, so the next repetition claims the same."""
+
+    def undo(claimed: object) -> None:
+        ids = [task.id for task in claimed]  # type: ignore[attr-defined]
+        assert len(ids) == 100, f"claimed {len(ids)}, not 100"
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE scheduled_jobs_task SET status = 'new', claim_token = NULL, claimed_at = NULL, "
+                    "claimed_by = NULL, attempts = attempts - 1, updated_at = created_at WHERE id = ANY(:ids)"
+                ),
+                {"ids": ids},
+            )
+
+    return undo
+
+
+@dataclass
+class Measurement:
+    name: str
+    goal: str  # "page" (median under 100 ms), "claim" (within 1.5x of empty), "" (shown only)
+    call: Callable[[TaskStore, Targets], Callable[[], object]]
+    after: Callable[[TaskStore], Callable[[object], None]] | None = None
+
+
+def measurements() -> list[Measurement]:
+    found = [
+        Measurement(
+            "Tasks overview: route_figures", "page", lambda s, t: lambda: route_figures(s.engine, stuck_before())
+        ),
+        Measurement("Tasks overview page: route_rows", "page", lambda s, t: lambda: route_rows(s.engine, Catalog())),
+    ]
+    if console is not None:
+        F = console.TaskFilter
+
+        def listing(filters: Any, before: Any = None) -> Callable[[TaskStore, Targets], Callable[[], object]]:
+            return lambda s, t: lambda: console.list_tasks(s.engine, filters(t), before=before(t) if before else None)
+
+        def counting(filters: Any) -> Callable[[TaskStore, Targets], Callable[[], object]]:
+            return lambda s, t: lambda: console.count_tasks(s.engine, filters(t))
+
+        day = dt.timedelta(days=1)
+        cases: list[tuple[str, Callable[[Targets], Any], Any]] = [
+            ("route + finished", lambda t: F(route=t.route, status="finished"), None),
+            (
+                "route + finished, deep keyset page",
+                lambda t: F(route=t.route, status="finished"),
+                lambda t: t.deep_before,
+            ),
+            ("route + failed", lambda t: F(route=t.route, status="failed"), None),
+            ("will_retry, all routes", lambda t: F(status="will_retry"), None),
+            ("no filter", lambda t: F(), None),
+            ("entity key, exact", lambda t: F(entity_key=t.entity_key), None),
+            ("entity key, prefix", lambda t: F(entity_key=t.key_prefix, prefix=True), None),
+            ("route + entity key prefix", lambda t: F(route=t.route, entity_key=t.key_prefix, prefix=True), None),
+            (
+                "created on a day 60 days ago",
+                lambda t: F(created_after=t.day_start, created_before=t.day_start + day),
+                None,
+            ),
+            (
+                "updated on a day 60 days ago, finished",
+                lambda t: F(status="finished", updated_after=t.day_start, updated_before=t.day_start + day),
+                None,
+            ),
+        ]
+        for name, filters, before in cases:
+            found.append(Measurement(f"list: {name}", "page", listing(filters, before)))
+            if before is None:
+                found.append(Measurement(f"count: {name}", "page", counting(filters)))
+        found += [
+            Measurement(
+                "task page: task_detail + task_history",
+                "page",
+                lambda s, t: lambda: (task_detail(s.engine, t.task_id), console.task_history(s.engine, t.task_id)),
+            ),
+            Measurement(
+                "entity page: entity_view (200 of 250 tasks)",
+                "page",
+                lambda s, t: lambda: console.entity_view(s.engine, t.hot_route, t.hot_key),
+            ),
+        ]
+    found.append(Measurement("claim of 100", "claim", lambda s, t: lambda: s.claim(t.claim_route, 100), after=put_back))
+    return found
+
+
+# -- prune under load ---------------------------------------------------------------------------
+
+
+class NullPublisher(Publisher[Any]):
+    """Delivers nothing, at once: the export waits only for the store."""
+
+    def __init__(self) -> None:
+        super().__init__(None)  # type: ignore[arg-type]
+
+    def publish(self, task: Any) -> None:
+        return None
+
+
+class ClaimTimes(TaskStore):
+    """The store, with each claim timed and each failing claim counted."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        self.seconds: list[float] = []
+        self.errors: list[str] = []
+
+    def claim(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return super().claim(*args, **kwargs)
+        except Exception as exc:
+            self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            raise
+        finally:
+            self.seconds.append(time.perf_counter() - started)
+
+
+def seed_export_route(store: TaskStore, count: int) -> None:
+    now = utcnow()
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO scheduled_jobs_task (route, entity_key, content_hash, payload, status, attempts, "
+                "created_at, updated_at) SELECT :route, 'EXP-' || lpad(n::text, 7, '0'), md5(n::text) || md5(n::text), "
+                "'{\"id\":' || n || ',\"name\":\"export benchmark\"}', 'new', 0, :now, :now "
+                "FROM generate_series(1, :count) AS n"
+            ),
+            {"route": EXPORT_ROUTE, "now": now, "count": count},
+        )
+        conn.execute(sa.text("ANALYZE scheduled_jobs_task"))
+
+
+def renew_export_route(store: TaskStore) -> None:
+    """The export route's tasks "new" again, for the next round (not timed)."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE scheduled_jobs_task SET status = 'new', claim_token = NULL, claimed_at = NULL, attempts = 0 "
+                "WHERE route = :route AND status <> 'new'"
+            ),
+            {"route": EXPORT_ROUTE},
+        )
+
+
+@dataclass
+class ExportRun:
+    exported: int = 0
+    seconds: float = 0.0
+    lost_claims: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.exported / self.seconds if self.seconds else 0.0
+
+
+def export_while(store: ClaimTimes, keep_going: Callable[[], bool], run: ExportRun) -> None:
+    """Export the route again and again (its tasks renewed between rounds, untimed) while ``keep_going()``."""
+    while keep_going():
+        started = time.perf_counter()
+        try:
+            result = export_route(store, NullPublisher(), EXPORT_ROUTE)
+        except Exception as exc:
+            run.failures.append(f"{type(exc).__name__}: {exc}"[:300])
+            run.seconds += time.perf_counter() - started
+            renew_export_route(store)
+            continue
+        run.seconds += time.perf_counter() - started
+        run.exported += result.exported
+        run.lost_claims += result.lost_claims
+        renew_export_route(store)
+
+
+@dataclass
+class PruneReport:
+    seconds: float
+    tasks_deleted: int
+    events_deleted: int
+    batches: int
+    expected: int
+    left_over: int
+    entities_before: int
+    entities_after: int
+    baseline: ExportRun
+    during: ExportRun
+    claims_before: Timing
+    claims_during: Timing
+    claim_errors: list[str]
+
+
+def prunable(store: TaskStore, older_than: dt.datetime) -> int:
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM scheduled_jobs_task t WHERE t.status IN ('finished', 'skipped') "
+                    "AND t.updated_at < :cut AND EXISTS (SELECT 1 FROM scheduled_jobs_task n "
+                    "WHERE n.route = t.route AND n.entity_key = t.entity_key AND n.id > t.id)"
+                ),
+                {"cut": older_than},
+            ).scalar_one()
+        )
+
+
+def entity_count(store: TaskStore) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM scheduled_jobs_entity")).scalar_one())
+
+
+def prune_under_load(url: sa.URL, baseline_seconds: float, say: Callable[[str], None]) -> PruneReport:
+    store = ClaimTimes(TaskStore.from_url(url).engine)
+    seed_export_route(store, EXPORT_TASKS)
+    older_than = utcnow() - RETENTION
+    expected = prunable(store, older_than)
+    entities_before = entity_count(store)
+    say(
+        f"  {expected:,} tasks are older than {RETENTION.days} days, finished or skipped, and not their entity's newest"
+    )
+
+    baseline = ExportRun()
+    until = time.monotonic() + baseline_seconds
+    export_while(store, lambda: time.monotonic() < until or baseline.exported == 0, baseline)
+    claims_before, store.seconds = store.seconds, []
+    say(f"  export alone: {baseline.exported:,} tasks in {baseline.seconds:.1f} s = {baseline.rate:,.0f}/s")
+
+    during = ExportRun()
+    pruning = threading.Event()
+    pruning.set()
+    exporter = threading.Thread(target=export_while, args=(store, pruning.is_set, during), name="bench-export")
+    exporter.start()
+    time.sleep(0.5)  # the export is under way before prune starts
+    started = time.perf_counter()
+    try:
+        result = console.prune_tasks(store.engine, older_than)
+    finally:
+        seconds = time.perf_counter() - started
+        pruning.clear()
+        exporter.join()
+    say(
+        f"  prune: {result.tasks_deleted:,} tasks, {result.events_deleted:,} events in {seconds:.1f} s; "
+        f"export meanwhile {during.exported:,} tasks in {during.seconds:.1f} s = {during.rate:,.0f}/s"
+    )
+    return PruneReport(
+        seconds=seconds,
+        tasks_deleted=result.tasks_deleted,
+        events_deleted=result.events_deleted,
+        batches=result.batches,
+        expected=expected,
+        left_over=prunable(store, older_than),
+        entities_before=entities_before,
+        entities_after=entity_count(store),
+        baseline=baseline,
+        during=during,
+        claims_before=Timing(claims_before),
+        claims_during=Timing(store.seconds),
+        claim_errors=store.errors + during.failures + baseline.failures,
+    )
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, load average {load:.1f}"
+
+
+def server_version(url: sa.URL) -> str:
+    with psycopg_connect(url) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return f"PostgreSQL {row[0] if row else '?'}"
+
+
+def table_sizes(url: sa.URL) -> str:
+    with psycopg_connect(url) as conn:
+        rows = conn.execute(
+            "SELECT relname, pg_size_pretty(pg_total_relation_size(oid)) FROM pg_class WHERE relname = ANY(%s) ORDER BY 1",
+            (list(LOADED),),
+        ).fetchall()
+    return ", ".join(f"{name} {size}" for name, size in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, help="default: 3 per task")
+    parser.add_argument("--routes", type=int, default=20)
+    parser.add_argument(
+        "--new", type=int, help="new tasks in all, the newest of each route (default: 1 %%, at least 120 a route)"
+    )
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument(
+        "--server", default=SERVER, help="a database URL on the server; the two databases are made beside it"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep both databases")
+    parser.add_argument("--reuse", action="store_true", help="measure a kept FULL database of the same shape again")
+    parser.add_argument(
+        "--no-prune", action="store_true", help="skip prune under load (the FULL store stays as filled)"
+    )
+    parser.add_argument("--export-seconds", type=float, default=10.0, help="the export alone, for its rate")
+    args = parser.parse_args()
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    server = sa.make_url(args.server)
+    now = utcnow()
+    new_per_route = max(120, (args.new if args.new is not None else args.tasks // 100) // args.routes)
+    full_shape = Shape(args.tasks, args.routes, new_per_route, args.events or 3 * args.tasks, now)
+    empty_shape = Shape(8_000, args.routes, 120, 24_000, now)
+
+    say(f"machine: {machine()}; {server_version(server)}")
+    started = time.perf_counter()
+    if args.reuse and database_tag(server, FULL_DB) == shape_tag(full_shape):
+        full_url = server.set(database=FULL_DB)
+        TaskStore.from_url(full_url).engine.dispose()  # a new migration, if any, runs here
+        say(f"FULL: reusing {FULL_DB} ({shape_tag(full_shape)}), migrated in {time.perf_counter() - started:.1f} s")
+    else:
+        say(
+            f"FULL: filling {FULL_DB}: {full_shape.tasks:,} tasks, {full_shape.events:,} events, {full_shape.routes} routes"
+        )
+        full_url = create_database(server, FULL_DB)
+        timings = fill(full_url, full_shape, say)
+        say("  " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    say(f"  {table_sizes(full_url)}")
+    empty_url = create_database(server, EMPTY_DB)
+    fill(empty_url, empty_shape, lambda _: None)
+    say(f"EMPTY: {EMPTY_DB}: {empty_shape.tasks:,} tasks, {empty_shape.events:,} events")
+
+    stores = {"empty": TaskStore.from_url(empty_url), "full": TaskStore.from_url(full_url)}
+    targets = {"empty": find_targets(stores["empty"], empty_shape), "full": find_targets(stores["full"], full_shape)}
+    say(f"  targets (full): {targets['full']}")
+    results: list[tuple[Measurement, Timing, Timing]] = []
+    for measurement in measurements():
+        timing = {}
+        for label in ("empty", "full"):
+            store, target = stores[label], targets[label]
+            after = measurement.after(store) if measurement.after else None
+            timing[label] = timed(measurement.call(store, target), args.repeat, after)
+        results.append((measurement, timing["empty"], timing["full"]))
+        say(f"  {measurement.name}: empty {timing['empty'].median:.1f} ms, full {timing['full'].median:.1f} ms")
+
+    report = None
+    if not args.no_prune and console is not None:
+        say("prune under load (FULL)")
+        with psycopg_connect(server) as conn:
+            conn.execute(f'COMMENT ON DATABASE "{FULL_DB}" IS NULL')  # no longer the shape it was filled with
+        report = prune_under_load(full_url, args.export_seconds, say)
+    for store in stores.values():
+        store.engine.dispose()
+    print_report(results, report, args, time.perf_counter() - started)
+    if not args.keep:
+        drop_database(server, EMPTY_DB)
+        drop_database(server, FULL_DB)
+
+
+def print_report(
+    results: list[tuple[Measurement, Timing, Timing]], report: PruneReport | None, args: Any, seconds: float
+) -> None:
+    print()
+    print(f"| measurement (median / p95 of {args.repeat}) | empty store | {args.tasks:,} tasks | full/empty | goal |")
+    print("|---|---|---|---|---|")
+    for measurement, empty, full in results:
+        ratio = full.median / empty.median if empty.median else float("inf")
+        if measurement.goal == "page":
+            verdict = f"< {PAGE_GOAL_MS:.0f} ms: {'met' if full.median < PAGE_GOAL_MS else '**missed**'}"
+        elif measurement.goal == "claim":
+            verdict = f"≤ {CLAIM_GOAL}x: {'met' if ratio <= CLAIM_GOAL else '**missed**'}"
+        else:
+            verdict = ""
+        print(
+            f"| {measurement.name} | {empty.median:.1f} / {empty.p95:.1f} ms | {full.median:.1f} / {full.p95:.1f} ms "
+            f"| {ratio:.2f}x | {verdict} |"
+        )
+    if report is not None:
+        slowdown = report.baseline.rate / report.during.rate if report.during.rate else float("inf")
+        print()
+        print("| prune under load | |")
+        print("|---|---|")
+        print(
+            f"| tasks deleted (expected) | {report.tasks_deleted:,} ({report.expected:,}); left over: {report.left_over:,} |"
+        )
+        print(f"| events deleted | {report.events_deleted:,} |")
+        print(
+            f"| prune time | {report.seconds:.1f} s, {report.batches} batches, {report.tasks_deleted / report.seconds:,.0f} tasks/s |"
+        )
+        print(f"| entity rows before / after | {report.entities_before:,} / {report.entities_after:,} |")
+        print(
+            f"| export alone | {report.baseline.rate:,.0f} tasks/s ({report.baseline.exported:,} in {report.baseline.seconds:.1f} s) |"
+        )
+        print(
+            f"| export during prune | {report.during.rate:,.0f} tasks/s ({report.during.exported:,} in {report.during.seconds:.1f} s) |"
+        )
+        print(
+            f"| export slowed by | {slowdown:.2f}x (goal ≤ {EXPORT_SLOWDOWN_GOAL}x: {'met' if slowdown <= EXPORT_SLOWDOWN_GOAL else '**missed**'}) |"
+        )
+        print(
+            f"| claim of 100 alone / during prune (median, p95) | {report.claims_before.median:.1f}, {report.claims_before.p95:.1f} ms"
+            f" / {report.claims_during.median:.1f}, {report.claims_during.p95:.1f} ms |"
+        )
+        print(
+            f"| claim errors / lost claims | {len(report.claim_errors)} / {report.during.lost_claims + report.baseline.lost_claims} |"
+        )
+        for error in report.claim_errors[:5]:
+            print(f"  error: {error}")
+    print(f"\nwhole run: {seconds:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
