@@ -74,6 +74,8 @@ CLAIM_GOAL = 1.5
 EXPORT_SLOWDOWN_GOAL = 2.0
 EXPORT_ROUTE = "bench-export"
 EXPORT_TASKS = 20_000
+EXPORT_RUN = 1_000
+"""Tasks per export run: a short run, so the runs during prune end when prune ends."""
 
 KINDS = ("orders", "customers", "products", "invoices", "shipments")
 KEY_PREFIX = {"orders": "SO", "customers": "CUST", "products": "SKU", "invoices": "INV", "shipments": "SHP"}
@@ -590,9 +592,8 @@ def find_targets(store: TaskStore, shape: Shape) -> Targets:
             ),
             {"r": route, "o": offset},
         ).scalar_one()
-        middle = (
-            shape.tasks // 2 + shape.tasks // 20
-        )  # a recent task with several events, whose entity has an old one too
+        # A recent task with several events, whose entity has an old one too.
+        middle = shape.tasks // 2 + shape.tasks // 20
         candidates = conn.execute(
             sa.text(
                 "SELECT t.id, t.entity_key, (SELECT count(*) FROM scheduled_jobs_task_event e WHERE e.task_id = t.id) AS n "
@@ -677,6 +678,7 @@ def measurements() -> list[Measurement]:
                 lambda t: F(created_after=t.day_start, created_before=t.day_start + day),
                 None,
             ),
+            ("created before 60 days ago", lambda t: F(created_before=t.day_start), None),
             (
                 "updated on a day 60 days ago, finished",
                 lambda t: F(status="finished", updated_after=t.day_start, updated_before=t.day_start + day),
@@ -775,20 +777,20 @@ class ExportRun:
 
 
 def export_while(store: ClaimTimes, keep_going: Callable[[], bool], run: ExportRun) -> None:
-    """Export the route again and again (its tasks renewed between rounds, untimed) while ``keep_going()``."""
+    """Export the route in runs of ``EXPORT_RUN`` tasks while ``keep_going()``; its tasks renewed (untimed) when none is left."""
     while keep_going():
         started = time.perf_counter()
         try:
-            result = export_route(store, NullPublisher(), EXPORT_ROUTE)
+            result = export_route(store, NullPublisher(), EXPORT_ROUTE, limit=EXPORT_RUN)
         except Exception as exc:
             run.failures.append(f"{type(exc).__name__}: {exc}"[:300])
             run.seconds += time.perf_counter() - started
-            renew_export_route(store)
             continue
         run.seconds += time.perf_counter() - started
         run.exported += result.exported
         run.lost_claims += result.lost_claims
-        renew_export_route(store)
+        if result.left == 0:
+            renew_export_route(store)
 
 
 @dataclass

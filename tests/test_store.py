@@ -29,7 +29,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> TaskStore:
 def test_schema_is_created_by_alembic(store: TaskStore) -> None:
     with store.engine.connect() as conn:
         version = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
-    assert version == "0004"
+    assert version == "0005"
 
 
 def test_same_input_twice_makes_no_duplicate_tasks(store: TaskStore) -> None:

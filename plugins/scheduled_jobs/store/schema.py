@@ -46,6 +46,16 @@ tasks = Table(
     Index("ix_scheduled_jobs_task_route_status_id", "route", "status", "id"),
     Index("ix_scheduled_jobs_task_status_claimed_at", "status", "claimed_at"),
     Index("ix_scheduled_jobs_task_route_entity_key_id", "route", "entity_key", "id"),
+    # Migration 0005, for the console at production size: an entity-key search without a route (exact,
+    # or a prefix: pattern_ops lets PostgreSQL serve LIKE under any collation) and time-range filters.
+    Index(
+        "ix_scheduled_jobs_task_entity_key_id",
+        "entity_key",
+        "id",
+        postgresql_ops={"entity_key": "varchar_pattern_ops"},
+    ),
+    Index("ix_scheduled_jobs_task_created_at", "created_at"),
+    Index("ix_scheduled_jobs_task_updated_at", "updated_at"),
 )
 
 # A task's history after it was made: each export attempt (its outcome, status code, duration,
