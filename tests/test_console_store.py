@@ -694,3 +694,39 @@ def test_a_webhook_task_says_who_pushed_it() -> None:
     assert webhook_actor(incoming, "ada") == Actor("webhook", user="ada")  # type: ignore[arg-type]
     assert webhook_actor(incoming, None) == Actor("webhook", user="secret of shop_webhook")  # type: ignore[arg-type]
     assert webhook_actor(incoming, None).label() == "webhook (secret of shop_webhook)"  # type: ignore[arg-type]
+
+
+def test_a_webhook_push_records_the_user_or_the_secret_as_created_by(
+    client: Any, server: Any, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import httpx
+    from helpers.live_api import PREFIX, store_of
+
+    by_token = client.post("/webhooks/shop-orders", json={"id": 1})
+    assert by_token.status_code == 202, by_token.text
+    path = project / "configurations" / "incoming" / "shop-orders.yaml"
+    path.write_text(path.read_text() + "webhook:\n  connection: shop_orders_webhook\n", encoding="utf-8")
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_ORDERS_WEBHOOK", json.dumps({"conn_type": "generic", "password": "s3cret"}))
+    by_secret = httpx.post(
+        f"{server.url}{PREFIX}/webhooks/shop-orders", json={"id": 2}, headers={"X-Webhook-Secret": "s3cret"}, timeout=30
+    )
+    assert by_secret.status_code == 202, by_secret.text
+    rows = {row["entity_key"]: row for row in store_of(project).list_tasks()}
+    assert Actor.from_json(rows["1"]["created_by"]) == Actor("webhook", user="admin")
+    assert Actor.from_json(rows["2"]["created_by"]) == Actor("webhook", user="secret of shop_orders_webhook")
+
+
+def test_settling_a_task_twice_counts_and_records_it_once(store: TaskStore) -> None:
+    store.add_entities(["r"], [("A", {"n": 1}), ("B", {"n": 2})])
+    a, b = store.claim("r", 2)
+    assert store.fail(a, "first")
+    assert not store.fail(a, "again")
+    assert store.finish(b)
+    assert not store.finish(b)
+    assert not store.fail(b, "after finishing")
+    assert [e.kind for e in task_history(store.engine, a.id) or []] == ["created", "export_failed"]
+    assert [e.kind for e in task_history(store.engine, b.id) or []] == ["created", "exported"]
+    (row,) = [t for t in store.list_tasks() if t["id"] == a.id]
+    assert row["last_error"] == "first"

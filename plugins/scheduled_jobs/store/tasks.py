@@ -356,31 +356,30 @@ class TaskStore:
                 ).all()
                 exported.update((row.id, _push_detail(row, pushes)) for row in rows)
             if failures:
-                conn.execute(
-                    update(tasks)
-                    .where(tasks.c.id == bindparam("task_id"), *held)
-                    .values(
-                        status=TaskStatus.FAILED.value,
-                        last_error=bindparam("error"),
-                        retryable=bindparam("is_retryable"),
-                        updated_at=now,
-                    ),
-                    [{"task_id": i, "error": e, "is_retryable": r} for i, e, r in failures],
-                )
-                # An executemany UPDATE returns no rows: the ones this transaction failed are those failed
-                # under this claim's token (every other change of status clears or replaces the token).
+                # The failures still held, locked first: an executemany UPDATE returns no rows, so this read
+                # (in the same transaction, the rows locked on PostgreSQL) says which ones this settle fails.
                 outcome = {i: (e, r) for i, e, r in failures}
+                rows = []
                 for chunk in _chunks(list(outcome)):
-                    rows = conn.execute(
-                        select(*returned).where(
-                            tasks.c.id.in_(chunk),
-                            tasks.c.claim_token == token,
-                            tasks.c.status == TaskStatus.FAILED.value,
-                        )
-                    ).all()
-                    for row in rows:
-                        error, retryable = outcome[row.id]
-                        failed[row.id] = _push_detail(row, pushes) | {"error": error, "retryable": retryable}
+                    query = select(*returned).where(tasks.c.id.in_(chunk), *held)
+                    if conn.dialect.name == "postgresql":
+                        query = query.with_for_update()
+                    rows += conn.execute(query).all()
+                if rows:
+                    conn.execute(
+                        update(tasks)
+                        .where(tasks.c.id == bindparam("task_id"), *held)
+                        .values(
+                            status=TaskStatus.FAILED.value,
+                            last_error=bindparam("error"),
+                            retryable=bindparam("is_retryable"),
+                            updated_at=now,
+                        ),
+                        [{"task_id": r.id, "error": outcome[r.id][0], "is_retryable": outcome[r.id][1]} for r in rows],
+                    )
+                for row in rows:
+                    error, retryable = outcome[row.id]
+                    failed[row.id] = _push_detail(row, pushes) | {"error": error, "retryable": retryable}
             record_events(conn, "exported", actor, exported)
             record_events(conn, "export_failed", actor, failed)
         return len(exported) + len(failed)
