@@ -1,13 +1,18 @@
 """Read-only views of the task store for the web pages: per-route figures, stuck tasks, errors, processes.
 
 Every query returns a bounded number of rows (grouped per route and status, or one page with
-LIMIT/OFFSET), so a page never loads every task. The counts and orderings behind them still read every
-matching row, so a page's cost grows with the number of tasks; how fast has not been measured.
+LIMIT/OFFSET), so a page never loads every task. The per-route figures read only the tasks that are not
+finished (a partial index of its own); the finished ones, nearly all of a store at production size,
+are counted by ``FinishedCounts`` (``bench/store_scale.py`` measures both at 1,000,000 tasks).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +21,8 @@ from sqlalchemy import func, select
 from scheduled_jobs.models.tasks import TaskStatus
 from scheduled_jobs.store.schema import processes, skipped_runs, tasks
 from scheduled_jobs.store.tasks import utcnow
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -32,6 +39,9 @@ class RouteFigures:
     counts: dict[str, int] = field(default_factory=lambda: {status.value: 0 for status in TaskStatus})
     oldest_new_at: dt.datetime | None = None
     stuck: int = 0
+    finished_counted_at: dt.datetime | None = None
+    """When ``counts["finished"]`` was counted (naive UTC): at most ``FinishedCounts.REFRESH_SECONDS`` ago
+    in a large store, now in a small one. The other counts are always counted now."""
 
     def oldest_new_age(self, now: dt.datetime) -> dt.timedelta | None:
         return None if self.oldest_new_at is None else now - self.oldest_new_at
@@ -51,13 +61,89 @@ class Page:
         return max(1, -(-self.total // self.size))
 
 
+class FinishedCounts:
+    """The finished tasks per route, kept per engine: exact when counting them is cheap, else at most
+    ``REFRESH_SECONDS`` old, recounted in the background.
+
+    Finished tasks are nearly all of a store at production size (950,000 of 1,000,000 in
+    ``bench/store_scale.py``) and their count is the one figure that needs every one of them read:
+    ~200 ms, where everything else on the Tasks overview takes a few. A count that took less than
+    ``CHEAP_SECONDS`` is simply taken again on the next call (small stores, tests: always exact). A
+    dearer one is served from the last count; once that is ``REFRESH_SECONDS`` old, one background
+    thread counts again while pages keep getting the last count. A finished task changes only by being
+    deleted (prune, a user's delete), so a stale count is one that lags, never one that is wrong about
+    what needs attention: new, processing, failed and skipped are counted on every call.
+    """
+
+    CHEAP_SECONDS = 0.02
+    REFRESH_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: weakref.WeakKeyDictionary[Engine, tuple[dict[str, int], dt.datetime, float, float]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._counting: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+    def get(self, engine: Engine) -> tuple[dict[str, int], dt.datetime]:
+        """The finished tasks per route, and when they were counted."""
+        with self._lock:
+            known = self._known.get(engine)
+            if known is not None and known[2] >= self.CHEAP_SECONDS:
+                counts, counted_at, _, counted = known
+                if time.monotonic() - counted >= self.REFRESH_SECONDS and engine not in self._counting:
+                    self._counting.add(engine)
+                    threading.Thread(
+                        target=self._recount, args=(engine,), name="scheduled-jobs-finished-counts", daemon=True
+                    ).start()
+                return counts, counted_at
+        return self.count(engine)
+
+    def count(self, engine: Engine) -> tuple[dict[str, int], dt.datetime]:
+        """Count now (and keep the count)."""
+        started, counted_at = time.monotonic(), utcnow()
+        query = (
+            select(tasks.c.route, func.count())
+            .where(tasks.c.status == TaskStatus.FINISHED.value)
+            .group_by(tasks.c.route)
+        )
+        with engine.connect() as conn:
+            counts = {route: int(count) for route, count in conn.execute(query)}
+        with self._lock:
+            self._known[engine] = (counts, counted_at, time.monotonic() - started, time.monotonic())
+        return counts, counted_at
+
+    def _recount(self, engine: Engine) -> None:
+        try:
+            self.count(engine)
+        except Exception:  # the next page view tries again; until then pages show the last count
+            log.exception("Counting the finished tasks failed")
+        finally:
+            with self._lock:
+                self._counting.discard(engine)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._known.clear()
+
+
+finished_counts = FinishedCounts()
+
+
 def route_figures(engine: Engine, stuck_before: dt.datetime) -> dict[str, RouteFigures]:
-    """Counts by status, the oldest "new" task and the number stuck in processing, for every route with tasks."""
+    """Counts by status, the oldest "new" task and the number stuck in processing, for every route with tasks.
+
+    The counts of tasks that are not finished, the oldest and the stuck are read now, through the
+    partial index of unfinished tasks; the finished ones come from ``finished_counts``.
+    """
     figures: dict[str, RouteFigures] = {}
-    counts = select(tasks.c.route, tasks.c.status, func.count()).group_by(tasks.c.route, tasks.c.status)
+    unfinished = tasks.c.status != TaskStatus.FINISHED.value  # the partial index's own condition
+    counts = (
+        select(tasks.c.route, tasks.c.status, func.count()).where(unfinished).group_by(tasks.c.route, tasks.c.status)
+    )
     oldest = (
         select(tasks.c.route, func.min(tasks.c.created_at))
-        .where(tasks.c.status == TaskStatus.NEW.value)
+        .where(unfinished, tasks.c.status == TaskStatus.NEW.value)
         .group_by(tasks.c.route)
     )
     stuck = (
@@ -65,6 +151,7 @@ def route_figures(engine: Engine, stuck_before: dt.datetime) -> dict[str, RouteF
         .where(tasks.c.status == TaskStatus.PROCESSING.value, tasks.c.claimed_at < stuck_before)
         .group_by(tasks.c.route)
     )
+    finished, counted_at = finished_counts.get(engine)
     with engine.connect() as conn:
         for route, status, count in conn.execute(counts):
             figures.setdefault(route, RouteFigures(route)).counts[status] = int(count)
@@ -72,6 +159,11 @@ def route_figures(engine: Engine, stuck_before: dt.datetime) -> dict[str, RouteF
             figures.setdefault(route, RouteFigures(route)).oldest_new_at = at
         for route, count in conn.execute(stuck):
             figures.setdefault(route, RouteFigures(route)).stuck = int(count)
+    for route, count in finished.items():
+        if count:
+            figures.setdefault(route, RouteFigures(route)).counts[TaskStatus.FINISHED.value] = count
+    for figure in figures.values():
+        figure.finished_counted_at = counted_at
     return figures
 
 
