@@ -23,7 +23,15 @@ from scheduled_jobs import settings
 from scheduled_jobs.catalog import current_configurations
 from scheduled_jobs.cron_checker import check_cron
 from scheduled_jobs.exceptions import WebhookRefusedError
-from scheduled_jobs.store import TaskFilter, TaskStore, TaskStoreHook, latest_errors, skipped_page, stuck_tasks
+from scheduled_jobs.store import (
+    STATUS_FILTERS,
+    TaskFilter,
+    TaskStore,
+    TaskStoreHook,
+    latest_errors,
+    skipped_page,
+    stuck_tasks,
+)
 from scheduled_jobs.web import console, overview
 from scheduled_jobs.web.errors import parameter_errors
 from scheduled_jobs.web.handoff import hand_over
@@ -35,16 +43,16 @@ from scheduled_jobs.web.responses import (
     EntityPage,
     ErrorBody,
     JobsPage,
-    ProcessHistory,
-    TaskCount,
-    TaskList,
-    TaskWithHistory,
     Paged,
     Processes,
+    ProcessHistory,
     Routes,
     SkippedRun,
+    TaskCount,
     TaskDetail,
+    TaskList,
     TaskRow,
+    TaskWithHistory,
     WebhookReceipt,
 )
 from scheduled_jobs.web.security import (
@@ -79,6 +87,8 @@ PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 TaskId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
 Before = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 """The task list's keyset: tasks with a smaller id (older) than this; absent for the newest."""
+Filter = Annotated[TaskFilter, Depends(console.task_filter)]
+"""The task list's filters as query parameters, each checked (422 naming the one refused)."""
 _TEMPLATES = Path(__file__).parent / "templates"
 
 # Autoescape everything: names, payloads and errors come from users and from remote systems.
@@ -191,22 +201,8 @@ def _configured_routes() -> list[str]:
 
 
 @pages.get("/tasks/list")
-async def task_list_page(
-    request: Request,
-    route: str | None = None,
-    status: str | None = None,
-    entity_key: str | None = None,
-    prefix: bool = False,
-    created_after: str | None = None,
-    created_before: str | None = None,
-    updated_after: str | None = None,
-    updated_before: str | None = None,
-    before: Before = None,
-) -> HTMLResponse:
+async def task_list_page(request: Request, found: Filter, before: Before = None) -> HTMLResponse:
     """Every task the filters keep, newest first, 50 a page (keyset: ``before`` an id), with the actions."""
-    found = console.task_filter(
-        route, status, entity_key, prefix, created_after, created_before, updated_after, updated_before
-    )
 
     def build() -> dict[str, Any]:
         listed = console.task_list(_engine(), found, before, console.LIST_SIZE)
@@ -223,7 +219,7 @@ async def task_list_page(
         filter_query=urlencode(values),
         filter_text=console.describe_filter(found),
         before=before,
-        statuses=console.STATUS_FILTERS,
+        statuses=STATUS_FILTERS,
     )
 
 
@@ -325,14 +321,16 @@ async def task_action_form(request: Request) -> HTMLResponse:
     back = _field(form, "back") or ""
     try:
         do = _field(form, "do") or ""
-        action, _, scope = do.partition("-")
-        if action not in console.ACTIONS or scope not in ("selected", "matching"):
+        named, _, scope = do.partition("-")
+        act = next((a for a in console.ACTIONS if a == named), None)
+        if act is None or scope not in ("selected", "matching"):
             raise console.refuse("do", f"must be <retry|skip|delete>-<selected|matching>, got {do[:40]!r}")
-        act: console.Action = action  # type: ignore[assignment]
         reason = console.reason_text(_field(form, "reason")) if act == "skip" else None
         if scope == "selected":
             selection = console.task_ids([value for key, value in form if key == "id"])
-            outcome = await run_in_threadpool(console.run_action, _engine(), act, selection, user, reason, "page")
+            outcome = await run_in_threadpool(
+                lambda: console.run_action(_engine(), act, selection, user=user, reason=reason, via="page")
+            )
             return _render(request, "action_done.html", "tasks", outcome=outcome, back=back, filter_query="")
         values = {name: _field(form, name) for name in _FILTER_FIELDS}
         found = console.task_filter(**{**values, "prefix": values["prefix"] in ("1", "true", "on")})  # type: ignore[arg-type]
@@ -357,7 +355,9 @@ async def task_action_form(request: Request) -> HTMLResponse:
                 filter_text=console.describe_filter(found),
                 filter_query=urlencode(filter_values),
             )
-        outcome = await run_in_threadpool(console.run_action, _engine(), act, found, user, reason, "page")
+        outcome = await run_in_threadpool(
+            lambda: console.run_action(_engine(), act, found, user=user, reason=reason, via="page")
+        )
         return _render(
             request, "action_done.html", "tasks", outcome=outcome, back=back, filter_query=urlencode(filter_values)
         )
@@ -413,39 +413,15 @@ async def errors_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SI
 
 @api.get("/tasks")
 async def task_list_api(
-    route: str | None = None,
-    status: str | None = None,
-    entity_key: str | None = None,
-    prefix: bool = False,
-    created_after: str | None = None,
-    created_before: str | None = None,
-    updated_after: str | None = None,
-    updated_before: str | None = None,
-    before: Before = None,
-    size: int = Query(console.LIST_SIZE, ge=1, le=console.MAX_LIST_SIZE),
+    found: Filter, before: Before = None, size: int = Query(console.LIST_SIZE, ge=1, le=console.MAX_LIST_SIZE)
 ) -> TaskList:
     """Tasks newest first; the next (older) page is ``before=<next_before>``, with the same filters."""
-    found = console.task_filter(
-        route, status, entity_key, prefix, created_after, created_before, updated_after, updated_before
-    )
     return await run_in_threadpool(console.task_list, _engine(), found, before, size)
 
 
 @api.get("/tasks/count")
-async def task_count_api(
-    route: str | None = None,
-    status: str | None = None,
-    entity_key: str | None = None,
-    prefix: bool = False,
-    created_after: str | None = None,
-    created_before: str | None = None,
-    updated_after: str | None = None,
-    updated_before: str | None = None,
-) -> TaskCount:
+async def task_count_api(found: Filter) -> TaskCount:
     """How many tasks a filter matches: the ``confirm_count`` an action on that filter sends."""
-    found = console.task_filter(
-        route, status, entity_key, prefix, created_after, created_before, updated_after, updated_before
-    )
     count = await run_in_threadpool(console.current_count, _engine(), found)
     return TaskCount(count=count, cap=console.COUNT_CAP, more_than_cap=count > console.COUNT_CAP)
 
@@ -517,7 +493,9 @@ async def _api_action(request: Request, action: console.Action) -> ActionOutcome
                 f"nothing was changed: send confirm_count {count} to go on"
             )
             return JSONResponse(CountChanged(detail=detail, count=count).model_dump(), 409)
-    return await run_in_threadpool(console.run_action, _engine(), action, selection, user, reason, "api")
+    return await run_in_threadpool(
+        lambda: console.run_action(_engine(), action, selection, user=user, reason=reason, via="api")
+    )
 
 
 @actions.post("/retry", response_model=ActionOutcome)

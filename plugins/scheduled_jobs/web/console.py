@@ -28,7 +28,6 @@ from scheduled_jobs.store import (
     delete_tasks,
     entity_view,
     list_tasks,
-    recent_job_runs,
     retry_tasks,
     skip_tasks,
     skipped_page,
@@ -81,16 +80,7 @@ EVENT_LABELS = {
     "skipped": "Skipped",
 }
 LIST_SIZE = 50
-MAX_EVENT_LABELS = {
-    "created": "Created",
-    "exported": "Exported",
-    "export_failed": "Export failed",
-    "repaired": "Repaired as stuck",
-    "requeued": "Requeued by retry_failed_tasks",
-    "retried": "Retried",
-    "skipped": "Skipped",
-}
-LIST_SIZE = 500
+MAX_LIST_SIZE = 500
 MAX_IDS = 1000
 """The most task ids one request may name; more go by a filter (which the store works through in batches)."""
 MAX_BODY_BYTES = 256 * 1024
@@ -110,12 +100,23 @@ def refuse(name: str, reason: str, status: int = 422) -> HTTPException:
 # -- checking what callers send -------------------------------------------------------------------------
 
 
+def _unencodable(value: str) -> bool:
+    """Whether a text holds a lone surrogate (``"\\udcff"`` in JSON): valid to Python, stored by no database."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def text(name: str, value: str | None, limit: int) -> str | None:
     """A text parameter, or None when absent or empty; NUL (which PostgreSQL cannot hold) and length refused."""
     if value is None or value == "":
         return None
     if "\x00" in value:
         raise refuse(name, f"holds a NUL character, which no route or key can hold, got {shown(value, 40)}")
+    if _unencodable(value):
+        raise refuse(name, f"is not valid text (a lone surrogate), got {shown(value, 40)}")
     if len(value) > limit:
         raise refuse(name, f"is at most {limit} characters, got {len(value)}")
     return value
@@ -150,6 +151,7 @@ def status_value(value: str | None) -> str | None:
 
 
 def task_filter(
+    *,
     route: str | None = None,
     status: str | None = None,
     entity_key: str | None = None,
@@ -215,6 +217,8 @@ def reason_text(value: str | None) -> str:
         raise refuse("reason", "is required to skip: say why these tasks should never go")
     if "\x00" in cleaned:
         raise refuse("reason", "holds a NUL character")
+    if _unencodable(cleaned):
+        raise refuse("reason", "is not valid text (a lone surrogate)")
     if len(cleaned) > REASON_MAX:
         raise refuse("reason", f"is at most {REASON_MAX} characters, got {len(cleaned)}")
     return cleaned
@@ -298,7 +302,8 @@ def _body_errors(exc: ValidationError) -> str:
 def action_request(body: bytes, action: Action) -> tuple[Selection, int | None, str | None]:
     """The selection, the confirmed count and the reason of an API action's body; 413/422 naming what is wrong."""
     try:
-        raw = json.loads(body) if body.strip() else None
+        # Decoded strictly first: json.loads would let a lone surrogate through, which no database can store.
+        raw = json.loads(body.decode("utf-8")) if body.strip() else None
     except (ValueError, RecursionError):
         raise refuse("body", 'is not JSON: send {"ids": [...]} or {"filter": {...}, "confirm_count": N}') from None
     if not isinstance(raw, dict):
@@ -449,7 +454,7 @@ def _act(engine: Engine, action: Action, selection: Selection, actor: Actor, rea
 
 
 def run_action(
-    engine: Engine, action: Action, selection: Selection, user: BaseUser, reason: str | None, via: str
+    engine: Engine, action: Action, selection: Selection, *, user: BaseUser, reason: str | None, via: str
 ) -> ActionOutcome:
     """Do the action as ``user``, then record it in Airflow's audit log: who, when, what and how many.
 
@@ -506,6 +511,8 @@ def process_history(
     engine: Engine, configuration: str | None = None, per_configuration: int = HISTORY_PER_CONFIGURATION
 ) -> ProcessHistory:
     """The last runs of each configuration; a run our history left "running" shows Airflow's state once it is over."""
+    from scheduled_jobs.store import recent_job_runs  # TODO(i13-ops): module level once merged
+
     found = recent_job_runs(engine, configuration, per_configuration)
     left_running = [(r["dag_id"], r["run_id"]) for rows in found.values() for r in rows if r["state"] == "running"]
     try:

@@ -66,7 +66,7 @@ def require_dag_edit(user: BaseUser) -> None:
 
 # -- CSRF ---------------------------------------------------------------------------------------------
 
-CSRF_FIELD = "csrf_token"  # noqa: S105 (a field name, not a secret)
+CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_MAX_AGE_SECONDS = 12 * 3600
 """How long a page's token stays good: a form left open over a working day still submits."""
