@@ -733,7 +733,7 @@ def test_processes_show_the_last_runs_with_state_duration_figures_and_skips(
     section = html[html.index(f'data-history="{configuration}"') :]
     section = section[: section.index("</table>")]
     assert 'href="../dags/orders-to-erp-export/runs/scheduled__1" data-airflow' in section
-    assert "exported: <strong>12</strong>" in section and "42.0 s" in section and "3 min 0 s" in section
+    assert "exported: <strong>12</strong>" in section and "42.0 s" in section and "2 min 0 s" in section
     assert "ERP down &lt;b&gt;!&lt;/b&gt;" in section and "<b>!</b>" not in section
     assert "manual__3" in section and "already has a run waiting" in section
 
@@ -744,7 +744,7 @@ def test_a_run_our_history_left_running_shows_airflows_state_once_it_is_over(
     from airflow.dag_processing.dagbag import DagBag
     from conftest import ROOT
 
-    run = DagBag(dag_folder=str(ROOT / "dags"), include_examples=False).get_dag("repair-stuck-tasks").test()
+    run = DagBag(dag_folder=str(ROOT / "dags")).get_dag("repair-stuck-tasks").test()
     assert str(run.state).endswith("success")
     with any_store.engine.begin() as conn:
         conn.execute(sa.delete(job_runs))

@@ -28,6 +28,7 @@ from scheduled_jobs.store import (
     delete_tasks,
     entity_view,
     list_tasks,
+    recent_job_runs,
     retry_tasks,
     skip_tasks,
     skipped_page,
@@ -511,8 +512,6 @@ def process_history(
     engine: Engine, configuration: str | None = None, per_configuration: int = HISTORY_PER_CONFIGURATION
 ) -> ProcessHistory:
     """The last runs of each configuration; a run our history left "running" shows Airflow's state once it is over."""
-    from scheduled_jobs.store import recent_job_runs  # TODO(i13-ops): module level once merged
-
     found = recent_job_runs(engine, configuration, per_configuration)
     left_running = [(r["dag_id"], r["run_id"]) for rows in found.values() for r in rows if r["state"] == "running"]
     try:
