@@ -369,7 +369,7 @@ def test_actions_leave_a_task_a_running_export_holds_alone(store: TaskStore) -> 
     assert _status(store, 1) == "processing"
     assert store.finish(claimed)
     assert _status(store, 1) == "finished"
-    assert [e.kind for e in task_history(store.engine, 1) or []] == ["created"]
+    assert [e.kind for e in task_history(store.engine, 1) or []] == ["created", "exported"]  # no action's event
 
 
 class _RetryingPublisher:
@@ -529,3 +529,204 @@ def test_a_claim_beside_a_running_prune_neither_errors_nor_waits(postgres_server
         assert time.monotonic() - started < 1.5
     assert pruned.tasks_deleted == 20
     prune_engine.dispose()
+
+
+# -- events the queue records -----------------------------------------------------------------------
+
+
+def _http_publisher() -> Any:
+    from scheduled_jobs.connectors.http import HttpPublisher
+    from scheduled_jobs.models.connectors.http import HttpPublisherSettings
+
+    settings = {
+        "type": "http",
+        "connection": "sink",
+        "endpoint": "/orders/{entity_key}",
+        "timeout_seconds": 1,
+        "retry": {"attempts": 1, "backoff_seconds": 0.05, "max_backoff_seconds": 0.2},
+    }
+    return HttpPublisher(HttpPublisherSettings.model_validate(settings))
+
+
+def test_created_by_and_claimed_by_are_kept_in_their_columns(store: TaskStore) -> None:
+    store.add_entities(["r", "s"], [("A", {"n": 1}), ("B", {"n": 2})], created_by=RUN)
+    store.add_entities(["r"], [("C", {"n": 3})])
+    store.claim("r", 1, claimed_by=OTHER_RUN)
+    by_id = {t["id"]: t for t in store.list_tasks()}
+    assert [by_id[i]["created_by"] for i in (1, 2, 3, 4, 5)] == [RUN.to_json()] * 4 + [None]
+    assert by_id[1]["claimed_by"] == OTHER_RUN.to_json()
+    assert by_id[3]["claimed_by"] is None
+    history = task_history(store.engine, 1)
+    assert history is not None and [(e.kind, e.actor) for e in history] == [("created", RUN)]
+
+
+def test_an_export_records_each_push_with_status_code_duration_key_and_attempt(store: TaskStore, sink: Any) -> None:
+    sink.plan = lambda number, key: "400" if key.endswith("-2") else ("500" if key.endswith("-3") else "ok")
+    store.add_entities(["r"], [("A", {"n": 1}), ("B", {"n": 2}), ("C", {"n": 3})], created_by=RUN)
+    result = export_route(store, _http_publisher(), "r", actor=OTHER_RUN)
+    assert (result.exported, result.failed) == (1, 2)
+    timelines = {i: task_history(store.engine, i) or [] for i in (1, 2, 3)}
+    assert [[e.kind for e in timelines[i]] for i in (1, 2, 3)] == [
+        ["created", "exported"],
+        ["created", "export_failed"],
+        ["created", "export_failed"],
+    ]
+    exported, refused, broken = (timelines[i][1] for i in (1, 2, 3))
+    assert {exported.actor, refused.actor, broken.actor} == {OTHER_RUN}
+    assert {k: v for k, v in exported.detail.items() if k != "duration_ms"} == {
+        "status_code": 201,
+        "idempotency_key": "r-1",
+        "attempt": 1,
+    }
+    assert isinstance(exported.detail["duration_ms"], int) and 0 <= exported.detail["duration_ms"] < 10_000
+    assert (refused.detail["status_code"], refused.detail["retryable"], refused.detail["idempotency_key"]) == (
+        400,
+        False,
+        "r-2",
+    )
+    assert refused.detail["error"].startswith("HTTP 400 from POST")
+    assert (broken.detail["status_code"], broken.detail["retryable"], broken.detail["attempt"]) == (500, True, 1)
+    row = next(t for t in store.list_tasks() if t["id"] == 2)
+    assert row["claimed_by"] == OTHER_RUN.to_json()
+    assert refused.detail["error"] == row["last_error"]
+
+
+class _ReturningPublisher:
+    """A publisher that answers what it is told: a status code, None, a refusal, or a bug."""
+
+    def __init__(self, answers: dict[int, Any]) -> None:
+        self.answers = answers
+
+    def publish(self, task: ClaimedTask) -> int | None:
+        answer = self.answers[task.id]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    def redact(self, text: str) -> str:
+        return text.replace("s3cret", "***")
+
+    def close(self) -> None:
+        pass
+
+
+def test_push_detail_for_publishers_without_status_codes_and_for_connector_bugs(store: TaskStore) -> None:
+    store.add_entities(["r"], [("A", {"n": 1}), ("B", {"n": 2}), ("C", {"n": 3})])
+    answers = {1: None, 2: DeliveryError("refused", retryable=True), 3: RuntimeError("bug with s3cret")}
+    export_route(store, _ReturningPublisher(answers), "r")  # type: ignore[arg-type]
+    details = [(task_history(store.engine, i) or [])[-1] for i in (1, 2, 3)]
+    assert [(e.kind, e.actor, e.detail["status_code"]) for e in details] == [
+        ("exported", None, None),
+        ("export_failed", None, None),
+        ("export_failed", None, None),
+    ]
+    assert (details[1].detail["error"], details[1].detail["retryable"]) == ("refused", True)
+    assert details[2].detail["error"] == "unexpected RuntimeError: bug with ***"
+
+
+def test_a_settle_after_losing_the_claim_writes_no_event(store: TaskStore) -> None:
+    store.add_entities(["r"], [("A", {"n": 1}), ("B", {"n": 2})])
+    first = store.claim("r", 2, claimed_by=RUN)
+    repair_run = Actor("run", dag_id="repair", run_id="scheduled__1", task_id="repair", try_number=2)
+    repaired = store.repair(dt.timedelta(minutes=30), 3, now=utcnow() + dt.timedelta(hours=1), actor=repair_run)
+    assert repaired.reset == [1, 2]
+    second = store.claim("r", 1, claimed_by=OTHER_RUN)
+    assert store.settle(first[0].claim_token, [1], [(2, "late", True)], actor=RUN) == 0
+    assert store.settle(second[0].claim_token, [1], [], actor=OTHER_RUN) == 1
+    history = task_history(store.engine, 1)
+    assert history is not None
+    assert [(e.kind, e.actor) for e in history] == [
+        ("created", None),
+        ("repaired", repair_run),
+        ("exported", OTHER_RUN),
+    ]
+    assert history[1].detail == {
+        "to": "new",
+        "claimed_by": {"kind": "run", **_run_fields(RUN)},
+        "stuck_after_minutes": 30,
+    }
+    assert history[2].detail["attempt"] == 2
+    assert [e.kind for e in task_history(store.engine, 2) or []] == ["created", "repaired"]
+    assert store.counts("r")["new"] == 1
+
+
+def _run_fields(actor: Actor) -> dict[str, Any]:
+    return {"dag_id": actor.dag_id, "run_id": actor.run_id, "task_id": actor.task_id, "try_number": actor.try_number}
+
+
+def test_repair_to_failed_and_requeue_write_their_events(store: TaskStore) -> None:
+    store.add_entities(["r"], [("A", {"n": 1}), ("B", {"n": 2})])
+    (a,) = store.claim("r", 1, claimed_by=RUN)
+    store.repair(dt.timedelta(minutes=5), 1, now=utcnow() + dt.timedelta(hours=1), actor=OTHER_RUN)
+    (b,) = store.claim("r", 1)
+    assert store.fail(b, "503", retryable=True)
+    requeued = store.requeue_failed("r", 3, utcnow() + dt.timedelta(seconds=1), actor=OTHER_RUN)
+    assert requeued == 1
+    history_a = task_history(store.engine, a.id) or []
+    assert [(e.kind, e.detail.get("to")) for e in history_a] == [("created", None), ("repaired", "failed")]
+    assert history_a[1].detail["claimed_by"]["run_id"] == RUN.run_id
+    history_b = task_history(store.engine, b.id) or []
+    assert [(e.kind, e.actor) for e in history_b] == [
+        ("created", None),
+        ("export_failed", None),
+        ("requeued", OTHER_RUN),
+    ]
+    assert history_b[2].detail == {"attempts": 1}
+
+
+def test_the_operators_run_actor_names_the_task_try() -> None:
+    from types import SimpleNamespace
+
+    from scheduled_jobs.operators.base import run_actor
+
+    ti = SimpleNamespace(dag_id="export_orders", run_id="manual__1", task_id="export", try_number=3)
+    assert run_actor({"ti": ti}) == Actor(  # type: ignore[arg-type]
+        "run", dag_id="export_orders", run_id="manual__1", task_id="export", try_number=3
+    )
+
+
+def test_a_webhook_task_says_who_pushed_it() -> None:
+    from types import SimpleNamespace
+
+    from scheduled_jobs.web.webhooks import webhook_actor
+
+    incoming = SimpleNamespace(model=SimpleNamespace(webhook=SimpleNamespace(connection="shop_webhook")))
+    assert webhook_actor(incoming, "ada") == Actor("webhook", user="ada")  # type: ignore[arg-type]
+    assert webhook_actor(incoming, None) == Actor("webhook", user="secret of shop_webhook")  # type: ignore[arg-type]
+    assert webhook_actor(incoming, None).label() == "webhook (secret of shop_webhook)"  # type: ignore[arg-type]
+
+
+def test_a_webhook_push_records_the_user_or_the_secret_as_created_by(
+    client: Any, server: Any, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import httpx
+    from helpers.live_api import PREFIX, store_of
+
+    by_token = client.post("/webhooks/shop-orders", json={"id": 1})
+    assert by_token.status_code == 202, by_token.text
+    path = project / "configurations" / "incoming" / "shop-orders.yaml"
+    path.write_text(path.read_text() + "webhook:\n  connection: shop_orders_webhook\n", encoding="utf-8")
+    monkeypatch.setenv("AIRFLOW_CONN_SHOP_ORDERS_WEBHOOK", json.dumps({"conn_type": "generic", "password": "s3cret"}))
+    by_secret = httpx.post(
+        f"{server.url}{PREFIX}/webhooks/shop-orders", json={"id": 2}, headers={"X-Webhook-Secret": "s3cret"}, timeout=30
+    )
+    assert by_secret.status_code == 202, by_secret.text
+    rows = {row["entity_key"]: row for row in store_of(project).list_tasks()}
+    assert Actor.from_json(rows["1"]["created_by"]) == Actor("webhook", user="admin")
+    assert Actor.from_json(rows["2"]["created_by"]) == Actor("webhook", user="secret of shop_orders_webhook")
+
+
+def test_settling_a_task_twice_counts_and_records_it_once(store: TaskStore) -> None:
+    store.add_entities(["r"], [("A", {"n": 1}), ("B", {"n": 2})])
+    a, b = store.claim("r", 2)
+    assert store.fail(a, "first")
+    assert not store.fail(a, "again")
+    assert store.finish(b)
+    assert not store.finish(b)
+    assert not store.fail(b, "after finishing")
+    assert [e.kind for e in task_history(store.engine, a.id) or []] == ["created", "export_failed"]
+    assert [e.kind for e in task_history(store.engine, b.id) or []] == ["created", "exported"]
+    (row,) = [t for t in store.list_tasks() if t["id"] == a.id]
+    assert row["last_error"] == "first"

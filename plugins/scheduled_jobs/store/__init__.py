@@ -40,7 +40,7 @@ from scheduled_jobs.store.reports import (
     stuck_tasks,
     task_detail,
 )
-from scheduled_jobs.store.tasks import IngestResult, RepairResult, StoreState, TaskStore, utcnow
+from scheduled_jobs.store.tasks import IngestResult, Push, RepairResult, StoreState, TaskStore, utcnow
 
 __all__ = [
     "STATUS_FILTERS",
@@ -54,6 +54,7 @@ __all__ = [
     "ProcessFigures",
     "ProcessLedger",
     "PruneResult",
+    "Push",
     "RepairResult",
     "RouteFigures",
     "Selection",
