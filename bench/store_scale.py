@@ -37,6 +37,7 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -46,10 +47,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins")]
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="sj-bench-home-"))
+HOME = Path(os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="sj-bench-home-")))
+os.environ.update(
+    {  # Airflow's own app serves the pages: no definitions, no configurations, the store by its connection
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__SCHEDULED_JOBS__DEFINITIONS_FOLDER": str(HOME / "job_definitions"),
+        "AIRFLOW__SCHEDULED_JOBS__CONFIGURATIONS_FOLDER": str(HOME / "configurations"),
+    }
+)
 
 import psycopg  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
@@ -720,6 +731,90 @@ def measurements() -> list[Measurement]:
     return found
 
 
+# -- the pages, over HTTP -----------------------------------------------------------------------
+
+PAGES: list[tuple[str, Callable[[Targets], str]]] = [
+    ("Tasks overview", lambda t: "/tasks"),
+    ("task list: route + finished", lambda t: "/tasks/list?" + urlencode({"route": t.route, "status": "finished"})),
+    (
+        "task list: route + finished, deep keyset page",
+        lambda t: "/tasks/list?" + urlencode({"route": t.route, "status": "finished", "before": t.deep_before}),
+    ),
+    ("task list: route + failed", lambda t: "/tasks/list?" + urlencode({"route": t.route, "status": "failed"})),
+    ("task list: will_retry, all routes", lambda t: "/tasks/list?status=will_retry"),
+    ("task list: no filter", lambda t: "/tasks/list"),
+    ("task list: entity key, exact", lambda t: "/tasks/list?" + urlencode({"entity_key": t.entity_key})),
+    (
+        "task list: entity key, prefix",
+        lambda t: "/tasks/list?" + urlencode({"entity_key": t.key_prefix, "prefix": "true"}),
+    ),
+    (
+        "task list: created on a day 60 days ago",
+        lambda t: (
+            "/tasks/list?"
+            + urlencode(
+                {
+                    "created_after": t.day_start.isoformat(),
+                    "created_before": (t.day_start + dt.timedelta(days=1)).isoformat(),
+                }
+            )
+        ),
+    ),
+    ("task's page (payload, history)", lambda t: f"/tasks/{t.task_id}"),
+    (
+        "entity's page (200 of 250 tasks)",
+        lambda t: "/entity?" + urlencode({"route": t.hot_route, "entity_key": t.hot_key}),
+    ),
+    (
+        'JSON: count for "everything matching", route + finished',
+        lambda t: "/api/tasks/count?" + urlencode({"route": t.route, "status": "finished"}),
+    ),
+]
+
+
+def airflow_client() -> tuple[Any, dict[str, str]]:
+    """Airflow's own API app, the plugin mounted, in process; and an admin's bearer token."""
+    for folder in ("job_definitions", "configurations"):
+        (HOME / folder).mkdir(exist_ok=True)
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True)
+    from airflow.api_fastapi.app import create_app, get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app())
+    token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="admin", role="admin"))
+    return client, {"Authorization": f"Bearer {token}"}
+
+
+def use_store(url: sa.URL) -> None:
+    """The pages' store: the Airflow connection ``scheduled_jobs_store`` (its hook keeps one engine per URL)."""
+    os.environ["AIRFLOW_CONN_SCHEDULED_JOBS_STORE"] = url.set(drivername="postgresql").render_as_string(
+        hide_password=False
+    )
+
+
+def page_timings(
+    urls: dict[str, sa.URL], targets: dict[str, Targets], repeat: int, say: Callable[[str], None]
+) -> list[tuple[str, Timing, Timing]]:
+    client, headers = airflow_client()
+    found = []
+    for name, path in PAGES:
+        timing = {}
+        for label in ("empty", "full"):
+            use_store(urls[label])
+            address = "/scheduled-jobs" + path(targets[label])
+
+            def get(address: str = address) -> None:
+                answer = client.get(address, headers=headers)
+                assert answer.status_code == 200, (address, answer.status_code, answer.text[:300])
+
+            timing[label] = timed(get, repeat)
+        found.append((name, timing["empty"], timing["full"]))
+        say(f"  {name}: empty {timing['empty'].median:.1f} ms, full {timing['full'].median:.1f} ms")
+    return found
+
+
 # -- prune under load ---------------------------------------------------------------------------
 
 
@@ -943,6 +1038,7 @@ def main() -> None:
         "--no-prune", action="store_true", help="skip prune under load (the FULL store stays as filled)"
     )
     parser.add_argument("--export-seconds", type=float, default=10.0, help="the export alone, for its rate")
+    parser.add_argument("--no-pages", action="store_true", help="skip the pages over HTTP (Airflow's app)")
     args = parser.parse_args()
     say = lambda text: print(text, flush=True)  # noqa: E731
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -983,6 +1079,11 @@ def main() -> None:
         results.append((measurement, timing["empty"], timing["full"]))
         say(f"  {measurement.name}: empty {timing['empty'].median:.1f} ms, full {timing['full'].median:.1f} ms")
 
+    pages: list[tuple[str, Timing, Timing]] = []
+    if not args.no_pages:
+        say("the pages over HTTP, through Airflow's API app")
+        pages = page_timings({"empty": empty_url, "full": full_url}, targets, args.repeat, say)
+
     report = None
     if not args.no_prune and console is not None:
         say("prune under load (FULL)")
@@ -991,15 +1092,28 @@ def main() -> None:
         report = prune_under_load(full_url, args.export_seconds, say)
     for store in stores.values():
         store.engine.dispose()
-    print_report(results, report, args, time.perf_counter() - started)
+    print_report(results, pages, report, args, time.perf_counter() - started)
     if not args.keep:
         drop_database(server, EMPTY_DB)
         drop_database(server, FULL_DB)
 
 
 def print_report(
-    results: list[tuple[Measurement, Timing, Timing]], report: PruneReport | None, args: Any, seconds: float
+    results: list[tuple[Measurement, Timing, Timing]],
+    pages: list[tuple[str, Timing, Timing]],
+    report: PruneReport | None,
+    args: Any,
+    seconds: float,
 ) -> None:
+    if pages:
+        print()
+        print(f"| page over HTTP (median / p95 of {args.repeat}) | empty store | {args.tasks:,} tasks | goal |")
+        print("|---|---|---|---|")
+        for name, empty, full in pages:
+            verdict = f"< {PAGE_GOAL_MS:.0f} ms: {'met' if full.median < PAGE_GOAL_MS else '**missed**'}"
+            print(
+                f"| {name} | {empty.median:.1f} / {empty.p95:.1f} ms | {full.median:.1f} / {full.p95:.1f} ms | {verdict} |"
+            )
     print()
     print(f"| measurement (median / p95 of {args.repeat}) | empty store | {args.tasks:,} tasks | full/empty | goal |")
     print("|---|---|---|---|---|")
@@ -1046,7 +1160,7 @@ def print_report(
         )
         for error in report.claim_errors[:5]:
             print(f"  error: {error}")
-    print(f"\nwhole run: {seconds:.0f} s")
+    print(f"\nwhole run: {seconds:.0f} s; {machine()}")
 
 
 if __name__ == "__main__":
