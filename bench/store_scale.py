@@ -57,6 +57,7 @@ os.environ.update(
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__LOGGING__NAMESPACE_LEVELS": "http.access=WARNING alembic=WARNING",
         "AIRFLOW__SCHEDULED_JOBS__DEFINITIONS_FOLDER": str(HOME / "job_definitions"),
         "AIRFLOW__SCHEDULED_JOBS__CONFIGURATIONS_FOLDER": str(HOME / "configurations"),
     }
@@ -71,6 +72,7 @@ from scheduled_jobs.exporting import export_route  # noqa: E402
 from scheduled_jobs.models.tasks import Actor  # noqa: E402
 from scheduled_jobs.store import TaskStore, route_figures, task_detail, utcnow  # noqa: E402
 from scheduled_jobs.store.reports import finished_counts  # noqa: E402
+from scheduled_jobs.store.schema import tasks as tasks_table  # noqa: E402
 from scheduled_jobs.web.overview import route_rows, stuck_before  # noqa: E402
 
 try:  # the console's store functions (issue 13): measured when this branch has them
@@ -657,6 +659,19 @@ class Measurement:
     after: Callable[[TaskStore], Callable[[object], None]] | None = None
 
 
+def by_created_at(engine: sa.Engine, before: dt.datetime) -> list[Any]:
+    """What a list filtered by creation time could be: ordered by that time (keyset on (created_at, id),
+    served by its index), instead of by id, which the planner cannot know follows the time."""
+    query = (
+        sa.select(*console.LISTED)
+        .where(tasks_table.c.created_at < before)
+        .order_by(tasks_table.c.created_at.desc(), tasks_table.c.id.desc())
+        .limit(51)
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(query))
+
+
 def measurements() -> list[Measurement]:
     found = [
         Measurement(
@@ -708,6 +723,13 @@ def measurements() -> list[Measurement]:
             found.append(Measurement(f"list: {name}", "page", listing(filters, before)))
             if before is None:
                 found.append(Measurement(f"count: {name}", "page", counting(filters)))
+        found.append(
+            Measurement(
+                "proposal: created before 60 days ago, ORDER BY created_at DESC, id DESC",
+                "",
+                lambda s, t: lambda: by_created_at(s.engine, t.day_start),
+            )
+        )
         found += [
             Measurement(
                 "task page: task_detail + task_history",
@@ -728,6 +750,67 @@ def measurements() -> list[Measurement]:
             after=put_back,
         )
     )
+    return found
+
+
+# -- what the new indexes cost the writers ----------------------------------------------------------
+
+NEW_INDEXES = (
+    "ix_scheduled_jobs_task_entity_key_id",
+    "ix_scheduled_jobs_task_created_at_id",
+    "ix_scheduled_jobs_task_updated_at_id",
+    "ix_scheduled_jobs_task_unfinished",
+)
+"""Migration 0005's indexes on the task table: every insert, and every claim and settle, also writes them."""
+
+
+@dataclass
+class WriteCost:
+    label: str
+    ingest: Timing
+    export: Timing
+
+
+def write_costs(store: TaskStore, label: str, repeat: int) -> WriteCost:
+    """Ingest 1,000 new entities, then claim 100 of them and settle them (with their events), ``repeat`` times."""
+    route, ingest, export = "bench-write", [], []
+    for _ in range(repeat):
+        batch = uuid.uuid4().hex[:8]
+        records = [(f"W-{batch}-{n:04d}", {"id": n, "batch": batch, "name": f"entity {n}"}) for n in range(1000)]
+        started = time.perf_counter()
+        store.add_entities([route], records, created_by=EXPORT_ACTOR)
+        ingest.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        claimed = store.claim(route, 100, claimed_by=EXPORT_ACTOR)
+        store.settle(claimed[0].claim_token, [t.id for t in claimed], [], actor=EXPORT_ACTOR)
+        export.append(time.perf_counter() - started)
+    return WriteCost(label, Timing(ingest), Timing(export))
+
+
+def index_cost(url: sa.URL, repeat: int, say: Callable[[str], None]) -> list[WriteCost]:
+    """The writers with migration 0005's indexes, without them (dropped), and with them again (rebuilt)."""
+    store = TaskStore.from_url(url)
+    found = [write_costs(store, "with 0005's indexes", repeat)]
+    with psycopg_connect(url) as conn:
+        definitions = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY(%s)", (list(NEW_INDEXES),)
+        ).fetchall()
+        assert len(definitions) == len(NEW_INDEXES), definitions
+        for name, _ in definitions:
+            conn.execute(f"DROP INDEX {name}")
+        try:
+            found.append(write_costs(store, "without them (0004)", repeat))
+        finally:
+            started = time.perf_counter()
+            for _, definition in definitions:
+                conn.execute(definition)
+            say(f"  0005's indexes rebuilt in {time.perf_counter() - started:.1f} s")
+    found.append(write_costs(store, "with them again", repeat))
+    store.engine.dispose()
+    for cost in found:
+        say(
+            f"  {cost.label}: ingest of 1,000 {cost.ingest.median:.1f} ms, claim + settle of 100 {cost.export.median:.1f} ms"
+        )
     return found
 
 
@@ -1039,6 +1122,7 @@ def main() -> None:
     )
     parser.add_argument("--export-seconds", type=float, default=10.0, help="the export alone, for its rate")
     parser.add_argument("--no-pages", action="store_true", help="skip the pages over HTTP (Airflow's app)")
+    parser.add_argument("--no-index-cost", action="store_true", help="skip the writers with and without 0005's indexes")
     args = parser.parse_args()
     say = lambda text: print(text, flush=True)  # noqa: E731
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -1084,6 +1168,11 @@ def main() -> None:
         say("the pages over HTTP, through Airflow's API app")
         pages = page_timings({"empty": empty_url, "full": full_url}, targets, args.repeat, say)
 
+    costs: list[WriteCost] = []
+    if not args.no_index_cost:
+        say("what 0005's indexes cost the writers (FULL)")
+        costs = index_cost(full_url, max(10, args.repeat // 2), say)
+
     report = None
     if not args.no_prune and console is not None:
         say("prune under load (FULL)")
@@ -1092,7 +1181,7 @@ def main() -> None:
         report = prune_under_load(full_url, args.export_seconds, say)
     for store in stores.values():
         store.engine.dispose()
-    print_report(results, pages, report, args, time.perf_counter() - started)
+    print_report(results, pages, costs, report, args, time.perf_counter() - started)
     if not args.keep:
         drop_database(server, EMPTY_DB)
         drop_database(server, FULL_DB)
@@ -1101,6 +1190,7 @@ def main() -> None:
 def print_report(
     results: list[tuple[Measurement, Timing, Timing]],
     pages: list[tuple[str, Timing, Timing]],
+    costs: list[WriteCost],
     report: PruneReport | None,
     args: Any,
     seconds: float,
@@ -1129,6 +1219,17 @@ def print_report(
             f"| {measurement.name} | {empty.median:.1f} / {empty.p95:.1f} ms | {full.median:.1f} / {full.p95:.1f} ms "
             f"| {ratio:.2f}x | {verdict} |"
         )
+    if costs:
+        print()
+        print(
+            f"| writers, {args.tasks:,} tasks (median / p95 of {len(costs[0].ingest.samples)}) | ingest of 1,000 | claim + settle of 100 |"
+        )
+        print("|---|---|---|")
+        for cost in costs:
+            print(
+                f"| {cost.label} | {cost.ingest.median:.1f} / {cost.ingest.p95:.1f} ms "
+                f"| {cost.export.median:.1f} / {cost.export.p95:.1f} ms |"
+            )
     if report is not None:
         slowdown = report.baseline.rate / report.during.rate if report.during.rate else float("inf")
         print()

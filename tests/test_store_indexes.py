@@ -43,8 +43,9 @@ def test_migrations_build_what_schema_py_describes(engine: sa.Engine) -> None:
 def test_the_console_searches_have_their_indexes(engine: sa.Engine) -> None:
     indexes = _indexes(engine)
     assert indexes["ix_scheduled_jobs_task_entity_key_id"] == ("entity_key", "id")
-    assert indexes["ix_scheduled_jobs_task_created_at"] == ("created_at",)
-    assert indexes["ix_scheduled_jobs_task_updated_at"] == ("updated_at",)
+    assert indexes["ix_scheduled_jobs_task_created_at_id"] == ("created_at", "id")
+    assert indexes["ix_scheduled_jobs_task_updated_at_id"] == ("updated_at", "id")
+    assert indexes["ix_scheduled_jobs_task_unfinished"] == ("route", "status", "created_at")
     declared = {
         index.name: tuple(c.name for c in index.columns) for index in metadata.tables["scheduled_jobs_task"].indexes
     }

@@ -56,8 +56,8 @@ tasks = Table(
         "id",
         postgresql_ops={"entity_key": "varchar_pattern_ops"},
     ),
-    Index("ix_scheduled_jobs_task_created_at", "created_at"),
-    Index("ix_scheduled_jobs_task_updated_at", "updated_at"),
+    Index("ix_scheduled_jobs_task_created_at_id", "created_at", "id"),
+    Index("ix_scheduled_jobs_task_updated_at_id", "updated_at", "id"),
     # The Tasks overview's counts and oldest new task per route, without reading the finished tasks.
     Index(
         "ix_scheduled_jobs_task_unfinished",
