@@ -659,15 +659,19 @@ class Measurement:
     after: Callable[[TaskStore], Callable[[object], None]] | None = None
 
 
-def by_created_at(engine: sa.Engine, before: dt.datetime) -> list[Any]:
-    """What a list filtered by creation time could be: ordered by that time (keyset on (created_at, id),
-    served by its index), instead of by id, which the planner cannot know follows the time."""
-    query = (
-        sa.select(*console.LISTED)
-        .where(tasks_table.c.created_at < before)
-        .order_by(tasks_table.c.created_at.desc(), tasks_table.c.id.desc())
-        .limit(51)
-    )
+def by_time(
+    engine: sa.Engine, column: str, after: dt.datetime | None, before: dt.datetime, status: str | None
+) -> list[Any]:
+    """A page of a list filtered by a time, as it could be: ordered by that time (keyset on (time, id), served
+    by the (created_at, id) and (updated_at, id) indexes) instead of by id, which the planner cannot know
+    follows the time."""
+    time_column = tasks_table.c[column]
+    query = sa.select(*console.LISTED).where(time_column < before)
+    if after is not None:
+        query = query.where(time_column >= after)
+    if status is not None:
+        query = query.where(tasks_table.c.status == status)
+    query = query.order_by(time_column.desc(), tasks_table.c.id.desc()).limit(51)
     with engine.connect() as conn:
         return list(conn.execute(query))
 
@@ -723,13 +727,22 @@ def measurements() -> list[Measurement]:
             found.append(Measurement(f"list: {name}", "page", listing(filters, before)))
             if before is None:
                 found.append(Measurement(f"count: {name}", "page", counting(filters)))
-        found.append(
-            Measurement(
-                "proposal: created before 60 days ago, ORDER BY created_at DESC, id DESC",
-                "",
-                lambda s, t: lambda: by_created_at(s.engine, t.day_start),
+        proposals: list[tuple[str, Callable[[Targets], tuple[str, Any, Any, Any]]]] = [
+            ("created on a day 60 days ago", lambda t: ("created_at", t.day_start, t.day_start + day, None)),
+            ("created before 60 days ago", lambda t: ("created_at", None, t.day_start, None)),
+            (
+                "updated on a day 60 days ago, finished",
+                lambda t: ("updated_at", t.day_start, t.day_start + day, "finished"),
+            ),
+        ]
+        for name, arguments in proposals:
+            found.append(
+                Measurement(
+                    f"proposal, ordered by the time: {name}",
+                    "",
+                    lambda s, t, arguments=arguments: lambda: by_time(s.engine, *arguments(t)),  # type: ignore[misc]
+                )
             )
-        )
         found += [
             Measurement(
                 "task page: task_detail + task_history",
