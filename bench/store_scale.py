@@ -11,20 +11,30 @@ the Alembic migrations):
   definitions after it, then ``VACUUM ANALYZE``: the steady state of a production table.
 - EMPTY: the same generator with 8,000 tasks (the same routes and statuses, 120 new per route).
 
-Then, in the same run, each measurement against both: the console's task list (route and status,
-first page and a deep keyset page; a status across routes; no filter; a day two months back), its
-count, an entity-key search (exact and prefix), a task's page (``task_detail`` + ``task_history``),
-an entity's page, the Tasks overview (``route_figures`` and the page's ``route_rows``) and a claim of
-100 (``TaskStore.claim``, put back after each so every repetition claims the same). Two warm-up
-calls, then median and p95 of ``--repeat`` (30) calls.
+Then, in the same run:
 
-Last, prune under load (FULL only): ``prune_tasks`` deletes the ~500,000 finished/skipped tasks older
-than the retention (and their events) while an export runs in a thread on a route of its own (claim
-100, publish to an in-process publisher, settle: the store is all it waits for); its rate is set against
-the same export measured just before without prune. Claim errors and lost claims are counted.
+1. The store's calls against both, the two stores called alternately (two warm-up rounds, then median
+   and p95 of ``--repeat``, 30): the console's task list (route and status, first page and a deep
+   keyset page; a status across routes; no filter; an entity key exact and by prefix; a day two months
+   back; everything before it) and its count, a task's page (``task_detail`` + ``task_history``), an
+   entity's page, the Tasks overview (``route_figures``, the page's ``route_rows``, and the recount of
+   the finished tasks behind it) and a claim of 100 (``TaskStore.claim``, put back after each, so every
+   repetition claims the same); also two proposals for the lists that miss (ordered by the filtered
+   time; a key prefix through the key index).
+2. The pages over HTTP, through Airflow's own API app in process (``create_app``, an admin's token; the
+   store by its Airflow connection): the Tasks overview, the task list with those filters, a task's
+   page, an entity's page, the count an action on a filter confirms. Empty store first, then full.
+3. What migration 0005's indexes cost the writers in the FULL store: ingest of 1,000 entities and a
+   claim + settle of 100, with the indexes, without them (dropped), with them again (rebuilt).
+4. Prune under load (FULL only): ``prune_tasks`` (on an engine of its own, as the prune job) deletes the
+   ~500,000 finished/skipped tasks older than the 30-day retention, and their events, while an export
+   runs in a thread on a route of its own (runs of 1,000: claim 100, publish to an in-process publisher,
+   settle with events; the store is all it waits for). Its rate is set against the same export alone,
+   measured before and after prune. Claim errors and lost claims are counted.
 
-Usage: ``.venv/bin/python bench/store_scale.py`` (about 10 minutes; ``--tasks 100000`` for a quick try,
-``--keep`` keeps both databases, ``--reuse`` measures a kept FULL database again without refilling it).
+Usage: ``.venv/bin/python bench/store_scale.py`` (4-6 minutes on 2 cores; ``--tasks 100000`` for a quick
+try, ``--keep`` keeps both databases, ``--reuse`` measures a kept FULL database again without refilling
+it, ``--no-pages``/``--no-index-cost``/``--no-prune`` skip those parts).
 """
 
 from __future__ import annotations
@@ -576,6 +586,26 @@ def timed(call: Callable[[], object], repeat: int, after: Callable[[object], Non
         if n >= 2:  # two warm-up calls: the connection pool and the statement caches
             samples.append(elapsed)
     return Timing(samples)
+
+
+def timed_alternately(
+    calls: dict[str, tuple[Callable[[], object], Callable[[object], None] | None]], repeat: int
+) -> dict[str, Timing]:
+    """Each call in turn, one after the other (the order swapped every round), so that load from elsewhere
+    on a shared machine falls on both stores alike; two warm-up rounds."""
+    samples: dict[str, list[float]] = {label: [] for label in calls}
+    labels = list(calls)
+    for n in range(repeat + 2):
+        for label in labels if n % 2 else labels[::-1]:
+            call, after = calls[label]
+            started = time.perf_counter()
+            result = call()
+            elapsed = time.perf_counter() - started
+            if after is not None:
+                after(result)
+            if n >= 2:
+                samples[label].append(elapsed)
+    return {label: Timing(found) for label, found in samples.items()}
 
 
 @dataclass
@@ -1206,11 +1236,16 @@ def main() -> None:
     say(f"  targets (full): {targets['full']}")
     results: list[tuple[Measurement, Timing, Timing]] = []
     for measurement in measurements():
-        timing = {}
-        for label in ("empty", "full"):
-            store, target = stores[label], targets[label]
-            after = measurement.after(store) if measurement.after else None
-            timing[label] = timed(measurement.call(store, target), args.repeat, after)
+        timing = timed_alternately(
+            {
+                label: (
+                    measurement.call(stores[label], targets[label]),
+                    measurement.after(stores[label]) if measurement.after else None,
+                )
+                for label in ("empty", "full")
+            },
+            args.repeat,
+        )
         results.append((measurement, timing["empty"], timing["full"]))
         say(f"  {measurement.name}: empty {timing['empty'].median:.1f} ms, full {timing['full'].median:.1f} ms")
 
