@@ -96,3 +96,20 @@ def test_all_problems_of_a_definition_come_at_once(project: Path, text: str, exp
     path.write_text(text, encoding="utf-8")
     problems = load_catalog(project / "job_definitions", project / "configurations").problems
     assert [str(p) for p in problems] == [f"{path}: {line}" for line in expected]
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_seen(project: Path) -> None:
+    """``cp -p``, ``tar x`` and ``rsync -t`` put the old mtime back; the ctime (and inode) still tell."""
+    import os
+
+    path = project / "configurations" / "outgoing" / "erp-orders-file.yaml"
+    current_configurations()
+    before = path.stat()
+    text = path.read_text(encoding="utf-8")
+    name_line = next(line for line in text.splitlines() if line.startswith("name:"))
+    path.write_text(text.replace(name_line, name_line.upper().replace("NAME:", "name:")), encoding="utf-8")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+    names = [loaded.model.name for loaded in current_configurations().outgoing.valid.values()]
+    assert name_line.split(":", 1)[1].strip().upper() in names

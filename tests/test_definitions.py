@@ -61,6 +61,14 @@ def problems_for(project: Path, text: str, name: str = "job.yaml") -> list[str]:
             ["max_attempts: only allowed with job: repair_stuck_tasks (this job is outgoing)"],
         ),
         (
+            # A key of another kind is checked as that kind would check it, too.
+            VALID + "stuck_after_minutes: abc\n",
+            [
+                "stuck_after_minutes: only allowed with job: repair_stuck_tasks (this job is outgoing)",
+                "stuck_after_minutes: must be a whole number, got 'abc'",
+            ],
+        ),
+        (
             "name: R\njob: repair_stuck_tasks\nexpression: '@daily'\noverlap: skip\n",
             ["overlap: only allowed with job: incoming or outgoing (this job is repair_stuck_tasks)"],
         ),
