@@ -199,7 +199,7 @@ def _owners_check(tag: str, key: str) -> TypeAdapter[Any]:
     owner = KIND_BY_TAG[tag]
     info = owner.model_fields[key]
     annotation: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-    return TypeAdapter(annotation, config=ConfigDict(strict=owner.model_config.get("strict")))
+    return TypeAdapter(annotation, config=ConfigDict(strict=owner.model_config.get("strict", False)))
 
 
 @functools.cache
