@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from scheduled_jobs.catalog import load_configurations
 from scheduled_jobs.exceptions import ScheduledJobsError
+from scheduled_jobs.models.tasks import Actor
 from scheduled_jobs.operators.guard import keep_hold
 
 if TYPE_CHECKING:
@@ -46,6 +47,18 @@ class ScheduledJobOperator(BaseOperator):
         for problem in configurations.problems:
             self.log.warning("Invalid configuration file: %s", problem)
         return configurations
+
+
+def run_actor(context: Context) -> Actor:
+    """The Airflow task try doing the work, as the store records it (who made, claimed, repaired a task)."""
+    ti = context["ti"]
+    return Actor(
+        "run",
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        task_id=ti.task_id,
+        try_number=int(ti.try_number) if ti.try_number is not None else None,
+    )
 
 
 def require(found: Any, message: str) -> Any:
