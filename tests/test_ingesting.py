@@ -106,13 +106,13 @@ def test_batches_are_acknowledged_in_order_and_never_past_a_failure(tmp_path: ob
     real = store.add_entities
     calls = {"n": 0}
 
-    def flaky(routes: list[str], records: list[tuple[str, object]]) -> object:
+    def flaky(routes: list[str], records: list[tuple[str, object]], **options: object) -> object:
         calls["n"] += 1
         if calls["n"] == 1:
             time.sleep(0.3)  # page 1 is slow to commit: page 2 must not be acknowledged first
         if calls["n"] == 2:
             raise RuntimeError("the store went away")
-        return real(routes, records)
+        return real(routes, records, **options)  # type: ignore[arg-type]
 
     store.add_entities = flaky  # type: ignore[method-assign]
     pages = _Pages()
@@ -138,11 +138,11 @@ def test_batches_commit_in_the_order_read_so_the_later_content_wins(tmp_path: ob
     real = store.add_entities
     calls = {"n": 0}
 
-    def slow_first(routes: list[str], records: list[tuple[str, object]]) -> object:
+    def slow_first(routes: list[str], records: list[tuple[str, object]], **options: object) -> object:
         calls["n"] += 1
         if calls["n"] == 1:
             time.sleep(0.3)  # the first page is slow to store: the second must still come after it
-        return real(routes, records)
+        return real(routes, records, **options)  # type: ignore[arg-type]
 
     store.add_entities = slow_first  # type: ignore[method-assign]
 

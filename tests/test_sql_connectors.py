@@ -308,11 +308,11 @@ def test_a_run_that_fails_between_rows_sharing_a_value_reads_them_again(feed: sa
     real = sql_store.add_entities
     calls = {"n": 0}
 
-    def failing_second(routes: list[str], records: list[tuple[str, object]]) -> object:
+    def failing_second(routes: list[str], records: list[tuple[str, object]], **options: object) -> object:
         calls["n"] += 1
         if calls["n"] == 2:
             raise sa.exc.OperationalError("INSERT", {}, Exception("the store went away"))
-        return real(routes, records)
+        return real(routes, records, **options)  # type: ignore[arg-type]
 
     sql_store.add_entities = failing_second  # type: ignore[method-assign,assignment]
     with pytest.raises(sa.exc.OperationalError):

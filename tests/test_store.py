@@ -22,7 +22,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> TaskStore:
     url = request.getfixturevalue("postgres_server_url")
     store = TaskStore.from_url(url)
     with store.engine.begin() as conn:  # each test starts from an empty queue
-        conn.execute(sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity RESTART IDENTITY"))
+        conn.execute(
+            sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_task_event RESTART IDENTITY")
+        )
     return store
 
 

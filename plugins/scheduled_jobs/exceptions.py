@@ -62,23 +62,27 @@ class DeliveryError(ScheduledJobsError):
 
     ``retryable``: the destination may accept it later (timeouts, 5xx, 429), so a route that retries
     failed tasks tries it again on a later run; otherwise it is a permanent refusal (other 4xx). The
-    store keeps it in the task's ``retryable`` column.
+    store keeps it in the task's ``retryable`` column. ``status_code``: the destination's answer, where
+    the publisher has one (HTTP), for the task's history.
     """
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, retryable: bool = False, status_code: int | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.status_code = status_code
 
 
 class RequestRefusedError(ScheduledJobsError):
     """An HTTP request that did not succeed, after the retries it was worth.
 
     ``retryable`` as for ``DeliveryError``: the publisher passes it on, the subscriber names the page.
+    ``status_code``: the response's, when there was one.
     """
 
-    def __init__(self, problem: str, *, retryable: bool) -> None:
+    def __init__(self, problem: str, *, retryable: bool, status_code: int | None = None) -> None:
         super().__init__(problem)
         self.retryable = retryable
+        self.status_code = status_code
 
 
 class IncomingRunError(ScheduledJobsError):

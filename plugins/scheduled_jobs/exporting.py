@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from scheduled_jobs.exceptions import DeliveryError
 from scheduled_jobs.redaction import printable
 from scheduled_jobs.settings import LEASE_REFRESH_SECONDS
-from scheduled_jobs.store import utcnow
+from scheduled_jobs.store import Push, utcnow
 
 if TYPE_CHECKING:
     from scheduled_jobs.connectors.base import Publisher
     from scheduled_jobs.models.configurations import Configurations
-    from scheduled_jobs.store import ClaimedTask, TaskStore
+    from scheduled_jobs.store import Actor, ClaimedTask, TaskStore
 
 CLAIM_BATCH = 100
 UNEXPECTED_ERROR_CHARACTERS = 2000
@@ -51,23 +51,39 @@ class RetryFailed:
     after_minutes: float
 
 
-def _outcome(publisher: Publisher[Any], task: ClaimedTask) -> tuple[str | None, bool]:
-    """Publish one task: (None, _) when delivered, else (error, retryable).
+@dataclass(frozen=True)
+class _Outcome:
+    error: str | None
+    """None when delivered."""
+    retryable: bool
+    push: Push
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _outcome(publisher: Publisher[Any], task: ClaimedTask) -> _Outcome:
+    """Publish one task, timed: its error (None when delivered), whether it is retryable, and its push
+    (status code, duration) for the task's history.
 
     The error passes the publisher's redactor before it is logged or stored: an exception's text
     (a library's, a destination's answer) may carry the connection's credentials.
     """
+    started = time.perf_counter()
     try:
-        publisher.publish(task)
+        status_code = publisher.publish(task)
     except DeliveryError as exc:
-        return publisher.redact(str(exc)), exc.retryable
+        return _Outcome(publisher.redact(str(exc)), exc.retryable, Push(exc.status_code, _elapsed_ms(started)))
     except Exception as exc:  # a connector bug must fail the task, never lose it
+        duration = _elapsed_ms(started)
         # Redacted before it is cut or flattened, so that no secret is half-kept.
         text = printable(publisher.redact(f"unexpected {type(exc).__name__}: {exc}"))
         if len(text) > UNEXPECTED_ERROR_CHARACTERS:
             text = text[:UNEXPECTED_ERROR_CHARACTERS] + "... (cut)"
-        return text, False
-    return None, False
+        return _Outcome(text, False, Push(None, duration))
+    code = status_code if isinstance(status_code, int) and not isinstance(status_code, bool) else None
+    return _Outcome(None, False, Push(code, _elapsed_ms(started)))
 
 
 class _ClaimedBatch:
@@ -82,14 +98,16 @@ class _ClaimedBatch:
         self.prefetched = prefetched
         self.finished: list[int] = []
         self.failures: list[tuple[int, str, bool]] = []
+        self.pushes: dict[int, Push] = {}
         self.renewed = time.monotonic()
 
-    def record(self, task: ClaimedTask, error: str | None, retryable: bool) -> None:
-        if error is None:
+    def record(self, task: ClaimedTask, outcome: _Outcome) -> None:
+        self.pushes[task.id] = outcome.push
+        if outcome.error is None:
             self.finished.append(task.id)
         else:
-            log.error("Task %d (entity %s) failed: %s", task.id, task.entity_key, error)
-            self.failures.append((task.id, error, retryable))
+            log.error("Task %d (entity %s) failed: %s", task.id, task.entity_key, outcome.error)
+            self.failures.append((task.id, outcome.error, outcome.retryable))
 
     def renew_lease(self) -> None:
         """Renew this batch's claim and the next batch's, already claimed, so repair leaves both alone."""
@@ -105,16 +123,16 @@ class _ClaimedBatch:
 def _publish_batch(batch: _ClaimedBatch, publisher: Publisher[Any], pool: ThreadPoolExecutor | None) -> None:
     if pool is None:
         for task in batch.tasks:
-            batch.record(task, *_outcome(publisher, task))
+            batch.record(task, _outcome(publisher, task))
             batch.renew_lease()
         return
-    pending: dict[Future[tuple[str | None, bool]], ClaimedTask] = {
+    pending: dict[Future[_Outcome], ClaimedTask] = {
         pool.submit(_outcome, publisher, task): task for task in batch.tasks
     }
     while pending:
         done, _ = wait(pending, timeout=LEASE_REFRESH_SECONDS, return_when=FIRST_COMPLETED)
         for future in done:
-            batch.record(pending.pop(future), *future.result())
+            batch.record(pending.pop(future), future.result())
         batch.renew_lease()
 
 
@@ -126,12 +144,17 @@ def export_route(
     limit: int | None = None,
     concurrency: int = 1,
     retry_failed: RetryFailed | None = None,
+    actor: Actor | None = None,
 ) -> ExportResult:
-    """Export at most ``limit`` tasks of ``route`` that were "new" when the export started."""
+    """Export at most ``limit`` tasks of ``route`` that were "new" when the export started.
+
+    ``actor`` (the export run) is kept as each task's ``claimed_by`` and in the events it writes: its
+    requeues, and each push's outcome (status code, duration, idempotency key, attempt).
+    """
     result = ExportResult(route)
     if retry_failed is not None:
         failed_before = utcnow() - dt.timedelta(minutes=retry_failed.after_minutes)
-        result.requeued = store.requeue_failed(route, retry_failed.attempts, failed_before)
+        result.requeued = store.requeue_failed(route, retry_failed.attempts, failed_before, actor=actor)
     up_to = store.newest_new_id(route)
     if up_to is None:
         publisher.close()
@@ -145,7 +168,7 @@ def export_route(
 
     def next_claim() -> Future[list[ClaimedTask]] | None:
         size = CLAIM_BATCH if remaining is None else min(CLAIM_BATCH, remaining)
-        return store_thread.submit(store.claim, route, size, up_to) if size > 0 else None
+        return store_thread.submit(store.claim, route, size, up_to, claimed_by=actor) if size > 0 else None
 
     settling: list[tuple[Future[int], int]] = []
     try:
@@ -159,7 +182,9 @@ def export_route(
             claiming = next_claim()
             batch = _ClaimedBatch(store, claimed, claiming)
             _publish_batch(batch, publisher, pool)
-            settled = store_thread.submit(store.settle, batch.token, batch.finished, batch.failures)
+            settled = store_thread.submit(
+                store.settle, batch.token, batch.finished, batch.failures, actor=actor, pushes=batch.pushes
+            )
             settling.append((settled, len(claimed)))
             result.exported += len(batch.finished)
             result.failed += len(batch.failures)
@@ -179,7 +204,12 @@ def export_route(
 
 
 def export_configured_route(
-    configurations: Configurations, route: str, store: TaskStore, *, limit: int | None = None
+    configurations: Configurations,
+    route: str,
+    store: TaskStore,
+    *,
+    limit: int | None = None,
+    actor: Actor | None = None,
 ) -> ExportResult:
     """Export a route as its YAML says (publisher, concurrency, retrying of failed tasks)."""
     from scheduled_jobs.connectors import publisher_for
@@ -198,4 +228,5 @@ def export_configured_route(
         limit=limit,
         concurrency=found.model.concurrency,
         retry_failed=RetryFailed(retry.attempts, retry.after_minutes) if retry else None,
+        actor=actor,
     )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from scheduled_jobs.connectors.base import Subscriber
     from scheduled_jobs.models.configurations import Mapping
+    from scheduled_jobs.models.tasks import Actor
     from scheduled_jobs.store import IngestResult, TaskStore
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,8 @@ def _store_batch(
     keyed: list[tuple[int, tuple[str, dict[str, Any]]]],
     set_apart: list[tuple[int, str]],
     record_by_record: bool,
+    *,
+    created_by: Actor | None = None,
 ) -> _Stored | str:
     """Store a batch in one transaction, or say why the store refused its data (a str).
 
@@ -237,7 +240,8 @@ def _store_batch(
     set apart.
     """
     try:
-        return _Stored(store.add_entities(routes, [entity for _, entity in keyed]), len(keyed), set_apart)
+        result = store.add_entities(routes, [entity for _, entity in keyed], created_by=created_by)
+        return _Stored(result, len(keyed), set_apart)
     except Exception as exc:
         if not _refused_by_data(exc):
             raise
@@ -248,7 +252,7 @@ def _store_batch(
     stored = _Stored(IngestResult(), 0, list(set_apart))
     for index, entity in keyed:
         try:
-            stored.result += store.add_entities(routes, [entity])
+            stored.result += store.add_entities(routes, [entity], created_by=created_by)
         except Exception as exc:
             if not _refused_by_data(exc):
                 raise
@@ -267,6 +271,7 @@ def ingest(
     mapping: Mapping | None = None,
     *,
     incoming: str = "",
+    created_by: Actor | None = None,
 ) -> IngestSummary:
     """Store every batch the subscriber yields as tasks on ``routes``; sources that fail are set aside.
 
@@ -328,7 +333,9 @@ def ingest(
                 index, reason = bad[0]
                 reject(item.source, f"record {index}: {reason}", item.reject)
                 continue
-            job = pool.submit(_store_batch, store, routes, keyed, bad, item.reject_record is not None)
+            job = pool.submit(
+                _store_batch, store, routes, keyed, bad, item.reject_record is not None, created_by=created_by
+            )
             pending.append((job, item))
             acknowledge(IN_FLIGHT - 1)
         acknowledge(0)

@@ -112,8 +112,9 @@ class Publisher(ABC, Generic[SettingsT]):
         self.settings = settings
 
     @abstractmethod
-    def publish(self, task: ClaimedTask) -> None:
-        """Deliver one task; raise ``DeliveryError`` with the reason when it cannot be delivered."""
+    def publish(self, task: ClaimedTask) -> int | None:
+        """Deliver one task; its destination's status code where it has one (HTTP), else None. Raise
+        ``DeliveryError`` with the reason (and the status code, where known) when it cannot be delivered."""
 
     def redact(self, text: str) -> str:
         """``text`` without the secrets of this publisher's connection; applied to every error stored or logged.

@@ -24,6 +24,7 @@ from scheduled_jobs.models.connectors.http import (
     PagePagination,
 )
 from scheduled_jobs.models.connectors.retry import is_transient_status
+from scheduled_jobs.models.tasks import idempotency_key
 from scheduled_jobs.redaction import Redactor, clean_url, printable, redactor_for, shown
 
 if TYPE_CHECKING:
@@ -163,10 +164,14 @@ def send(
     too_long = retries.retry_after_over_limit(response.raw) if isinstance(retries, ConnectorRetry) else None
     problem = f"HTTP {response.status_code} from {where}: {_body_excerpt(response, redact)}"
     if not is_transient_status(response.status_code):
-        raise RequestRefusedError(problem, retryable=False)
+        raise RequestRefusedError(problem, retryable=False, status_code=response.status_code)
     if too_long is not None:
-        raise RequestRefusedError(f"{problem} (Retry-After {too_long:.0f} s is longer than the limit)", retryable=True)
-    raise RequestRefusedError(f"{problem} {tries}", retryable=True)
+        raise RequestRefusedError(
+            f"{problem} (Retry-After {too_long:.0f} s is longer than the limit)",
+            retryable=True,
+            status_code=response.status_code,
+        )
+    raise RequestRefusedError(f"{problem} {tries}", retryable=True, status_code=response.status_code)
 
 
 class HttpPublisher(Publisher[HttpPublisherSettings]):
@@ -238,18 +243,21 @@ class HttpPublisher(Publisher[HttpPublisherSettings]):
     def _accepted(self, status: int) -> bool:
         return status in self.settings.success_status_codes
 
-    def publish(self, task: ClaimedTask) -> None:
+    def publish(self, task: ClaimedTask) -> int:
+        """Send one task; its response's status code. ``DeliveryError`` (with the status code, when a
+        response came) when it was refused."""
         from requests import Request
 
         hook, session = self._session()
         url = hook.url_from_endpoint(self.endpoint_for(task))
-        headers = {self.settings.idempotency_header: f"{task.route}-{task.id}"}
+        headers = {self.settings.idempotency_header: idempotency_key(task)}
         request = Request(self.settings.method, url, json=task.payload, headers=headers)
         try:
             redact = self._redactor or Redactor()
-            send(hook, session, request, self.settings, accepted=self._accepted, url=url, redact=redact)
+            response = send(hook, session, request, self.settings, accepted=self._accepted, url=url, redact=redact)
         except RequestRefusedError as exc:
-            raise DeliveryError(str(exc), retryable=exc.retryable) from None
+            raise DeliveryError(str(exc), retryable=exc.retryable, status_code=exc.status_code) from None
+        return int(response.status_code)
 
     def close(self) -> None:
         with self._lock:

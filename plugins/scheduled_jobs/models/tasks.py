@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 
 class TaskStatus(StrEnum):
@@ -27,6 +27,19 @@ class ClaimedTask:
     payload: Any
     attempts: int
     claim_token: str
+
+
+class _RouteTask(Protocol):
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def route(self) -> str: ...
+
+
+def idempotency_key(task: _RouteTask) -> str:
+    """``<route>-<task id>``: the same on every try of a task, so a destination can drop a repeat."""
+    return f"{task.route}-{task.id}"
 
 
 @dataclass(frozen=True)

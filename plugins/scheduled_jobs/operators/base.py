@@ -131,6 +131,18 @@ class ScheduledJobOperator(BaseOperator):
         return configurations
 
 
+def run_actor(context: Context) -> Actor:
+    """The Airflow task try doing the work, as the store records it (who made, claimed, repaired a task)."""
+    ti = context["ti"]
+    return Actor(
+        "run",
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        task_id=ti.task_id,
+        try_number=int(ti.try_number) if ti.try_number is not None else None,
+    )
+
+
 def require(found: Any, message: str) -> Any:
     if found is None:
         raise ScheduledJobsError(message)

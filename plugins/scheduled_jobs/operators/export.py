@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from scheduled_jobs.exporting import export_configured_route
-from scheduled_jobs.operators.base import ScheduledJobOperator
+from scheduled_jobs.operators.base import ScheduledJobOperator, run_actor
 from scheduled_jobs.store import TaskStoreHook
 
 if TYPE_CHECKING:
@@ -28,7 +28,11 @@ class ExportRouteOperator(ScheduledJobOperator):
 
     def run(self, context: Context) -> dict[str, Any]:
         result = export_configured_route(
-            self.load_configurations(), self.route, TaskStoreHook().get_store(), limit=self.tasks_to_export
+            self.load_configurations(),
+            self.route,
+            TaskStoreHook().get_store(),
+            limit=self.tasks_to_export,
+            actor=run_actor(context),
         )
         self.log.info(
             "Route %r: exported %d, failed %d, left %d new tasks%s%s",

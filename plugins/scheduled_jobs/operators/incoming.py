@@ -10,7 +10,7 @@ from scheduled_jobs.connectors import subscriber_for
 from scheduled_jobs.exceptions import IncomingRunError
 from scheduled_jobs.ingesting import ingest
 from scheduled_jobs.models.configurations import KIND_LABELS
-from scheduled_jobs.operators.base import ScheduledJobOperator, require
+from scheduled_jobs.operators.base import ScheduledJobOperator, require, run_actor
 from scheduled_jobs.store import StoreState, TaskStoreHook
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class RunIncomingConfigurationOperator(ScheduledJobOperator):
             incoming.model.entity_key,
             incoming.model.mapping,
             incoming=incoming.identifier,
+            created_by=run_actor(context),
         )
         self.log.info(
             "Incoming configuration %r: %d sources, %d entities, %d new tasks on %s, %d unchanged, %d rejected",

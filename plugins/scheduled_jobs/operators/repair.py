@@ -6,7 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from scheduled_jobs import settings
-from scheduled_jobs.operators.base import ScheduledJobOperator
+from scheduled_jobs.operators.base import ScheduledJobOperator, run_actor
 from scheduled_jobs.store import TaskStoreHook
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class RepairStuckTasksOperator(ScheduledJobOperator):
     def run(self, context: Context) -> dict[str, Any]:
         minutes = self.stuck_after_minutes or settings.stuck_after_minutes()
         attempts = self.max_attempts or settings.max_attempts()
-        result = TaskStoreHook().get_store().repair(dt.timedelta(minutes=minutes), attempts)
+        result = TaskStoreHook().get_store().repair(dt.timedelta(minutes=minutes), attempts, actor=run_actor(context))
         self.log.info(
             "Repaired stuck tasks (processing for more than %d minutes): "
             "%d back to new %s, %d failed after %d attempts %s",

@@ -6,7 +6,26 @@ public names: operators, triggers and the web layer import from here, never from
 
 from __future__ import annotations
 
-from scheduled_jobs.models.tasks import ClaimedTask, TaskStatus
+from scheduled_jobs.models.tasks import Actor, ClaimedTask, TaskStatus
+from scheduled_jobs.store.console import (
+    STATUS_FILTERS,
+    ActionResult,
+    EntityView,
+    PruneResult,
+    Selection,
+    TaskEvent,
+    TaskFilter,
+    TaskIds,
+    TaskListPage,
+    count_tasks,
+    delete_tasks,
+    entity_view,
+    list_tasks,
+    prune_tasks,
+    retry_tasks,
+    skip_tasks,
+    task_history,
+)
 from scheduled_jobs.store.hook import TaskStoreHook
 from scheduled_jobs.store.processes import Holder, ProcessLedger, keep_renewed
 from scheduled_jobs.store.reports import (
@@ -21,29 +40,48 @@ from scheduled_jobs.store.reports import (
     stuck_tasks,
     task_detail,
 )
-from scheduled_jobs.store.tasks import IngestResult, RepairResult, StoreState, TaskStore, utcnow
+from scheduled_jobs.store.tasks import IngestResult, Push, RepairResult, StoreState, TaskStore, utcnow
 
 __all__ = [
+    "STATUS_FILTERS",
+    "ActionResult",
+    "Actor",
     "ClaimedTask",
+    "EntityView",
     "Holder",
     "IngestResult",
     "Page",
     "ProcessFigures",
     "ProcessLedger",
+    "PruneResult",
+    "Push",
     "RepairResult",
     "RouteFigures",
+    "Selection",
     "StoreState",
+    "TaskEvent",
+    "TaskFilter",
+    "TaskIds",
+    "TaskListPage",
     "TaskStatus",
     "TaskStore",
     "TaskStoreHook",
+    "count_tasks",
+    "delete_tasks",
+    "entity_view",
     "keep_renewed",
     "latest_errors",
+    "list_tasks",
     "process_figures",
+    "prune_tasks",
+    "retry_tasks",
     "route_figures",
+    "skip_tasks",
     "skipped_by_dag",
     "skipped_page",
     "stuck_tasks",
     "task_detail",
+    "task_history",
     "utcnow",
 ]
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import bindparam, func, select, update
 
-from scheduled_jobs.models.tasks import ClaimedTask, TaskStatus
+from scheduled_jobs.models.tasks import Actor, ClaimedTask, TaskStatus, idempotency_key
 from scheduled_jobs.store.engine import create_store_engine
-from scheduled_jobs.store.schema import entities, tasks, watermarks
+from scheduled_jobs.store.schema import entities, task_events, tasks, watermarks
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from sqlalchemy.engine import URL, Connection, Engine
 
@@ -84,10 +84,56 @@ class IngestResult:
         return self
 
 
+@dataclass(frozen=True)
+class Push:
+    """What one publish of a task measured, for its ``exported``/``export_failed`` event."""
+
+    status_code: int | None = None
+    """The destination's answer where it has one (HTTP); None for files and SQL."""
+    duration_ms: int | None = None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _actor_json(actor: Actor | None) -> str | None:
+    return actor.to_json() if actor is not None else None
+
+
+def record_events(conn: Connection, kind: str, actor: Actor | None, details: Mapping[int, dict[str, Any]]) -> None:
+    """One event per task (``details``: task id -> its detail), in the caller's transaction, one statement."""
+    if not details:
+        return
+    at, who = utcnow(), _actor_json(actor)
+    rows = [{"task_id": i, "at": at, "kind": kind, "actor": who, "detail": _json(d)} for i, d in details.items()]
+    conn.execute(task_events.insert(), rows)
+
+
 @dataclass
 class RepairResult:
     reset: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+
+
+def _push_detail(row: Any, pushes: Mapping[int, Push]) -> dict[str, Any]:
+    push = pushes.get(row.id, Push())
+    return {
+        "status_code": push.status_code,
+        "duration_ms": push.duration_ms,
+        "idempotency_key": idempotency_key(row),
+        "attempt": row.attempts,
+    }
+
+
+def _claimer(text: str | None) -> Any:
+    """A ``claimed_by`` column's actor as a JSON value for an event's detail (None when there is none)."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _chunks(items: Sequence[T], size: int = _IN_CHUNK) -> Iterable[Sequence[T]]:
@@ -147,14 +193,21 @@ class TaskStore:
     # -- ingest ---------------------------------------------------------------------------------
 
     def add_entities(
-        self, routes: Sequence[str], records: Sequence[tuple[str, Any]], *, return_ids: bool = False
+        self,
+        routes: Sequence[str],
+        records: Sequence[tuple[str, Any]],
+        *,
+        return_ids: bool = False,
+        created_by: Actor | None = None,
     ) -> IngestResult:
         """Make one "new" task per route for each entity whose content is new or changed.
 
         An entity whose content is the same as the last content seen for it on that route makes no
         task: re-importing the same input is harmless. Within one call (one file, one page) the last
-        record of an entity stands for it.
+        record of an entity stands for it. ``created_by`` (the run or webhook) is kept in each task's
+        ``created_by`` column, in the same insert.
         """
+        maker = _actor_json(created_by)
         result = IngestResult()
         if not records:
             return result
@@ -180,6 +233,7 @@ class TaskStore:
                         "attempts": 0,
                         "created_at": now,
                         "updated_at": now,
+                        "created_by": maker,
                     }
                     for key in latest
                     if key in changed
@@ -223,8 +277,11 @@ class TaskStore:
             value = conn.execute(query).scalar()
         return int(value) if value is not None else None
 
-    def claim(self, route: str, limit: int, up_to_id: int | None = None) -> list[ClaimedTask]:
-        """Claim at most ``limit`` "new" tasks of a route, oldest first, under one fresh claim token."""
+    def claim(
+        self, route: str, limit: int, up_to_id: int | None = None, *, claimed_by: Actor | None = None
+    ) -> list[ClaimedTask]:
+        """Claim at most ``limit`` "new" tasks of a route, oldest first, under one fresh claim token;
+        ``claimed_by`` (the export run) goes in each task's ``claimed_by`` column."""
         token = str(uuid.uuid4())
         now = utcnow()
         candidate = tasks.alias("candidate")
@@ -249,6 +306,7 @@ class TaskStore:
                 status=TaskStatus.PROCESSING.value,
                 claim_token=token,
                 claimed_at=now,
+                claimed_by=_actor_json(claimed_by),
                 updated_at=now,
                 attempts=tasks.c.attempts + 1,
             )
@@ -266,24 +324,39 @@ class TaskStore:
         """Mark a task failed with its error; False when its claim was lost."""
         return self.settle(task.claim_token, [], [(task.id, error, retryable)]) == 1
 
-    def settle(self, token: str, finished: Sequence[int], failures: Sequence[tuple[int, str, bool]]) -> int:
+    def settle(
+        self,
+        token: str,
+        finished: Sequence[int],
+        failures: Sequence[tuple[int, str, bool]],
+        *,
+        actor: Actor | None = None,
+        pushes: Mapping[int, Push] | None = None,
+    ) -> int:
         """Finish and fail the tasks of one claim in one transaction; returns how many still held the claim.
 
         Each update is fenced by the claim token and the "processing" status, so tasks repaired and
-        claimed by another exporter meanwhile are left alone.
+        claimed by another exporter meanwhile are left alone. In the same transaction each task that
+        still held the claim gets its ``exported`` or ``export_failed`` event (``actor``: the export run;
+        ``pushes``: what each publish measured); one that lost it gets none, like its settle.
         """
         now = utcnow()
+        pushes = pushes or {}
         held = (tasks.c.claim_token == token, tasks.c.status == TaskStatus.PROCESSING.value)
-        changed = 0
+        exported: dict[int, dict[str, Any]] = {}
+        failed: dict[int, dict[str, Any]] = {}
+        returned = (tasks.c.id, tasks.c.route, tasks.c.attempts)
         with self.engine.begin() as conn:
             for chunk in _chunks(finished):
-                changed += conn.execute(
+                rows = conn.execute(
                     update(tasks)
                     .where(tasks.c.id.in_(chunk), *held)
                     .values(status=TaskStatus.FINISHED.value, last_error=None, retryable=False, updated_at=now)
-                ).rowcount
+                    .returning(*returned)
+                ).all()
+                exported.update((row.id, _push_detail(row, pushes)) for row in rows)
             if failures:
-                changed += conn.execute(
+                conn.execute(
                     update(tasks)
                     .where(tasks.c.id == bindparam("task_id"), *held)
                     .values(
@@ -293,8 +366,24 @@ class TaskStore:
                         updated_at=now,
                     ),
                     [{"task_id": i, "error": e, "is_retryable": r} for i, e, r in failures],
-                ).rowcount
-        return changed
+                )
+                # An executemany UPDATE returns no rows: the ones this transaction failed are those failed
+                # under this claim's token (every other change of status clears or replaces the token).
+                outcome = {i: (e, r) for i, e, r in failures}
+                for chunk in _chunks(list(outcome)):
+                    rows = conn.execute(
+                        select(*returned).where(
+                            tasks.c.id.in_(chunk),
+                            tasks.c.claim_token == token,
+                            tasks.c.status == TaskStatus.FAILED.value,
+                        )
+                    ).all()
+                    for row in rows:
+                        error, retryable = outcome[row.id]
+                        failed[row.id] = _push_detail(row, pushes) | {"error": error, "retryable": retryable}
+            record_events(conn, "exported", actor, exported)
+            record_events(conn, "export_failed", actor, failed)
+        return len(exported) + len(failed)
 
     def touch(self, tokens: Sequence[str]) -> int:
         """Renew claims: tasks a long export still holds are not mistaken for stuck ones."""
@@ -306,8 +395,11 @@ class TaskStore:
         with self.engine.begin() as conn:
             return int(conn.execute(statement).rowcount)
 
-    def requeue_failed(self, route: str, max_attempts: int, failed_before: dt.datetime) -> int:
-        """Retrying of failed tasks: retryable failed tasks back to "new", while attempts remain."""
+    def requeue_failed(
+        self, route: str, max_attempts: int, failed_before: dt.datetime, *, actor: Actor | None = None
+    ) -> int:
+        """Retrying of failed tasks: retryable failed tasks back to "new", while attempts remain; a
+        ``requeued`` event each (``actor``: the export run that requeued them)."""
         statement = (
             update(tasks)
             .where(
@@ -318,9 +410,12 @@ class TaskStore:
                 tasks.c.updated_at <= failed_before,
             )
             .values(status=TaskStatus.NEW.value, claim_token=None, updated_at=utcnow())
+            .returning(tasks.c.id, tasks.c.attempts)
         )
         with self.engine.begin() as conn:
-            return int(conn.execute(statement).rowcount)
+            rows = conn.execute(statement).all()
+            record_events(conn, "requeued", actor, {row.id: {"attempts": row.attempts} for row in rows})
+        return len(rows)
 
     # -- subscriber state ---------------------------------------------------------------------------
 
@@ -345,34 +440,55 @@ class TaskStore:
 
     # -- repair ---------------------------------------------------------------------------------
 
-    def repair(self, stuck_after: dt.timedelta, max_attempts: int, now: dt.datetime | None = None) -> RepairResult:
+    def repair(
+        self,
+        stuck_after: dt.timedelta,
+        max_attempts: int,
+        now: dt.datetime | None = None,
+        *,
+        actor: Actor | None = None,
+    ) -> RepairResult:
         """Tasks in "processing" since before ``now - stuck_after`` go back to "new", or to "failed"
-        once they have been claimed ``max_attempts`` times."""
+        once they have been claimed ``max_attempts`` times; a ``repaired`` event each (``actor``: the
+        repair run), saying where it went and which run's claim it took away."""
         cutoff = (now or utcnow()) - stuck_after
         result = RepairResult()
         stuck = (tasks.c.status == TaskStatus.PROCESSING.value, tasks.c.claimed_at < cutoff)
+        minutes = int(stuck_after.total_seconds() // 60)
         with self.engine.begin() as conn:
-            rows = conn.execute(select(tasks.c.id, tasks.c.attempts).where(*stuck).order_by(tasks.c.id)).all()
-            result.failed = [r.id for r in rows if r.attempts >= max_attempts]
-            result.reset = [r.id for r in rows if r.attempts < max_attempts]
-            minutes = int(stuck_after.total_seconds() // 60)
-            for chunk in _chunks(result.failed):
-                conn.execute(
-                    update(tasks)
-                    .where(tasks.c.id.in_(chunk), *stuck)
-                    .values(
-                        status=TaskStatus.FAILED.value,
-                        claim_token=None,
-                        updated_at=utcnow(),
-                        last_error=f"stuck in processing for more than {minutes} minutes after {max_attempts} attempts",
-                    )
-                )
-            for chunk in _chunks(result.reset):
-                conn.execute(
-                    update(tasks)
-                    .where(tasks.c.id.in_(chunk), *stuck)
-                    .values(status=TaskStatus.NEW.value, claim_token=None, claimed_at=None, updated_at=utcnow())
-                )
+            rows = conn.execute(
+                select(tasks.c.id, tasks.c.attempts, tasks.c.claimed_by).where(*stuck).order_by(tasks.c.id)
+            ).all()
+            holders = {r.id: r.claimed_by for r in rows}
+            failed = [r.id for r in rows if r.attempts >= max_attempts]
+            reset = [r.id for r in rows if r.attempts < max_attempts]
+            moves = (
+                (
+                    "failed",
+                    failed,
+                    {
+                        "status": TaskStatus.FAILED.value,
+                        "claim_token": None,
+                        "last_error": f"stuck in processing for more than {minutes} minutes after "
+                        f"{max_attempts} attempts",
+                    },
+                    result.failed,
+                ),
+                ("new", reset, {"status": TaskStatus.NEW.value, "claim_token": None, "claimed_at": None}, result.reset),
+            )
+            for to, ids, values, moved in moves:
+                for chunk in _chunks(ids):
+                    changed = conn.execute(
+                        update(tasks)
+                        .where(tasks.c.id.in_(chunk), *stuck)
+                        .values(**values, updated_at=utcnow())
+                        .returning(tasks.c.id)
+                    ).scalars()
+                    moved.extend(sorted(int(i) for i in changed))
+                details = {
+                    i: {"to": to, "claimed_by": _claimer(holders[i]), "stuck_after_minutes": minutes} for i in moved
+                }
+                record_events(conn, "repaired", actor, details)
         return result
 
     # -- reading --------------------------------------------------------------------------------

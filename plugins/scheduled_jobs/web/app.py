@@ -44,7 +44,7 @@ from scheduled_jobs.web.security import (
     require_dag_read,
     require_dag_run_trigger,
 )
-from scheduled_jobs.web.webhooks import WRONG_SECRET, find_incoming, read_body, receive, secret_opens
+from scheduled_jobs.web.webhooks import WRONG_SECRET, find_incoming, read_body, receive, secret_opens, webhook_actor
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -256,8 +256,11 @@ async def push(incoming_configuration: str, request: Request) -> WebhookReceipt 
     body), 404 (unknown configuration), 409 (no route), 413 (too many bytes or records).
     """
     offered = request.headers.get(SECRET_HEADER) or None  # an empty secret is no secret: a token is needed
+    user_name = None
     if offered is None:
-        require_dag_run_trigger(await authenticated_user(request))
+        user = await authenticated_user(request)
+        require_dag_run_trigger(user)
+        user_name = user.get_name()
     configurations = await run_in_threadpool(current_configurations)
     if offered is not None and not await run_in_threadpool(
         secret_opens, configurations, incoming_configuration, offered
@@ -268,7 +271,8 @@ async def push(incoming_configuration: str, request: Request) -> WebhookReceipt 
         body = await read_body(request.stream(), request.headers.get("content-length"), settings.webhook_max_bytes())
         the_store = await run_in_threadpool(store)
         limit = settings.webhook_max_records()
-        receipt = await run_in_threadpool(receive, configurations, incoming, body, the_store, limit)
+        pusher = webhook_actor(incoming, user_name)
+        receipt = await run_in_threadpool(receive, configurations, incoming, body, the_store, limit, created_by=pusher)
     except WebhookRefusedError as refused:
         return _refused(refused.status, refused.message)
     if receipt.realtime_routes and receipt.task_ids:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from scheduled_jobs import jsondata
 from scheduled_jobs.exceptions import WebhookRefusedError
 from scheduled_jobs.ingesting import keyed_records
+from scheduled_jobs.models.tasks import Actor
 from scheduled_jobs.web.responses import WebhookReceipt
 from scheduled_jobs.web.security import webhook_secret_matches
 
@@ -97,14 +98,25 @@ def find_incoming(configurations: Configurations, identifier: str) -> Loaded[Inc
     return found
 
 
+def webhook_actor(incoming: Loaded[IncomingConfiguration], user_name: str | None) -> Actor:
+    """Who pushed, as the tasks' ``created_by``: the signed-in user, or the webhook connection's secret."""
+    if user_name is not None:
+        return Actor("webhook", user=user_name)
+    connection = incoming.model.webhook.connection if incoming.model.webhook is not None else "?"
+    return Actor("webhook", user=f"secret of {connection}")
+
+
 def receive(
     configurations: Configurations,
     incoming: Loaded[IncomingConfiguration],
     body: bytes,
     store: TaskStore,
     max_records: int,
+    *,
+    created_by: Actor | None = None,
 ) -> WebhookReceipt:
-    """Store the body's entities as "new" tasks on every route of the incoming configuration."""
+    """Store the body's entities as "new" tasks on every route of the incoming configuration;
+    ``created_by``: who pushed them (``webhook_actor``)."""
     entities = parse_entities(body, max_records)
     found = configurations.routes_of_incoming(incoming.identifier)
     routes = [route.identifier for route in found]
@@ -119,7 +131,7 @@ def receive(
     except ValueError as exc:
         raise WebhookRefusedError(400, f"{exc}; nothing was stored") from exc
     try:
-        result = store.add_entities(routes, keyed, return_ids=True)
+        result = store.add_entities(routes, keyed, return_ids=True, created_by=created_by)
     except ValueError as exc:  # content the store cannot hold (NaN, 1e400, a lone surrogate): names the entity
         raise WebhookRefusedError(400, f"{exc}; nothing was stored") from exc
     return WebhookReceipt(

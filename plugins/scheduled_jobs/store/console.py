@@ -1,0 +1,451 @@
+"""The operator's console over the task store: find tasks, read a task's history and an entity's tasks,
+retry/skip/delete tasks, and prune old ones.
+
+Lists are keyset pages (``WHERE id < before ORDER BY id DESC LIMIT size``), so a page deep in the list
+costs what the first costs; the indexes (route, status, id) and (route, entity_key, id) serve the
+filters. Actions are conditional statements fenced by status (``... AND status IN (...)``), the same
+fencing a settle relies on: a task a claim took first (``processing``) is left alone and counted as not
+eligible, and an exporter that still holds it settles it as usual. Work over "everything matching a
+filter" and prune run in keyset batches of short transactions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, delete, exists, false, func, select, true, update
+
+from scheduled_jobs.models.tasks import Actor, TaskStatus
+from scheduled_jobs.redaction import printable
+from scheduled_jobs.store.schema import entities, task_events, tasks
+from scheduled_jobs.store.tasks import utcnow
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.sql import ColumnElement, Select
+
+STATUS_FILTERS = ("new", "processing", "finished", "failed", "will_retry", "skipped")
+ACTION_BATCH = 1000
+"""Ids per transaction when an action runs over everything matching a filter."""
+REASON_CHARACTERS = 1000
+MAX_ID = 2**63 - 1
+"""The largest id a task can have (PostgreSQL's bigint); larger ones name no task."""
+_KEY_CHARACTERS = 500  # the entity_key column; ingest refuses longer keys and control characters
+
+LISTED = (
+    tasks.c.id,
+    tasks.c.route,
+    tasks.c.entity_key,
+    tasks.c.status,
+    tasks.c.attempts,
+    tasks.c.created_at,
+    tasks.c.updated_at,
+    tasks.c.claimed_at,
+    tasks.c.last_error,
+    tasks.c.retryable,
+    tasks.c.created_by,
+)
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    route: str | None = None
+    status: str | None = None
+    """One of ``STATUS_FILTERS``; ``will_retry`` is failed and retryable."""
+    entity_key: str | None = None
+    prefix: bool = False
+    """``entity_key`` as a prefix (``%``, ``_`` and ``\\`` in it match themselves)."""
+    created_after: dt.datetime | None = None
+    """Naive UTC, inclusive (as every ``*_after``)."""
+    created_before: dt.datetime | None = None
+    """Exclusive (as every ``*_before``)."""
+    updated_after: dt.datetime | None = None
+    updated_before: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in STATUS_FILTERS:
+            raise ValueError(f"status must be one of {', '.join(STATUS_FILTERS)}")
+
+
+@dataclass(frozen=True)
+class TaskIds:
+    ids: tuple[int, ...]
+
+
+Selection = TaskIds | TaskFilter
+
+
+@dataclass(frozen=True)
+class TaskListPage:
+    rows: list[dict[str, Any]]
+    """``LISTED`` columns; ``created_by`` as its raw JSON text."""
+    next_before: int | None
+    """Pass as ``before=`` for the next (older) page; None on the last page."""
+    size: int
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    id: int | None
+    """None for the synthetic "created" entry."""
+    at: dt.datetime
+    kind: str
+    actor: Actor | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EntityView:
+    route: str
+    entity_key: str
+    content_hash: str | None
+    seen_at: dt.datetime | None
+    last_payload: Any
+    """The payload of the entity's newest task; None when none is left."""
+    tasks: list[dict[str, Any]]
+    """Newest first, at most ``limit``."""
+    more: bool
+
+
+@dataclass
+class ActionResult:
+    action: str
+    matched: int = 0
+    """Tasks the selection named (and that exist) or matched."""
+    changed: int = 0
+    not_eligible: int = 0
+    """Matched, but in a status the action does not take (e.g. processing)."""
+    task_ids: list[int] = field(default_factory=list)
+    """The changed ones, the first 1,000."""
+
+    def _add(self, matched: int, changed: Sequence[int]) -> None:
+        self.matched += matched
+        self.changed += len(changed)
+        self.not_eligible += matched - len(changed)
+        self.task_ids.extend(list(changed)[: max(0, ACTION_BATCH - len(self.task_ids))])
+
+
+@dataclass
+class PruneResult:
+    tasks_deleted: int = 0
+    events_deleted: int = 0
+    batches: int = 0
+
+
+# -- filters --------------------------------------------------------------------------------------
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _successor(prefix: str) -> str | None:
+    """The least text greater than every text starting with ``prefix`` (in code point order), if any."""
+    last = ord(prefix[-1])
+    if last >= 0x10FFFF:
+        return None
+    following = last + 1 if not 0xD800 <= last + 1 <= 0xDFFF else 0xE000
+    return prefix[:-1] + chr(following)
+
+
+def _key_condition(filters: TaskFilter, dialect: str) -> ColumnElement[bool]:
+    key = filters.entity_key or ""
+    if len(key) > _KEY_CHARACTERS or ("\x00" in key and dialect == "postgresql"):
+        return false()  # no stored key is longer; PostgreSQL's text holds no NUL (and refuses one as a parameter)
+    column = tasks.c.entity_key
+    if not filters.prefix:
+        return column == key
+    if not key:
+        return true()
+    if dialect == "postgresql":
+        # Without an ESCAPE clause: PostgreSQL's default escape is the backslash, and a plain prefix
+        # pattern lets the planner use an index (a C-collated or pattern_ops one) for the prefix.
+        return column.like(_escape_like(key) + "%")
+    # SQLite's LIKE ignores ASCII case; a range in code point order (its BINARY collation) is exact
+    # and is served by the (route, entity_key, id) index.
+    upper = _successor(key)
+    bounded = column >= key if upper is None else and_(column >= key, column < upper)
+    return and_(bounded, func.substr(column, 1, len(key)) == key)
+
+
+def _conditions(filters: TaskFilter, dialect: str) -> list[ColumnElement[bool]]:
+    found: list[ColumnElement[bool]] = []
+    if filters.route is not None:
+        found.append(tasks.c.route == filters.route)
+    if filters.status == "will_retry":
+        found += [tasks.c.status == TaskStatus.FAILED.value, tasks.c.retryable.is_(True)]
+    elif filters.status is not None:
+        found.append(tasks.c.status == filters.status)
+    if filters.entity_key is not None:
+        found.append(_key_condition(filters, dialect))
+    for column, after, before in (
+        (tasks.c.created_at, filters.created_after, filters.created_before),
+        (tasks.c.updated_at, filters.updated_after, filters.updated_before),
+    ):
+        if after is not None:
+            found.append(column >= _naive_utc(after))
+        if before is not None:
+            found.append(column < _naive_utc(before))
+    return found
+
+
+def _before(query: Select[Any], before: int | None) -> Select[Any]:
+    if before is None or before > MAX_ID:
+        return query
+    return query.where(tasks.c.id < before) if before > 0 else query.where(false())
+
+
+def _valid_ids(ids: Sequence[int]) -> list[int]:
+    return sorted({int(i) for i in ids if 0 < int(i) <= MAX_ID})
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def list_tasks(engine: Engine, filters: TaskFilter, *, before: int | None = None, size: int = 50) -> TaskListPage:
+    """One page of tasks, newest first, older than the task ``before`` (the previous page's ``next_before``)."""
+    size = max(1, min(size, 1000))
+    query = select(*LISTED).where(*_conditions(filters, engine.dialect.name)).order_by(tasks.c.id.desc())
+    query = _before(query, before).limit(size + 1)
+    with engine.connect() as conn:
+        rows = [dict(row._mapping) for row in conn.execute(query)]
+    more = len(rows) > size
+    rows = rows[:size]
+    return TaskListPage(rows, rows[-1]["id"] if more else None, size)
+
+
+def count_tasks(engine: Engine, filters: TaskFilter, *, cap: int = 100_000) -> int:
+    """How many tasks match: exact up to ``cap``, else ``cap + 1`` (a count never reads the whole store)."""
+    inner = select(tasks.c.id).where(*_conditions(filters, engine.dialect.name)).limit(cap + 1)
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(inner.subquery())).scalar_one())
+
+
+def _detail(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def task_history(engine: Engine, task_id: int) -> list[TaskEvent] | None:
+    """A task's timeline, oldest first: its making (who created it), then its events; None: no such task."""
+    if not 0 < task_id <= MAX_ID:
+        return None
+    with engine.connect() as conn:
+        task = conn.execute(select(tasks.c.created_at, tasks.c.created_by).where(tasks.c.id == task_id)).first()
+        if task is None:
+            return None
+        rows = conn.execute(
+            select(task_events).where(task_events.c.task_id == task_id).order_by(task_events.c.id)
+        ).all()
+    timeline = [TaskEvent(None, task.created_at, "created", Actor.from_json(task.created_by), {})]
+    timeline += [TaskEvent(int(r.id), r.at, r.kind, Actor.from_json(r.actor), _detail(r.detail)) for r in rows]
+    return timeline
+
+
+def entity_view(engine: Engine, route: str, entity_key: str, *, limit: int = 200) -> EntityView | None:
+    """Every task of one entity on a route (newest first) and the content it last had; None: unknown entity."""
+    limit = max(1, limit)
+    if len(entity_key) > _KEY_CHARACTERS or ("\x00" in entity_key and engine.dialect.name == "postgresql"):
+        return None
+    with engine.connect() as conn:
+        entity = conn.execute(
+            select(entities.c.content_hash, entities.c.updated_at).where(
+                entities.c.route == route, entities.c.entity_key == entity_key
+            )
+        ).first()
+        rows = [
+            dict(row._mapping)
+            for row in conn.execute(
+                select(*LISTED)
+                .where(tasks.c.route == route, tasks.c.entity_key == entity_key)
+                .order_by(tasks.c.id.desc())
+                .limit(limit + 1)
+            )
+        ]
+        payload = None
+        if rows:
+            payload = conn.execute(select(tasks.c.payload).where(tasks.c.id == rows[0]["id"])).scalar()
+    if entity is None and not rows:
+        return None
+    return EntityView(
+        route=route,
+        entity_key=entity_key,
+        content_hash=entity.content_hash if entity else None,
+        seen_at=entity.updated_at if entity else None,
+        last_payload=json.loads(payload) if payload is not None else None,
+        tasks=rows[:limit],
+        more=len(rows) > limit,
+    )
+
+
+# -- actions --------------------------------------------------------------------------------------
+
+
+def _record(conn: Connection, task_ids: Sequence[int], kind: str, actor: Actor, detail: dict[str, Any]) -> None:
+    if not task_ids:
+        return
+    at, who, what = utcnow(), actor.to_json(), json.dumps(detail, separators=(",", ":"), ensure_ascii=False)
+    conn.execute(
+        task_events.insert(), [{"task_id": i, "at": at, "kind": kind, "actor": who, "detail": what} for i in task_ids]
+    )
+
+
+def _act(engine: Engine, selection: Selection, action: str, apply: Any) -> ActionResult:
+    """Run ``apply(conn, ids, conditions) -> changed ids`` over the selection, one short transaction per batch."""
+    result = ActionResult(action)
+    if isinstance(selection, TaskIds):
+        ids = _valid_ids(selection.ids)
+        for start in range(0, len(ids), ACTION_BATCH):
+            batch = ids[start : start + ACTION_BATCH]
+            with engine.begin() as conn:
+                found = conn.execute(select(func.count()).where(tasks.c.id.in_(batch))).scalar_one()
+                result._add(int(found), apply(conn, batch, []))
+        return result
+    conditions = _conditions(selection, engine.dialect.name)
+    before: int | None = None
+    while True:
+        query = _before(select(tasks.c.id).where(*conditions), before).order_by(tasks.c.id.desc())
+        with engine.begin() as conn:
+            batch = list(conn.execute(query.limit(ACTION_BATCH)).scalars())
+            if not batch:
+                break
+            # The filter again in the statement: what changed meanwhile (a claim, a requeue) no longer matches.
+            result._add(len(batch), apply(conn, batch, conditions))
+        if len(batch) < ACTION_BATCH:
+            break
+        before = min(batch)
+    return result
+
+
+def _update_returning(
+    conn: Connection, ids: Sequence[int], conditions: Sequence[ColumnElement[bool]], taken: Sequence[str], values: Any
+) -> list[int]:
+    statement = (
+        update(tasks)
+        .where(tasks.c.id.in_(ids), tasks.c.status.in_(taken), *conditions)
+        .values(**values)
+        .returning(tasks.c.id)
+    )
+    return sorted(int(i) for i in conn.execute(statement).scalars())
+
+
+def retry_tasks(engine: Engine, selection: Selection, actor: Actor) -> ActionResult:
+    """Failed or skipped tasks back to "new", with their attempts counted afresh; a "retried" event each."""
+
+    def apply(conn: Connection, ids: Sequence[int], conditions: Sequence[ColumnElement[bool]]) -> list[int]:
+        values = {
+            "status": TaskStatus.NEW.value,
+            "attempts": 0,
+            "claim_token": None,
+            "retryable": False,
+            "last_error": None,
+            "updated_at": utcnow(),
+        }
+        taken = (TaskStatus.FAILED.value, TaskStatus.SKIPPED.value)
+        changed = _update_returning(conn, ids, conditions, taken, values)
+        _record(conn, changed, "retried", actor, {})
+        return changed
+
+    return _act(engine, selection, "retry", apply)
+
+
+def _reason(text: str) -> str:
+    return printable(text)[:REASON_CHARACTERS]
+
+
+def skip_tasks(engine: Engine, selection: Selection, actor: Actor, reason: str) -> ActionResult:
+    """New or failed tasks to "skipped" (never exported), with who skipped them and why; a "skipped" event each."""
+    why = _reason(reason)
+    who = printable(actor.user or actor.label())[:200]
+
+    def apply(conn: Connection, ids: Sequence[int], conditions: Sequence[ColumnElement[bool]]) -> list[int]:
+        values = {
+            "status": TaskStatus.SKIPPED.value,
+            "claim_token": None,
+            "last_error": f"skipped by {who}: {why}",
+            "updated_at": utcnow(),
+        }
+        taken = (TaskStatus.NEW.value, TaskStatus.FAILED.value)
+        changed = _update_returning(conn, ids, conditions, taken, values)
+        _record(conn, changed, "skipped", actor, {"reason": why})
+        return changed
+
+    return _act(engine, selection, "skip", apply)
+
+
+def delete_tasks(engine: Engine, selection: Selection, actor: Actor) -> ActionResult:
+    """Delete tasks in any status but "processing", and their events. The entity's row stays: the
+    entity-key rule still knows its last content."""
+    del actor  # who deleted is for the audit log; a deleted task has no history left
+
+    def apply(conn: Connection, ids: Sequence[int], conditions: Sequence[ColumnElement[bool]]) -> list[int]:
+        statement = (
+            delete(tasks)
+            .where(tasks.c.id.in_(ids), tasks.c.status != TaskStatus.PROCESSING.value, *conditions)
+            .returning(tasks.c.id)
+        )
+        changed = sorted(int(i) for i in conn.execute(statement).scalars())
+        if changed:
+            conn.execute(delete(task_events).where(task_events.c.task_id.in_(changed)))
+        return changed
+
+    return _act(engine, selection, "delete", apply)
+
+
+# -- prune ----------------------------------------------------------------------------------------
+
+
+def prune_tasks(engine: Engine, older_than: dt.datetime, *, batch_size: int = 1000) -> PruneResult:
+    """Delete finished and skipped tasks last updated before ``older_than``, and their events, oldest first.
+
+    Never the newest task of an entity on its route (the content the entity page shows), never an entity
+    row (the entity-key rule needs it). Each batch is one short transaction; on PostgreSQL its rows are
+    taken ``FOR UPDATE SKIP LOCKED`` and claims touch only "new" rows, so prune never blocks a claim.
+    """
+    batch_size = max(1, batch_size)
+    cutoff = _naive_utc(older_than)
+    newer = tasks.alias("newer")
+    candidates = (
+        select(tasks.c.id)
+        .where(
+            tasks.c.status.in_((TaskStatus.FINISHED.value, TaskStatus.SKIPPED.value)),
+            tasks.c.updated_at < cutoff,
+            exists().where(
+                newer.c.route == tasks.c.route, newer.c.entity_key == tasks.c.entity_key, newer.c.id > tasks.c.id
+            ),
+        )
+        .order_by(tasks.c.id)
+        .limit(batch_size)
+    )
+    if engine.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True, of=tasks)
+    result = PruneResult()
+    after = 0
+    while True:
+        with engine.begin() as conn:
+            ids = list(conn.execute(candidates.where(tasks.c.id > after)).scalars())
+            if not ids:
+                break
+            result.events_deleted += int(
+                conn.execute(delete(task_events).where(task_events.c.task_id.in_(ids))).rowcount
+            )
+            result.tasks_deleted += int(conn.execute(delete(tasks).where(tasks.c.id.in_(ids))).rowcount)
+            result.batches += 1
+        if len(ids) < batch_size:
+            break
+        after = max(ids)
+    return result
