@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from scheduled_jobs.catalog import current_catalog, current_configurations, load_catalog
-from scheduled_jobs.models.jobs import KINDS, LABELS, IncomingJob, OutgoingJob, RepairJob
+from scheduled_jobs.models.jobs import KINDS, LABELS, IncomingJob, OutgoingJob, PruneJob, RepairJob
 from scheduled_jobs.operators.base import ScheduledJobOperator
 
 if TYPE_CHECKING:
@@ -39,23 +39,25 @@ def test_a_changed_configuration_reaches_the_webhooks_and_the_jobs(project: Path
 
 
 def test_each_kind_has_its_tag_label_and_an_operator() -> None:
-    assert [kind.tag() for kind in KINDS] == ["incoming", "outgoing", "repair_stuck_tasks"]
+    assert [kind.tag() for kind in KINDS] == ["incoming", "outgoing", "repair_stuck_tasks", "prune_tasks"]
     assert LABELS == {
         "incoming": "Incoming configuration",
         "outgoing": "Outgoing (route export)",
         "repair_stuck_tasks": "Repair stuck tasks",
+        "prune_tasks": "Prune old tasks",
     }
     jobs = [
         IncomingJob(name="I", job="incoming", expression="@daily", incoming_configuration="shop-orders"),
         OutgoingJob(name="O", job="outgoing", expression="@daily", route="orders-to-erp", tasks_to_export=5),
         RepairJob(name="R", job="repair_stuck_tasks", expression="@daily"),
+        PruneJob(name="P", job="prune_tasks", expression="@daily", retention_days=30),
     ]
     for job in jobs:
         work = job.work()
         module, _, name = work.operator.rpartition(".")
         assert issubclass(getattr(importlib.import_module(module), name), ScheduledJobOperator)
-    assert [job.guard() for job in jobs][2] is None
-    assert [job.target for job in jobs] == ["shop-orders", "orders-to-erp", None]
+    assert [job.guard() for job in jobs][2:] == [None, None]
+    assert [job.target for job in jobs] == ["shop-orders", "orders-to-erp", None, None]
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from scheduled_jobs.models.jobs import (
     CONFIGURATIONS,
     AnyJob,
     JobDefinition,
+    PruneJob,
     RepairJob,
     kind_of,
     validate_job,
@@ -440,3 +441,17 @@ def current_catalog() -> Catalog:
         _fingerprint(definitions),
     )
     return _catalog_cache.get(key, lambda: load_catalog(definitions, configurations=configurations))
+
+
+def housekeeping_warnings(catalog: Catalog) -> list[str]:
+    """What is not a mistake but leaves the store growing: no ``prune_tasks`` job, or none enabled."""
+    prunes = [job for job in catalog.jobs.values() if isinstance(job.definition, PruneJob)]
+    if not prunes:
+        return [
+            "no prune_tasks job: finished and skipped tasks are kept forever and the task store keeps growing; "
+            "add one (job: prune_tasks, retention_days: N)"
+        ]
+    if all(job.definition.disabled for job in prunes):
+        names = ", ".join(sorted(job.identifier for job in prunes))
+        return [f"every prune_tasks job is disabled ({names}): the task store keeps growing"]
+    return []

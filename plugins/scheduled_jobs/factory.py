@@ -73,7 +73,9 @@ def _operator_class(path: str) -> type[ScheduledJobOperator]:
 def _operator(job: ScheduledJob) -> ScheduledJobOperator:
     """The task that does the job's work, as its kind describes it."""
     work = job.definition.work()
-    return _operator_class(work.operator)(**work.arguments, **_common(job, work.task_id))
+    # A guarded job's work records each run in the job run history, under the guard's key.
+    operator = _operator_class(work.operator)
+    return operator(**work.arguments, configuration=job.guarded_configuration, **_common(job, work.task_id))
 
 
 def build_dag(job: ScheduledJob) -> DAG:

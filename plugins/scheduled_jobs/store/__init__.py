@@ -84,3 +84,8 @@ __all__ = [
     "task_history",
     "utcnow",
 ]
+
+# The history of guarded job runs (the Processes page's last runs per configuration).
+from scheduled_jobs.store.runs import job_run_ended, job_run_started, prune_job_runs, recent_job_runs
+
+__all__ += ["job_run_ended", "job_run_started", "prune_job_runs", "recent_job_runs"]
