@@ -169,24 +169,23 @@ def _utc(value: str) -> dt.datetime:
     return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
-def _task_id(value: str) -> int:
+def _whole_number(value: str, highest: int, not_one: str, out_of_range: str) -> int:
+    """``value`` as a whole number from 1 to ``highest``; else argparse's error in the caller's words."""
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a task id: {value[:40]!r}") from None
-    if number < 1 or number > MAX_TASK_ID:
-        raise argparse.ArgumentTypeError(f"not a task id: {number} (ids are 1 and up)")
+        raise argparse.ArgumentTypeError(f"{not_one}: {value[:40]!r}") from None
+    if number < 1 or number > highest:
+        raise argparse.ArgumentTypeError(out_of_range.format(number=number))
     return number
+
+
+def _task_id(value: str) -> int:
+    return _whole_number(value, MAX_TASK_ID, "not a task id", "not a task id: {number} (ids are 1 and up)")
 
 
 def _size(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value[:40]!r}") from None
-    if number < 1 or number > MAX_SIZE:
-        raise argparse.ArgumentTypeError(f"must be 1-{MAX_SIZE}, got {number}")
-    return number
+    return _whole_number(value, MAX_SIZE, "not a number", f"must be 1-{MAX_SIZE}, got {{number}}")
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import and_, delete, exists, false, func, select, true, update
 
 from scheduled_jobs.models.tasks import Actor, TaskStatus
 from scheduled_jobs.redaction import printable
+from scheduled_jobs.store.reports import ROW_COLUMNS
 from scheduled_jobs.store.schema import entities, task_events, tasks
 from scheduled_jobs.store.tasks import utcnow
 
@@ -37,19 +38,7 @@ MAX_ID = 2**63 - 1
 """The largest id a task can have (PostgreSQL's bigint); larger ones name no task."""
 _KEY_CHARACTERS = 500  # the entity_key column; ingest refuses longer keys and control characters
 
-LISTED = (
-    tasks.c.id,
-    tasks.c.route,
-    tasks.c.entity_key,
-    tasks.c.status,
-    tasks.c.attempts,
-    tasks.c.created_at,
-    tasks.c.updated_at,
-    tasks.c.claimed_at,
-    tasks.c.last_error,
-    tasks.c.retryable,
-    tasks.c.created_by,
-)
+LISTED = (*ROW_COLUMNS, tasks.c.created_by)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from scheduled_jobs.store.schema import entities, task_events, tasks, watermarks
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
+    from sqlalchemy import Table
     from sqlalchemy.engine import URL, Connection, Engine
 
 _IN_CHUNK = 500
@@ -68,6 +69,16 @@ def encoded_document(payload: Any) -> tuple[str, str]:
 
 def content_hash(payload: Any) -> str:
     return encoded_document(payload)[1]
+
+
+def table_rows(engine: Engine, table: Table, **equal: Any) -> list[dict[str, Any]]:
+    """Every row of a table in id order, where each column named in ``equal`` holds its value (None: any)."""
+    query = select(table).order_by(table.c.id)
+    for column, value in equal.items():
+        if value is not None:
+            query = query.where(table.c[column] == value)
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
 
 
 @dataclass
@@ -501,8 +512,5 @@ class TaskStore:
         return {status.value: found.get(status.value, 0) for status in TaskStatus}
 
     def list_tasks(self, route: str | None = None) -> list[dict[str, Any]]:
-        query = select(tasks).order_by(tasks.c.id)
-        if route is not None:
-            query = query.where(tasks.c.route == route)
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+        """Every task (of a route), oldest first: for tests and benchmarks, which read small stores whole."""
+        return table_rows(self.engine, tasks, route=route)
