@@ -281,3 +281,94 @@ def test_processes_page_lists_every_configuration_a_job_executes(page: Page, air
     frame.locator("#skipped-title").filter(has_text="route:orders-to-erp").wait_for()
     open_from_navigation(page, "Scheduled jobs")
     assert frame.locator('tr[data-identifier="orders-to-erp-export"] .skipped').inner_text() == "1"
+
+
+def _wait_for(condition: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        time.sleep(1)
+
+
+def _status(airflow: Airflow, task_id: int) -> str | None:
+    with airflow.store.engine.connect() as conn:
+        return conn.execute(sa.text("SELECT status FROM scheduled_jobs_task WHERE id = :id"), {"id": task_id}).scalar()
+
+
+def test_the_console_finds_a_failed_order_retries_it_and_tells_its_whole_story(page: Page, airflow: Airflow) -> None:
+    """The operator's console end to end: a webhook order fails to export (its file name is taken by a
+    folder), is found by its entity key, retried, delivered by the next scheduled export, and its page
+    tells the whole story with links to Airflow's runs."""
+    outbox = airflow.home / "scheduled_jobs_data" / "outbox" / "erp-orders"
+    delivered = outbox / "order-SO-7001.json"
+    delivered.mkdir(parents=True)  # the export cannot write the order: a folder has its name
+    pushed = httpx.post(
+        f"{airflow.url}/scheduled-jobs/webhooks/shop-orders",
+        json={"id": "SO-7001", "customer": "Console test", "total": 70.01},
+        headers={"Authorization": f"Bearer {airflow.token()}"},
+        timeout=30,
+    )
+    assert pushed.status_code == 202, pushed.text
+    (task_id,) = pushed.json()["task_ids"]
+    _wait_for(lambda: _status(airflow, task_id) == "failed", 150, "the export to fail the order")
+    delivered.rmdir()
+    page.set_viewport_size({"width": 1024, "height": 768})  # the console is usable on a small screen
+
+    # 1. Find it by its entity key, from the Tasks overview.
+    frame = open_from_navigation(page, "Tasks")
+    frame.locator("#find-tasks input[name=entity_key]").fill("SO-7001")
+    frame.get_by_role("button", name="Find tasks").click()
+    row = frame.locator(f'#task-list tr[data-task="{task_id}"]')
+    row.wait_for()
+    assert frame.locator("#task-list tbody tr[data-task]").count() == 1
+    assert row.locator(".status").inner_text() == "failed"
+    assert "Is a directory" in row.locator(".error").inner_text()
+    wide = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    assert frame.locator("body").evaluate(wide) <= 1, "the task list scrolls sideways at 1024 px"
+    screenshot(page, "task-list")
+
+    # 2. Retry it.
+    row.locator("input[name=id]").check()
+    frame.get_by_role("button", name="Retry", exact=True).click()
+    outcome = frame.locator("#outcome")
+    outcome.wait_for()
+    assert "1 of 1 tasks retried" in outcome.inner_text()
+    assert _status(airflow, task_id) in ("new", "processing", "finished")
+
+    # 3. The next scheduled export delivers it.
+    _wait_for(lambda: _status(airflow, task_id) == "finished", 150, "the next export to deliver the order")
+    assert json.loads(delivered.read_text())["customer"] == "Console test"
+
+    # 4. Its page tells the whole story, each run linked to Airflow.
+    frame.get_by_role("link", name=str(task_id), exact=True).click()
+    history = frame.locator("#history")
+    history.wait_for()
+    kinds = history.locator("li[data-kind]").evaluate_all("items => items.map(item => item.dataset.kind)")
+    assert kinds[0] == "created" and kinds[-1] == "exported", kinds
+    assert kinds.index("export_failed") < kinds.index("retried") < len(kinds) - 1, kinds
+    entries = {kind: history.locator(f'li[data-kind="{kind}"]').last.inner_text() for kind in set(kinds)}
+    assert "webhook" in entries["created"]
+    assert "Is a directory" in entries["export_failed"] and "not retryable" in entries["export_failed"]
+    assert "user admin" in entries["retried"]
+    assert "orders-to-erp-export" in entries["exported"] and f"orders-to-erp-{task_id}" in entries["exported"]
+    assert frame.locator("#status").inner_text() == "finished"
+    assert frame.get_by_role("button", name="Retry").is_disabled()  # a finished task is not retried
+    frame.locator("#history").scroll_into_view_if_needed()
+    screenshot(page, "task-history")
+    frame.locator('li[data-kind="exported"] a.log-link').last.click()
+    page.wait_for_url(re.compile(r"/dags/orders-to-erp-export/runs/[^/]+/tasks/export_route"))
+
+    # The entity's page, and the Processes page's last runs.
+    frame = open_from_navigation(page, "Tasks")
+    frame.locator("#find-tasks input[name=entity_key]").fill("SO-7001")
+    frame.get_by_role("button", name="Find tasks").click()
+    frame.get_by_role("link", name="SO-7001").click()
+    frame.locator(f'#entity-tasks tr[data-task="{task_id}"]').wait_for()
+    assert '"Console test"' in frame.locator("#last-payload").inner_text()
+    screenshot(page, "entity")
+    frame = open_from_navigation(page, "Processes")
+    runs = frame.locator('table[data-history="route:orders-to-erp"] tr.job-run')
+    runs.first.wait_for()
+    assert "success" in runs.first.inner_text() or "running" in runs.first.inner_text()
+    frame.locator('table[data-history="route:orders-to-erp"]').scroll_into_view_if_needed()
+    screenshot(page, "processes-history")

@@ -111,3 +111,58 @@ def _why_no_run(session: Session, dag_id: str) -> Literal["dag_missing", "dag_pa
     if dag is None or dag.is_stale:
         return "dag_missing"
     return "dag_paused" if dag.is_paused else None
+
+
+def run_states(runs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Airflow's state of each (dag_id, run_id) it knows (one query); a run Airflow does not know is left out.
+
+    The Processes page asks this of the job runs our history still shows as "running": when Airflow says
+    the run is over (a worker killed mid-run never wrote its end), the page shows Airflow's state.
+    """
+    wanted = sorted(set(runs))
+    if not wanted:
+        return {}
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select, tuple_
+
+    found: dict[tuple[str, str], str] = {}
+    with create_session() as session:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            query = select(DagRun.dag_id, DagRun.run_id, DagRun.state).where(
+                tuple_(DagRun.dag_id, DagRun.run_id).in_(chunk)
+            )
+            for dag_id, run_id, state in session.execute(query):
+                found[(dag_id, run_id)] = str(state).rsplit(".", 1)[-1].lower()
+    return found
+
+
+AUDIT_EVENT_PREFIX = "scheduled_jobs."
+"""Our rows in Airflow's audit log (the ``log`` table its UI shows as *Audit Log*) have events named so."""
+
+
+def record_audit_log(event: str, user: str, display_name: str | None, extra: dict[str, Any]) -> int:
+    """Write one row to Airflow's audit log: who (``owner``), when (``dttm``), what and how many (``extra``).
+
+    Airflow 3 records its own API's actions with ``action_logging`` (``airflow.api_fastapi.logging.decorators``),
+    a dependency that logs the *request* before the route has run. An action of ours is worth recording
+    with its outcome (how many tasks changed), so the row is written after it, the way that dependency
+    writes it: a ``Log`` added through a session on the metadata database, in the API server's process.
+    Returns the row's id.
+    """
+    import json
+
+    from airflow.models.log import Log
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = Log(
+            event=f"{AUDIT_EVENT_PREFIX}{event}"[:60],
+            owner=user,
+            owner_display_name=display_name or user,
+            extra=json.dumps(extra, ensure_ascii=False, sort_keys=True, default=str),
+        )
+        session.add(row)
+        session.flush()
+        return int(row.id)

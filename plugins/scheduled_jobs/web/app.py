@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParameter
@@ -22,25 +23,48 @@ from scheduled_jobs import settings
 from scheduled_jobs.catalog import current_configurations
 from scheduled_jobs.cron_checker import check_cron
 from scheduled_jobs.exceptions import WebhookRefusedError
-from scheduled_jobs.store import TaskStore, TaskStoreHook, latest_errors, skipped_page, stuck_tasks
-from scheduled_jobs.web import overview
+from scheduled_jobs.store import (
+    STATUS_FILTERS,
+    TaskFilter,
+    TaskStore,
+    TaskStoreHook,
+    latest_errors,
+    skipped_page,
+    stuck_tasks,
+)
+from scheduled_jobs.web import console, overview
 from scheduled_jobs.web.errors import parameter_errors
 from scheduled_jobs.web.handoff import hand_over
 from scheduled_jobs.web.responses import (
+    ActionOutcome,
+    CountChanged,
     CronCheck,
+    CsrfToken,
+    EntityPage,
     ErrorBody,
     JobsPage,
     Paged,
     Processes,
+    ProcessHistory,
     Routes,
     SkippedRun,
+    TaskCount,
     TaskDetail,
+    TaskList,
     TaskRow,
+    TaskWithHistory,
     WebhookReceipt,
 )
 from scheduled_jobs.web.security import (
+    CSRF_FIELD,
+    CSRF_HEADER,
     SECRET_HEADER,
+    USER_STATE,
     authenticated_user,
+    csrf_token,
+    may_edit,
+    require_csrf,
+    require_dag_edit,
     require_dag_read,
     require_dag_run_trigger,
 )
@@ -61,11 +85,19 @@ MAX_ID = 2**63 - 1
 # Every whole number a caller sends has a range; outside it the answer is a 422 that states the range.
 PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 TaskId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
+Before = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+"""The task list's keyset: tasks with a smaller id (older) than this; absent for the newest."""
+Filter = Annotated[TaskFilter, Depends(console.task_filter)]
+"""The task list's filters as query parameters, each checked (422 naming the one refused)."""
 _TEMPLATES = Path(__file__).parent / "templates"
 
 # Autoescape everything: names, payloads and errors come from users and from remote systems.
 _environment = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(default=True))
 _environment.filters["age"] = overview.human_age
+_environment.filters["duration"] = console.human_duration
+_environment.filters["path"] = lambda value: quote(str(value), safe="")
+_environment.globals["STATUS_LABELS"] = console.STATUS_LABELS
+_environment.globals["ACTION_LABELS"] = console.ACTION_LABELS
 templates = Jinja2Templates(env=_environment)
 
 
@@ -84,9 +116,21 @@ def _relative_root(request: Request) -> str:
     return "../" * inside.count("/")
 
 
-def _render(request: Request, template: str, active: str, **values: Any) -> HTMLResponse:
-    context = {"active": active, "root": _relative_root(request), **values}
-    return templates.TemplateResponse(request, template, context)
+def _render(request: Request, template: str, active: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    context = {"active": active, "root": _relative_root(request), **_forms(request), **values}
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def _forms(request: Request) -> dict[str, Any]:
+    """What a page's action forms need: whether the user may act, and the user's CSRF token."""
+    user = getattr(request.state, USER_STATE, None)
+    if user is None:
+        return {"can_edit": False, "csrf": ""}
+    try:
+        token = csrf_token(user)
+    except HTTPException:  # no secret to sign with: the forms are shown, and refused when sent
+        token = ""
+    return {"can_edit": may_edit(user), "csrf": token, "csrf_field": CSRF_FIELD}
 
 
 def _task(task_id: int) -> TaskDetail:
@@ -152,29 +196,177 @@ async def open_task(id: Annotated[int, Query(ge=1, le=MAX_ID)]) -> RedirectRespo
     return RedirectResponse(f"tasks/{id}", status_code=303)
 
 
+def _configured_routes() -> list[str]:
+    return sorted(current_configurations().routes.valid)
+
+
+@pages.get("/tasks/list")
+async def task_list_page(request: Request, found: Filter, before: Before = None) -> HTMLResponse:
+    """Every task the filters keep, newest first, 50 a page (keyset: ``before`` an id), with the actions."""
+
+    def build() -> dict[str, Any]:
+        listed = console.task_list(_engine(), found, before, console.LIST_SIZE)
+        return {"listed": listed, "routes": _configured_routes()}
+
+    values = console.filter_values(found)
+    return _render(
+        request,
+        "task_list.html",
+        "tasks",
+        **await run_in_threadpool(build),
+        filter=found,
+        filter_values=values,
+        filter_query=urlencode(values),
+        filter_text=console.describe_filter(found),
+        before=before,
+        statuses=STATUS_FILTERS,
+    )
+
+
 @pages.get("/tasks/{task_id}")
 async def task_page(request: Request, task_id: TaskId) -> HTMLResponse:
-    detail = await run_in_threadpool(_task, task_id)
+    detail = await run_in_threadpool(_task_with_history, task_id)
     return _render(request, "task.html", "tasks", task=detail, payload=_pretty(detail.payload))
+
+
+@pages.get("/entity")
+async def entity_page(request: Request, route: str = "", entity_key: str = "") -> HTMLResponse:
+    """Every task made for one entity key on a route, newest first, and the content it last had."""
+    found = await run_in_threadpool(_entity, route, entity_key)
+    return _render(request, "entity.html", "tasks", entity=found, payload=_pretty(found.last_payload))
+
+
+def _task_with_history(task_id: int) -> TaskWithHistory:
+    detail = console.task_with_history(_engine(), task_id)
+    if detail is None:
+        raise HTTPException(404, f"no task has id {task_id}")
+    return detail
+
+
+def _entity(route: str, entity_key: str) -> EntityPage:
+    found = console.entity_page(_engine(), route, entity_key)
+    if found is None:
+        raise HTTPException(404, f"no entity {entity_key!r} on route {route!r}")
+    return found
 
 
 @pages.get("/processes")
 async def processes_page(request: Request, configuration: str | None = None, page: PageNumber = 1) -> HTMLResponse:
     def build() -> dict[str, Any]:
         engine = _engine()
+        rows = overview.process_rows(engine)
+        history = console.process_history(engine)
+        names = [row.configuration for row in rows]
         return {
-            "rows": overview.process_rows(engine),
+            "rows": rows,
             "skipped": overview.paged(skipped_page(engine, configuration, page, PAGE_SIZE), SkippedRun),
             "configuration": configuration,
+            "history": history.configurations,
+            "skipped_of": console.skipped_of(engine, names, 5),
         }
 
     return _render(request, "processes.html", "processes", **await run_in_threadpool(build))
 
 
 def _pretty(payload: Any) -> str:
-    import json
+    return console.pretty(payload)
 
-    return json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True)
+
+# -- the pages' actions (forms) -----------------------------------------------------------------------
+
+# Not under ``pages``: a form is authenticated first, then its CSRF token and the right to edit DAGs are
+# checked, in that order, before anything is read from the store.
+page_actions = APIRouter(default_response_class=HTMLResponse)
+_FILTER_FIELDS = (
+    "route",
+    "status",
+    "entity_key",
+    "prefix",
+    "created_after",
+    "created_before",
+    "updated_after",
+    "updated_before",
+)
+
+
+async def _form(request: Request) -> list[tuple[str, str]]:
+    body = await console.read_body(request.stream(), request.headers.get("content-length"))
+    try:
+        return parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=console.MAX_IDS + 50
+        )
+    except UnicodeDecodeError:
+        raise console.refuse("body", "is not UTF-8") from None
+    except ValueError:
+        raise console.too_many_ids(body.count(b"&") + 1) from None
+
+
+def _field(form: list[tuple[str, str]], name: str) -> str | None:
+    return next((value for key, value in form if key == name), None)
+
+
+@page_actions.post("/tasks/actions")
+async def task_action_form(request: Request) -> HTMLResponse:
+    """The forms of the task list and a task's page: ``do`` is ``<action>-selected`` or ``<action>-matching``.
+
+    Selected tasks are acted on at once. "Everything matching" first shows the count and asks to
+    confirm; the confirmation sends that count back, and a filter whose count changed meanwhile is
+    shown again with the new count, changing nothing.
+    """
+    user = await authenticated_user(request)
+    form = await _form(request)
+    require_csrf(request, user, _field(form, CSRF_FIELD))
+    require_dag_edit(user)
+    setattr(request.state, USER_STATE, user)
+    back = _field(form, "back") or ""
+    try:
+        do = _field(form, "do") or ""
+        named, _, scope = do.partition("-")
+        act = next((a for a in console.ACTIONS if a == named), None)
+        if act is None or scope not in ("selected", "matching"):
+            raise console.refuse("do", f"must be <retry|skip|delete>-<selected|matching>, got {do[:40]!r}")
+        reason = console.reason_text(_field(form, "reason")) if act == "skip" else None
+        if scope == "selected":
+            selection = console.task_ids([value for key, value in form if key == "id"])
+            outcome = await run_in_threadpool(
+                lambda: console.run_action(_engine(), act, selection, user=user, reason=reason, via="page")
+            )
+            return _render(request, "action_done.html", "tasks", outcome=outcome, back=back, filter_query="")
+        values = {name: _field(form, name) for name in _FILTER_FIELDS}
+        found = console.task_filter(**{**values, "prefix": values["prefix"] in ("1", "true", "on")})  # type: ignore[arg-type]
+        count = await run_in_threadpool(console.current_count, _engine(), found)
+        confirmed_text = _field(form, "confirm_count")
+        confirmed = (
+            int(confirmed_text) if confirmed_text and confirmed_text.isdigit() and len(confirmed_text) < 10 else None
+        )
+        filter_values = console.filter_values(found)
+        if confirmed is None or confirmed != count:
+            return _render(
+                request,
+                "action_confirm.html",
+                "tasks",
+                status_code=200 if confirmed is None else 409,
+                action=act,
+                count=count,
+                cap=console.COUNT_CAP,
+                changed_from=confirmed,
+                reason=reason,
+                filter_values=filter_values,
+                filter_text=console.describe_filter(found),
+                filter_query=urlencode(filter_values),
+            )
+        outcome = await run_in_threadpool(
+            lambda: console.run_action(_engine(), act, found, user=user, reason=reason, via="page")
+        )
+        return _render(
+            request, "action_done.html", "tasks", outcome=outcome, back=back, filter_query=urlencode(filter_values)
+        )
+    except HTTPException as refused:
+        if refused.status_code not in (409, 413, 422):
+            raise
+        return _render(
+            request, "action_done.html", "tasks", status_code=refused.status_code, refused=refused.detail, back=back
+        )
 
 
 # -- JSON API ---------------------------------------------------------------------------------------
@@ -219,9 +411,44 @@ async def errors_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SI
     return overview.paged(found, TaskRow)
 
 
+@api.get("/tasks")
+async def task_list_api(
+    found: Filter, before: Before = None, size: int = Query(console.LIST_SIZE, ge=1, le=console.MAX_LIST_SIZE)
+) -> TaskList:
+    """Tasks newest first; the next (older) page is ``before=<next_before>``, with the same filters."""
+    return await run_in_threadpool(console.task_list, _engine(), found, before, size)
+
+
+@api.get("/tasks/count")
+async def task_count_api(found: Filter) -> TaskCount:
+    """How many tasks a filter matches: the ``confirm_count`` an action on that filter sends."""
+    count = await run_in_threadpool(console.current_count, _engine(), found)
+    return TaskCount(count=count, cap=console.COUNT_CAP, more_than_cap=count > console.COUNT_CAP)
+
+
 @api.get("/tasks/{task_id}")
-async def task_api(task_id: TaskId) -> TaskDetail:
-    return await run_in_threadpool(_task, task_id)
+async def task_api(task_id: TaskId) -> TaskWithHistory:
+    """The task, its payload, and its history (oldest first)."""
+    return await run_in_threadpool(_task_with_history, task_id)
+
+
+@api.get("/entities/{route}/{entity_key:path}")
+async def entity_api(route: str, entity_key: str) -> EntityPage:
+    """An entity's tasks (newest first) and its last content; the key may hold ``/`` (or send it encoded)."""
+    return await run_in_threadpool(_entity, route, entity_key)
+
+
+@api.get("/entity")
+async def entity_query_api(route: str = "", entity_key: str = "") -> EntityPage:
+    """The same as ``/entities/<route>/<key>``, for keys easier sent as query parameters."""
+    return await run_in_threadpool(_entity, route, entity_key)
+
+
+@api.get("/csrf-token")
+async def csrf_token_api(request: Request) -> CsrfToken:
+    """The token a script signed in by the UI's session cookie sends as the X-CSRF-Token header of a POST."""
+    user = getattr(request.state, USER_STATE)
+    return CsrfToken(token=csrf_token(user), header=CSRF_HEADER, field=CSRF_FIELD)
 
 
 @api.get("/processes")
@@ -230,12 +457,63 @@ async def processes_api() -> Processes:
     return Processes(processes=rows)
 
 
+@api.get("/processes/history")
+async def process_history_api(
+    configuration: str | None = None, per_configuration: int = Query(10, ge=1, le=100)
+) -> ProcessHistory:
+    """Per configuration its last runs: state (Airflow's when ours was left running), duration, figures, links."""
+    checked = console.text("configuration", configuration, 250)
+    return await run_in_threadpool(console.process_history, _engine(), checked, per_configuration)
+
+
 @api.get("/processes/skipped")
 async def skipped_api(
     configuration: str | None = None, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)
 ) -> Paged[SkippedRun]:
     found = await run_in_threadpool(lambda: skipped_page(_engine(), configuration, page, size))
     return overview.paged(found, SkippedRun)
+
+
+# -- the JSON API's actions ---------------------------------------------------------------------------
+
+actions = APIRouter(prefix="/api/tasks")
+
+
+async def _api_action(request: Request, action: console.Action) -> ActionOutcome | JSONResponse:
+    user = await authenticated_user(request)
+    require_csrf(request, user, request.headers.get(CSRF_HEADER))
+    require_dag_edit(user)
+    body = await console.read_body(request.stream(), request.headers.get("content-length"))
+    selection, confirmed, reason = console.action_request(body, action)
+    if confirmed is not None and isinstance(selection, TaskFilter):
+        count = await run_in_threadpool(console.current_count, _engine(), selection)
+        if count != confirmed:
+            detail = (
+                f"confirm_count: the filter now matches {count} tasks, not the {confirmed} confirmed; "
+                f"nothing was changed: send confirm_count {count} to go on"
+            )
+            return JSONResponse(CountChanged(detail=detail, count=count).model_dump(), 409)
+    return await run_in_threadpool(
+        lambda: console.run_action(_engine(), action, selection, user=user, reason=reason, via="api")
+    )
+
+
+@actions.post("/retry", response_model=ActionOutcome)
+async def retry_api(request: Request) -> ActionOutcome | JSONResponse:
+    """Failed or skipped tasks back to "new": ``{"ids": [...]}`` or ``{"filter": {...}, "confirm_count": N}``."""
+    return await _api_action(request, "retry")
+
+
+@actions.post("/skip", response_model=ActionOutcome)
+async def skip_api(request: Request) -> ActionOutcome | JSONResponse:
+    """New or failed tasks to "skipped", with a ``reason``."""
+    return await _api_action(request, "skip")
+
+
+@actions.post("/delete", response_model=ActionOutcome)
+async def delete_api(request: Request) -> ActionOutcome | JSONResponse:
+    """Tasks deleted with their history (any status but processing); the audit log keeps the action."""
+    return await _api_action(request, "delete")
 
 
 # -- webhooks ---------------------------------------------------------------------------------------
@@ -292,7 +570,9 @@ def create_app() -> FastAPI:
         openapi_url=None,
     )
     app.include_router(pages)
+    app.include_router(page_actions)
     app.include_router(api)
+    app.include_router(actions)
     app.include_router(webhooks)
 
     @app.exception_handler(HTTPException)

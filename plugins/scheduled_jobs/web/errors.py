@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from typing import TYPE_CHECKING
 
 from scheduled_jobs.redaction import shown
@@ -11,6 +12,16 @@ if TYPE_CHECKING:
     from fastapi.exceptions import RequestValidationError
 
 
+def _whole_number(annotation: object) -> bool:
+    """``int``, or ``int | None`` (an optional whole number, such as the task list's ``before``)."""
+    import typing
+
+    return annotation is int or (
+        typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        and set(typing.get_args(annotation)) == {int, type(None)}
+    )
+
+
 def _bounds(request: Request, where: str, name: str) -> tuple[int, int] | None:
     """The declared range of a whole-number parameter of the route that answered, if it has one."""
     import annotated_types
@@ -18,7 +29,7 @@ def _bounds(request: Request, where: str, name: str) -> tuple[int, int] | None:
     dependant = getattr(request.scope.get("route"), "dependant", None)
     params = {"query": "query_params", "path": "path_params"}.get(where)
     for param in getattr(dependant, params, []) if params else []:
-        if param.alias == name and param.field_info.annotation is int:
+        if param.alias == name and _whole_number(param.field_info.annotation):
             metadata = param.field_info.metadata
             low = [m.ge for m in metadata if isinstance(m, annotated_types.Ge) and isinstance(m.ge, int)]
             high = [m.le for m in metadata if isinstance(m, annotated_types.Le) and isinstance(m.le, int)]

@@ -15,12 +15,20 @@ from scheduled_jobs.cron_checker import CronCheck, FireTimes
 from scheduled_jobs.exceptions import Problem
 
 __all__ = [
+    "ActionOutcome",
+    "ActorView",
+    "CountChanged",
     "CronCheck",
+    "CsrfToken",
+    "EntityPage",
     "ErrorBody",
     "JobRow",
+    "JobRunView",
     "JobsPage",
     "LastRun",
+    "ListedTask",
     "Paged",
+    "ProcessHistory",
     "ProcessHolder",
     "ProcessRow",
     "Processes",
@@ -28,8 +36,12 @@ __all__ = [
     "RouteRow",
     "Routes",
     "SkippedRun",
+    "TaskCount",
     "TaskDetail",
+    "TaskEventView",
+    "TaskList",
     "TaskRow",
+    "TaskWithHistory",
     "WebhookReceipt",
 ]
 
@@ -139,6 +151,107 @@ class TaskDetail(TaskRow):
     claimed_by: str | None = None
 
 
+class ActorView(BaseModel):
+    """Who did something to a task: a job's run, a webhook call or a user; a run with links into Airflow's UI."""
+
+    kind: str
+    label: str
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    try_number: int | None = None
+    user: str | None = None
+    run_path: str | None = None
+    """Airflow's page of the run, relative to Airflow's base URL (``dags/<dag>/runs/<run>``)."""
+    log_path: str | None = None
+    """Airflow's page of the task try and its log, relative to Airflow's base URL."""
+
+
+class ListedTask(TaskRow):
+    """A task in the task list or an entity's page."""
+
+    will_retry: bool = False
+    """Failed, and a later export run will put it back to "new" (the route's ``retry_failed_tasks``)."""
+    created_by: ActorView | None = None
+
+
+class TaskList(BaseModel):
+    """One page of the task list, newest first; ``next_before`` is the keyset of the next (older) page."""
+
+    rows: list[ListedTask]
+    next_before: int | None
+    size: int
+
+
+class TaskCount(BaseModel):
+    count: int
+    """Tasks matching the filter, exact up to ``cap``; ``cap + 1`` means more than ``cap``."""
+    cap: int
+    more_than_cap: bool
+
+
+class TaskEventView(BaseModel):
+    """One entry of a task's history; ``id`` is None for its creation (the task's own ``created_by``)."""
+
+    id: int | None
+    at: dt.datetime
+    kind: str
+    """``created``, ``exported``, ``export_failed``, ``repaired``, ``requeued``, ``retried`` or ``skipped``."""
+    label: str
+    actor: ActorView | None
+    """The run, webhook or user that did it."""
+    detail: dict[str, Any]
+    """``exported``/``export_failed``: status_code, duration_ms, idempotency_key, attempt (and error, retryable);
+    ``repaired``: to, claimed_by, stuck_after_minutes; ``requeued``: attempts; ``skipped``: reason."""
+    claimed_by: ActorView | None = None
+    """A repair's ``claimed_by``: the run whose claim was stuck."""
+
+
+class TaskWithHistory(TaskDetail):
+    created_by_actor: ActorView | None = None
+    claimed_by_actor: ActorView | None = None
+    """The export run holding (or that last held) the task's claim."""
+    history: list[TaskEventView]
+    """Oldest first: created by, then each export attempt, repair, requeue, retry and skip."""
+
+
+class EntityPage(BaseModel):
+    route: str
+    entity_key: str
+    content_hash: str | None
+    seen_at: dt.datetime | None
+    last_payload: Any
+    tasks: list[ListedTask]
+    """Newest first."""
+    more: bool
+    """Whether older tasks exist than those listed."""
+
+
+class ActionOutcome(BaseModel):
+    action: str
+    matched: int
+    changed: int
+    not_eligible: int
+    """Matched, but in a status the action does not take (a task being exported is never retried under its exporter)."""
+    task_ids: list[int]
+    """The changed tasks (at most the first 1,000)."""
+    audit_log_id: int | None
+    """The row in Airflow's audit log; None only when Airflow's database refused it (logged as an error)."""
+
+
+class CountChanged(BaseModel):
+    """409: the filter no longer matches the count the caller confirmed; nothing was changed."""
+
+    detail: str
+    count: int
+
+
+class CsrfToken(BaseModel):
+    token: str
+    header: str
+    field: str
+
+
 # -- processes ----------------------------------------------------------------------------------------
 
 
@@ -175,6 +288,31 @@ class SkippedRun(BaseModel):
     duplicate_of_run_id: str
     reason: str
     skipped_at: dt.datetime
+
+
+class JobRunView(BaseModel):
+    """One run of a job on a configuration, from our history; ``state`` is Airflow's when ours was left running."""
+
+    id: int
+    configuration: str
+    dag_id: str
+    run_id: str
+    task_id: str
+    try_number: int
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    state: str
+    recorded_state: str
+    """What our history holds; differs from ``state`` when the run ended without writing its end."""
+    duration_seconds: float | None
+    figures: dict[str, Any]
+    error: str | None
+    run_path: str
+    log_path: str
+
+
+class ProcessHistory(BaseModel):
+    configurations: dict[str, list[JobRunView]]
 
 
 # -- webhooks -----------------------------------------------------------------------------------------

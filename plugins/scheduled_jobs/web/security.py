@@ -2,13 +2,20 @@
 
 A plugin's FastAPI app is served without authentication unless it asks for it, so every route
 depends on one of these. Pages and reads need the right to read DAGs; a webhook needs the right to
-trigger DAG runs, or the secret of its own webhook connection.
+trigger DAG runs, or the secret of its own webhook connection; an action on tasks (retry, skip,
+delete) needs the right to edit DAGs.
+
+A POST authenticated by the UI's session cookie also needs a CSRF token (``csrf_token``): the cookie is
+sent with any form another site makes the browser submit, a token is not. A bearer token is never sent
+by a browser on its own, so a request carrying one needs none.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from airflow.api_fastapi.app import get_auth_manager
@@ -31,12 +38,97 @@ async def authenticated_user(request: Request) -> BaseUser:
     return await get_user(request, None, credentials)
 
 
+USER_STATE = "scheduled_jobs_user"
+"""Where ``require_dag_read`` leaves the user on ``request.state``, for the pages' forms (their CSRF token)."""
+
+
 async def require_dag_read(request: Request) -> BaseUser:
     """Pages and the JSON API: the user may read DAGs (Airflow's Viewer role and up)."""
     user = await authenticated_user(request)
     if not get_auth_manager().is_authorized_dag(method="GET", user=user):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden: reading scheduled jobs needs read access to DAGs")
+    setattr(request.state, USER_STATE, user)
     return user
+
+
+def may_edit(user: BaseUser) -> bool:
+    """Whether the user may edit DAGs (Airflow's User role and up): the right every task action needs."""
+    return bool(get_auth_manager().is_authorized_dag(method="PUT", user=user))
+
+
+def require_dag_edit(user: BaseUser) -> None:
+    if not may_edit(user):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "Forbidden: retrying, skipping or deleting tasks needs the right to edit DAGs (Airflow's User role and up)",
+        )
+
+
+# -- CSRF ---------------------------------------------------------------------------------------------
+
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_MAX_AGE_SECONDS = 12 * 3600
+"""How long a page's token stays good: a form left open over a working day still submits."""
+_CSRF_PURPOSE = b"scheduled-jobs csrf v1"
+
+
+def _csrf_key() -> bytes:
+    """A key only the API server knows: derived from Airflow's ``[api] secret_key`` (or the JWT secret).
+
+    Every API server of one Airflow shares that setting, so a token made by one is accepted by the others.
+    """
+    from airflow.configuration import conf
+
+    secret = conf.get("api", "secret_key", fallback="") or conf.get("api_auth", "jwt_secret", fallback="")
+    if not secret:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "Forbidden: no CSRF token can be checked: set Airflow's [api] secret_key",
+        )
+    return hmac.new(secret.encode("utf-8"), _CSRF_PURPOSE, hashlib.sha256).digest()
+
+
+def _csrf_mac(user: BaseUser, issued: int) -> str:
+    message = f"{user.get_id()}\x00{user.get_name()}\x00{issued}".encode()
+    return hmac.new(_csrf_key(), message, hashlib.sha256).hexdigest()
+
+
+def csrf_token(user: BaseUser, now: float | None = None) -> str:
+    """A token for the user's forms: ``<issued>.<HMAC of the user and the time>``, good for 12 hours."""
+    issued = int(time.time() if now is None else now)
+    return f"{issued}.{_csrf_mac(user, issued)}"
+
+
+def csrf_token_valid(user: BaseUser, token: str | None, now: float | None = None) -> bool:
+    if not token or len(token) > 200:
+        return False
+    issued_text, _, mac = token.partition(".")
+    if not issued_text.isdigit() or len(issued_text) > 12:
+        return False
+    issued = int(issued_text)
+    age = (time.time() if now is None else now) - issued
+    if not -300 <= age <= CSRF_MAX_AGE_SECONDS:
+        return False
+    return hmac.compare_digest(_csrf_mac(user, issued).encode(), mac.encode("utf-8", "replace"))
+
+
+def cookie_authenticated(request: Request) -> bool:
+    """Whether Airflow's ``get_user`` takes the user from the session cookie: no bearer token was sent."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return not (scheme.lower() == "bearer" and credentials.strip())
+
+
+def require_csrf(request: Request, user: BaseUser, offered: str | None) -> None:
+    """Refuse (403) a cookie-authenticated request without this user's valid token; a bearer request passes."""
+    if not cookie_authenticated(request):
+        return
+    if not csrf_token_valid(user, offered):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"Forbidden: a request signed in by the session cookie needs a valid CSRF token "
+            f"(the form's {CSRF_FIELD}, or the {CSRF_HEADER} header from GET api/csrf-token); reload the page",
+        )
 
 
 def require_dag_run_trigger(user: BaseUser) -> None:
