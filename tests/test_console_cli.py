@@ -402,3 +402,63 @@ def test_a_store_that_cannot_be_reached_is_one_line_without_the_password(project
     assert result.stderr.startswith("error: the task store failed: OperationalError: "), result.stderr
     assert "Sup3rS3cret" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--entity-key", "k\udcff"], "--entity-key: must be 1-500 printable characters of UTF-8 text"),
+        (["--route", "r\udcff"], "--route: must be 1-500 printable characters of UTF-8 text"),
+        (["--created-after", "0001-01-01T00:00+05:00"], "--created-after: out of range"),
+        (["--created-before", "9999-12-31T23:59:59-05:00"], "--created-before: out of range"),
+        (["--before", " 5"], "--before: not a task id"),
+        (["--before", "1_000"], "--before: not a task id"),
+        (["--before", "\u0663"], "--before: not a task id"),
+        (["--size", "1" * 5000], "--size: not a number"),
+    ],
+)
+def test_hostile_arguments_are_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], store: TaskStore, argv: list[str], said: str
+) -> None:
+    """Bytes that are not UTF-8 (a shell passes them as lone surrogates), times whose UTC falls outside what a
+    datetime holds, numbers int() would take but a person did not mean."""
+    code, out, err = cli(capsys, "tasks", "list", *argv)
+    assert code == 2
+    assert said in err
+    assert out == ""
+
+
+def test_an_action_from_the_command_line_is_in_airflows_audit_log(
+    capsys: pytest.CaptureFixture[str], store: TaskStore
+) -> None:
+    """A delete takes the task's history with it: the audit log is what is left of who did it."""
+    from conftest import _HOME
+
+    def ours() -> list[tuple[str, str, dict[str, object]]]:
+        import json
+
+        engine = sa.create_engine(f"sqlite:///{_HOME / 'airflow.db'}")
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    sa.text("SELECT event, owner, extra FROM log WHERE event LIKE 'scheduled_jobs.%' ORDER BY id")
+                ).all()
+        finally:
+            engine.dispose()
+        return [(r.event, r.owner, json.loads(r.extra)) for r in rows]
+
+    before = len(ours())
+    new = sum(1 for status in statuses(store).values() if status == "new")
+    code, out, _ = cli(capsys, "tasks", "delete", "1", "--as", "alice")
+    assert code == 0, out
+    code, out, _ = cli(capsys, "tasks", "skip", "--all-matching", "--status", "new", "--reason", "never", "--yes")
+    assert code == 0, out
+    rows = ours()[before:]
+    assert [(event, owner) for event, owner, _ in rows] == [
+        ("scheduled_jobs.tasks.delete", "alice"),
+        ("scheduled_jobs.tasks.skip", rows[1][1]),
+    ]
+    deleted, skipped = rows[0][2], rows[1][2]
+    assert (deleted["ids"], deleted["changed"], deleted["via"]) == ([1], 1, "cli")
+    assert skipped["filter"] == {"status": "new"}
+    assert (skipped["matched"], skipped["changed"], skipped["reason"]) == (new, new, "never")

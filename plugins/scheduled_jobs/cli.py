@@ -151,30 +151,44 @@ class NotFoundError(ScheduledJobsError):
 
 def _text(limit: int = MAX_TEXT) -> Any:
     def parse(value: str) -> str:
-        if not value or len(value) > limit or printable(value) != value:
-            raise argparse.ArgumentTypeError(f"must be 1-{limit} printable characters")
+        if not value or len(value) > limit or printable(value) != value or not _is_unicode(value):
+            raise argparse.ArgumentTypeError(f"must be 1-{limit} printable characters of UTF-8 text")
         return value
 
     return parse
 
 
+def _is_unicode(value: str) -> bool:
+    """False for bytes a shell passed that are not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _utc(value: str) -> dt.datetime:
     """An ISO time as naive UTC; a time without an offset is UTC."""
+    example = "(e.g. 2026-01-31, 2026-01-31T08:00, 2026-01-31T08:00+01:00)"
     try:
         moment = dt.datetime.fromisoformat(value)
+        return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
     except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {printable(value[:40])!r} {example}") from None
+    except OverflowError:  # 0001-01-01T00:00+05:00 is before the first moment a datetime holds in UTC
         raise argparse.ArgumentTypeError(
-            f"not an ISO time: {value[:40]!r} (e.g. 2026-01-31, 2026-01-31T08:00, 2026-01-31T08:00+01:00)"
+            f"out of range: {value[:40]!r} in UTC is before year 1 or after 9999"
         ) from None
-    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _whole_number(value: str, highest: int, not_one: str, out_of_range: str) -> int:
-    """``value`` as a whole number from 1 to ``highest``; else argparse's error in the caller's words."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{not_one}: {value[:40]!r}") from None
+    """``value`` as a whole number from 1 to ``highest``; else argparse's error in the caller's words.
+
+    ASCII digits only: ``int()`` would also take " 5", "1_000" and other scripts' digits.
+    """
+    if not (value.isascii() and value.isdigit()) or len(value) > 20:
+        raise argparse.ArgumentTypeError(f"{not_one}: {printable(value[:40])!r}")
+    number = int(value)
     if number < 1 or number > highest:
         raise argparse.ArgumentTypeError(out_of_range.format(number=number))
     return number
@@ -404,7 +418,48 @@ def tasks_act(args: argparse.Namespace) -> int:
     else:
         result = delete_tasks(engine, selection, actor)
     _report(result, verbs[args.action])
+    _audit(args.action, actor, selection, result, args.reason if args.action == "skip" else None)
     return 0
+
+
+def _audit(action: str, actor: Actor, selection: Any, result: ActionResult, reason: str | None) -> None:
+    """The action in Airflow's audit log, as the pages record theirs: who, when, what and how many.
+
+    A delete leaves nothing else behind (the task's history goes with it). The action is done by then;
+    an audit log that cannot be written is said on stderr, and the exit code stays the action's.
+    """
+    from scheduled_jobs import airflow_runs
+    from scheduled_jobs.store import TaskIds
+
+    if isinstance(selection, TaskIds):
+        what: dict[str, Any] = {"ids": list(selection.ids)}
+    else:
+        what = {
+            "filter": {
+                name: value.isoformat() if isinstance(value, dt.datetime) else value
+                for name, value in vars(selection).items()
+                if value not in (None, False)
+            }
+        }
+    extra: dict[str, Any] = {
+        "action": action,
+        **what,
+        "matched": result.matched,
+        "changed": result.changed,
+        "not_eligible": result.not_eligible,
+        "task_ids": result.task_ids,
+        "via": "cli",
+    }
+    if reason is not None:
+        extra["reason"] = reason
+    try:
+        airflow_runs.record_audit_log(f"tasks.{action}", actor.user or "", None, extra)
+    except Exception as exc:  # the metadata database is Airflow's: any failure of it is only reported
+        print(
+            f"warning: the {action} was done but not recorded in Airflow's audit log ({type(exc).__name__}); "
+            "is this shell's Airflow configured (AIRFLOW_HOME, [database] sql_alchemy_conn)?",
+            file=sys.stderr,
+        )
 
 
 def _tasks_parser(commands: Any) -> None:
@@ -482,8 +537,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tasks(args: argparse.Namespace) -> int:
+    import logging
+
     from sqlalchemy.exc import SQLAlchemyError
 
+    # Alembic says "Context impl ..." at INFO on the first use of a store in a process: on stdout it would
+    # come before the table and break `| awk` and the like.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         if args.action == "list":
             return tasks_list(args)
