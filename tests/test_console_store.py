@@ -4,6 +4,9 @@ entity's tasks, retry/skip/delete and their race with a running export, prune (a
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import json
+import random
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -15,6 +18,7 @@ from scheduled_jobs.exceptions import DeliveryError
 from scheduled_jobs.exporting import export_route
 from scheduled_jobs.models.tasks import Actor, ClaimedTask
 from scheduled_jobs.store import (
+    Push,
     TaskFilter,
     TaskIds,
     TaskStore,
@@ -413,6 +417,120 @@ def test_after_repair_and_retry_the_old_exporters_settle_is_fenced(store: TaskSt
     assert _status(store, 1) == "processing"
     assert store.finish(second)
     assert _status(store, 1) == "finished"
+
+
+@pytest.mark.postgres
+def test_exporters_requeue_and_user_actions_running_together_never_deadlock(postgres_server_url: str) -> None:
+    """Real concurrent connections: exporters claiming and settling (finished and failed), a requeue loop,
+    and users retrying and skipping by filter and by ids, for a few seconds. No statement may fail (a
+    deadlock victim is an error), and every task's story must hold together."""
+    engine = sa.create_engine(postgres_server_url, pool_size=12, max_overflow=4)
+    store = TaskStore.from_url(postgres_server_url)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_task_event RESTART IDENTITY")
+        )
+    store = TaskStore(engine)
+    routes = ("r1", "r2")
+    store.add_entities(routes, [(f"k{i}", {"n": 0}) for i in range(400)])
+    stop = threading.Event()
+    errors: list[str] = []
+    settled: dict[str, int] = {}
+
+    def guarded(name: str, body: Any) -> Any:
+        def loop() -> None:
+            rng = random.Random(name)
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    body(rng, n)
+                except Exception as exc:  # every error counts, whatever its kind
+                    errors.append(f"{name}: {exc!r}"[:300])
+                time.sleep(0.002)
+
+        return threading.Thread(target=loop, name=name)
+
+    def exporter(number: int) -> Any:
+        def body(rng: random.Random, n: int) -> None:
+            run = f"x{number}-{n}"
+            actor = Actor("run", dag_id="export", run_id=run)
+            claimed = store.claim(routes[n % 2], 25, claimed_by=actor)
+            if not claimed:
+                return
+            time.sleep(0.003)
+            finished = [c.id for c in claimed if rng.random() < 0.6]
+            failures = [(c.id, "boom", rng.random() < 0.7) for c in claimed if c.id not in finished]
+            rng.shuffle(finished)
+            pushes = {c.id: Push(200, 1) for c in claimed}
+            settled[run] = store.settle(claimed[0].claim_token, finished, failures, actor=actor, pushes=pushes)
+
+        return guarded(f"exporter{number}", body)
+
+    def requeuer(rng: random.Random, n: int) -> None:
+        store.requeue_failed(routes[n % 2], 1000, utcnow(), actor=Actor("run", dag_id="export", run_id="rq"))
+
+    def ingester(rng: random.Random, n: int) -> None:
+        store.add_entities(routes, [(f"k{rng.randrange(400)}", {"n": n, "i": i}) for i in range(20)])
+        time.sleep(0.05)
+
+    def operator(rng: random.Random, n: int) -> None:
+        user = Actor("user", user="ada")
+        top = int(store.newest_new_id("r2") or 2000) + 1
+        action = n % 4
+        if action == 0:
+            retry_tasks(engine, TaskFilter(status="failed"), user)
+        elif action == 1:
+            skip_tasks(engine, TaskFilter(route=routes[rng.randrange(2)], status="new"), user, "x")
+        elif action == 2:
+            retry_tasks(engine, TaskIds(tuple(rng.sample(range(1, top), min(top - 1, 500)))), user)
+        else:
+            skip_tasks(engine, TaskIds(tuple(rng.sample(range(1, top), min(top - 1, 500)))), user, "y")
+
+    threads = [exporter(i) for i in range(4)] + [guarded("requeue", requeuer), guarded("ingest", ingester)]
+    threads += [guarded(f"operator{i}", operator) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(10)
+    stop.set()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(sa.select(tasks.c.id, tasks.c.status)).all())
+        events: dict[int, list[Any]] = {task_id: [] for task_id in statuses}
+        for event in conn.execute(sa.select(task_events).order_by(task_events.c.id)):
+            events[event.task_id].append(event)
+    engine.dispose()
+    by_run: dict[str, int] = {}
+    for story in events.values():
+        for event in story:
+            if event.kind in ("exported", "export_failed"):
+                run = json.loads(event.actor)["run_id"]
+                by_run[run] = by_run.get(run, 0) + 1
+    assert sum(settled.values()) > 100  # the exporters did work
+    assert {run: by_run.get(run, 0) for run in settled} == settled  # each settle's events, exactly
+    exported_twice = [
+        task_id
+        for task_id, story in events.items()
+        for before, after in itertools.pairwise(story)
+        if before.kind == "exported" and after.kind != "retried"
+    ]
+    assert exported_twice == []  # a finished task comes back only through a user's retry
+    agrees = {
+        "new": {None, "retried", "requeued"},
+        "processing": {None, "retried", "requeued"},
+        "finished": {"exported"},
+        "failed": {"export_failed"},
+        "skipped": {"skipped"},
+    }
+    disagree = [
+        (task_id, status, events[task_id][-1].kind if events[task_id] else None)
+        for task_id, status in statuses.items()
+        if (events[task_id][-1].kind if events[task_id] else None) not in agrees[status]
+    ]
+    assert disagree == []
 
 
 # -- prune ------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from scheduled_jobs.models.tasks import Actor, TaskStatus
 from scheduled_jobs.redaction import printable
 from scheduled_jobs.store.reports import ROW_COLUMNS
 from scheduled_jobs.store.schema import entities, task_events, tasks
-from scheduled_jobs.store.tasks import utcnow
+from scheduled_jobs.store.tasks import lock_tasks, utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -108,7 +108,8 @@ class ActionResult:
     """Tasks the selection named (and that exist) or matched."""
     changed: int = 0
     not_eligible: int = 0
-    """Matched, but in a status the action does not take (e.g. processing)."""
+    """Matched, but in a status the action does not take (e.g. processing), or busy (PostgreSQL: held by
+    another transaction at that moment, so skipped rather than waited for)."""
     task_ids: list[int] = field(default_factory=list)
     """The changed ones, the first 1,000."""
 
@@ -320,15 +321,20 @@ def _act(engine: Engine, selection: Selection, action: str, apply: Any) -> Actio
     return result
 
 
+def _free(conn: Connection, ids: Sequence[int], eligible: Sequence[ColumnElement[bool]]) -> list[int]:
+    """The eligible ones of ``ids``, locked ``SKIP LOCKED`` on PostgreSQL: an action never waits for a row
+    another transaction holds (an exporter's settle, a requeue); such a row is busy, counted not eligible."""
+    return [int(r.id) for r in lock_tasks(conn, select(tasks.c.id).where(tasks.c.id.in_(ids), *eligible), wait=False)]
+
+
 def _update_returning(
     conn: Connection, ids: Sequence[int], conditions: Sequence[ColumnElement[bool]], taken: Sequence[str], values: Any
 ) -> list[int]:
-    statement = (
-        update(tasks)
-        .where(tasks.c.id.in_(ids), tasks.c.status.in_(taken), *conditions)
-        .values(**values)
-        .returning(tasks.c.id)
-    )
+    eligible = (tasks.c.status.in_(taken), *conditions)
+    free = _free(conn, ids, eligible)
+    if not free:
+        return []
+    statement = update(tasks).where(tasks.c.id.in_(free), *eligible).values(**values).returning(tasks.c.id)
     return sorted(int(i) for i in conn.execute(statement).scalars())
 
 
@@ -382,11 +388,11 @@ def delete_tasks(engine: Engine, selection: Selection, actor: Actor) -> ActionRe
     del actor  # who deleted is for the audit log; a deleted task has no history left
 
     def apply(conn: Connection, ids: Sequence[int], conditions: Sequence[ColumnElement[bool]]) -> list[int]:
-        statement = (
-            delete(tasks)
-            .where(tasks.c.id.in_(ids), tasks.c.status != TaskStatus.PROCESSING.value, *conditions)
-            .returning(tasks.c.id)
-        )
+        eligible = (tasks.c.status != TaskStatus.PROCESSING.value, *conditions)
+        free = _free(conn, ids, eligible)
+        if not free:
+            return []
+        statement = delete(tasks).where(tasks.c.id.in_(free), *eligible).returning(tasks.c.id)
         changed = sorted(int(i) for i in conn.execute(statement).scalars())
         if changed:
             conn.execute(delete(task_events).where(task_events.c.task_id.in_(changed)))
