@@ -588,6 +588,55 @@ def test_prune_runs_in_batches(store: TaskStore) -> None:
     assert sorted(_ids(store.list_tasks())) == list(range(26, 51))
 
 
+def test_a_claim_beside_a_long_prune_on_sqlite_gets_the_lock_between_batches(tmp_path: Path) -> None:
+    """SQLite: each prune batch holds the whole database. A claim waiting meanwhile must get the lock
+    between batches (prune pauses after each), and no batch may re-read the whole table."""
+    path = tmp_path / "store.db"
+    store = TaskStore.from_url(f"sqlite:///{path}")
+    old = utcnow() - dt.timedelta(days=400)
+    with store.engine.begin() as conn:
+        # 20,000 old finished tasks (two per entity, so 10,000 may go) and 100,000 recent finished ones.
+        conn.exec_driver_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 120000) "
+            "INSERT INTO scheduled_jobs_task (route, entity_key, content_hash, payload, status, attempts, "
+            "created_at, updated_at) SELECT 'r', 'k' || (i / 2), 'h', '{}', 'finished', 1, "
+            f"CASE WHEN i <= 20000 THEN '{old}' ELSE '{utcnow()}' END, "
+            f"CASE WHEN i <= 20000 THEN '{old}' ELSE '{utcnow()}' END FROM n"
+        )
+    store.add_entities(["hot"], [(f"e{i}", {"i": i}) for i in range(20000)])
+    claimer = TaskStore.from_url(f"sqlite:///{path}")
+    waits: list[float] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def claim_loop() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                got = claimer.claim("hot", 10)
+            except Exception as exc:  # any error is a failed claim
+                failures.append(repr(exc))
+                continue
+            waits.append(time.monotonic() - started)
+            if not got:
+                failures.append("nothing left to claim")
+                return
+            claimer.settle(got[0].claim_token, [g.id for g in got], [])
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=claim_loop)
+    thread.start()
+    try:
+        result = prune_tasks(store.engine, utcnow() - dt.timedelta(days=30), batch_size=250)
+    finally:
+        stop.set()
+        thread.join(120)
+    assert (result.tasks_deleted, result.batches) == (10000, 40)
+    assert failures == []
+    assert len(waits) > 20
+    assert max(waits) < 2.0
+
+
 @pytest.mark.postgres
 def test_a_claim_beside_a_running_prune_neither_errors_nor_waits(postgres_server_url: str) -> None:
     prune_engine = sa.create_engine(postgres_server_url)
