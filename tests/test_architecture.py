@@ -156,4 +156,10 @@ def test_only_the_adapter_reaches_airflows_database_models() -> None:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module:
-                assert not node.module.startswith(internals), (str(path.relative_to(package)), node.module)
+                modules = [node.module]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                assert not module.startswith(internals), (str(path.relative_to(package)), module)

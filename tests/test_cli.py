@@ -25,7 +25,7 @@ def test_validate_exits_0_when_all_is_valid(project: Path) -> None:
     result = run("validate")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ""
-    assert result.stderr.strip() == "4 job definitions valid"
+    assert result.stderr.strip() == "5 job definitions valid"
 
 
 def test_validate_prints_one_line_per_problem_and_exits_1(project: Path) -> None:

@@ -4,6 +4,9 @@ entity's tasks, retry/skip/delete and their race with a running export, prune (a
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import json
+import random
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -15,6 +18,7 @@ from scheduled_jobs.exceptions import DeliveryError
 from scheduled_jobs.exporting import export_route
 from scheduled_jobs.models.tasks import Actor, ClaimedTask
 from scheduled_jobs.store import (
+    Push,
     TaskFilter,
     TaskIds,
     TaskStore,
@@ -415,6 +419,120 @@ def test_after_repair_and_retry_the_old_exporters_settle_is_fenced(store: TaskSt
     assert _status(store, 1) == "finished"
 
 
+@pytest.mark.postgres
+def test_exporters_requeue_and_user_actions_running_together_never_deadlock(postgres_server_url: str) -> None:
+    """Real concurrent connections: exporters claiming and settling (finished and failed), a requeue loop,
+    and users retrying and skipping by filter and by ids, for a few seconds. No statement may fail (a
+    deadlock victim is an error), and every task's story must hold together."""
+    engine = sa.create_engine(postgres_server_url, pool_size=12, max_overflow=4)
+    store = TaskStore.from_url(postgres_server_url)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text("TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_task_event RESTART IDENTITY")
+        )
+    store = TaskStore(engine)
+    routes = ("r1", "r2")
+    store.add_entities(routes, [(f"k{i}", {"n": 0}) for i in range(400)])
+    stop = threading.Event()
+    errors: list[str] = []
+    settled: dict[str, int] = {}
+
+    def guarded(name: str, body: Any) -> Any:
+        def loop() -> None:
+            rng = random.Random(name)
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    body(rng, n)
+                except Exception as exc:  # every error counts, whatever its kind
+                    errors.append(f"{name}: {exc!r}"[:300])
+                time.sleep(0.002)
+
+        return threading.Thread(target=loop, name=name)
+
+    def exporter(number: int) -> Any:
+        def body(rng: random.Random, n: int) -> None:
+            run = f"x{number}-{n}"
+            actor = Actor("run", dag_id="export", run_id=run)
+            claimed = store.claim(routes[n % 2], 25, claimed_by=actor)
+            if not claimed:
+                return
+            time.sleep(0.003)
+            finished = [c.id for c in claimed if rng.random() < 0.6]
+            failures = [(c.id, "boom", rng.random() < 0.7) for c in claimed if c.id not in finished]
+            rng.shuffle(finished)
+            pushes = {c.id: Push(200, 1) for c in claimed}
+            settled[run] = store.settle(claimed[0].claim_token, finished, failures, actor=actor, pushes=pushes)
+
+        return guarded(f"exporter{number}", body)
+
+    def requeuer(rng: random.Random, n: int) -> None:
+        store.requeue_failed(routes[n % 2], 1000, utcnow(), actor=Actor("run", dag_id="export", run_id="rq"))
+
+    def ingester(rng: random.Random, n: int) -> None:
+        store.add_entities(routes, [(f"k{rng.randrange(400)}", {"n": n, "i": i}) for i in range(20)])
+        time.sleep(0.05)
+
+    def operator(rng: random.Random, n: int) -> None:
+        user = Actor("user", user="ada")
+        top = int(store.newest_new_id("r2") or 2000) + 1
+        action = n % 4
+        if action == 0:
+            retry_tasks(engine, TaskFilter(status="failed"), user)
+        elif action == 1:
+            skip_tasks(engine, TaskFilter(route=routes[rng.randrange(2)], status="new"), user, "x")
+        elif action == 2:
+            retry_tasks(engine, TaskIds(tuple(rng.sample(range(1, top), min(top - 1, 500)))), user)
+        else:
+            skip_tasks(engine, TaskIds(tuple(rng.sample(range(1, top), min(top - 1, 500)))), user, "y")
+
+    threads = [exporter(i) for i in range(4)] + [guarded("requeue", requeuer), guarded("ingest", ingester)]
+    threads += [guarded(f"operator{i}", operator) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(10)
+    stop.set()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+
+    with engine.connect() as conn:
+        statuses = dict(conn.execute(sa.select(tasks.c.id, tasks.c.status)).all())
+        events: dict[int, list[Any]] = {task_id: [] for task_id in statuses}
+        for event in conn.execute(sa.select(task_events).order_by(task_events.c.id)):
+            events[event.task_id].append(event)
+    engine.dispose()
+    by_run: dict[str, int] = {}
+    for story in events.values():
+        for event in story:
+            if event.kind in ("exported", "export_failed"):
+                run = json.loads(event.actor)["run_id"]
+                by_run[run] = by_run.get(run, 0) + 1
+    assert sum(settled.values()) > 100  # the exporters did work
+    assert {run: by_run.get(run, 0) for run in settled} == settled  # each settle's events, exactly
+    exported_twice = [
+        task_id
+        for task_id, story in events.items()
+        for before, after in itertools.pairwise(story)
+        if before.kind == "exported" and after.kind != "retried"
+    ]
+    assert exported_twice == []  # a finished task comes back only through a user's retry
+    agrees = {
+        "new": {None, "retried", "requeued"},
+        "processing": {None, "retried", "requeued"},
+        "finished": {"exported"},
+        "failed": {"export_failed"},
+        "skipped": {"skipped"},
+    }
+    disagree = [
+        (task_id, status, events[task_id][-1].kind if events[task_id] else None)
+        for task_id, status in statuses.items()
+        if (events[task_id][-1].kind if events[task_id] else None) not in agrees[status]
+    ]
+    assert disagree == []
+
+
 # -- prune ------------------------------------------------------------------------------------------
 
 
@@ -468,6 +586,55 @@ def test_prune_runs_in_batches(store: TaskStore) -> None:
     result = prune_tasks(store.engine, utcnow() - dt.timedelta(days=7), batch_size=10)
     assert (result.tasks_deleted, result.batches) == (25, 3)
     assert sorted(_ids(store.list_tasks())) == list(range(26, 51))
+
+
+def test_a_claim_beside_a_long_prune_on_sqlite_gets_the_lock_between_batches(tmp_path: Path) -> None:
+    """SQLite: each prune batch holds the whole database. A claim waiting meanwhile must get the lock
+    between batches (prune pauses after each), and no batch may re-read the whole table."""
+    path = tmp_path / "store.db"
+    store = TaskStore.from_url(f"sqlite:///{path}")
+    old = utcnow() - dt.timedelta(days=400)
+    with store.engine.begin() as conn:
+        # 20,000 old finished tasks (two per entity, so 10,000 may go) and 100,000 recent finished ones.
+        conn.exec_driver_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 120000) "
+            "INSERT INTO scheduled_jobs_task (route, entity_key, content_hash, payload, status, attempts, "
+            "created_at, updated_at) SELECT 'r', 'k' || (i / 2), 'h', '{}', 'finished', 1, "
+            f"CASE WHEN i <= 20000 THEN '{old}' ELSE '{utcnow()}' END, "
+            f"CASE WHEN i <= 20000 THEN '{old}' ELSE '{utcnow()}' END FROM n"
+        )
+    store.add_entities(["hot"], [(f"e{i}", {"i": i}) for i in range(20000)])
+    claimer = TaskStore.from_url(f"sqlite:///{path}")
+    waits: list[float] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def claim_loop() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                got = claimer.claim("hot", 10)
+            except Exception as exc:  # any error is a failed claim
+                failures.append(repr(exc))
+                continue
+            waits.append(time.monotonic() - started)
+            if not got:
+                failures.append("nothing left to claim")
+                return
+            claimer.settle(got[0].claim_token, [g.id for g in got], [])
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=claim_loop)
+    thread.start()
+    try:
+        result = prune_tasks(store.engine, utcnow() - dt.timedelta(days=30), batch_size=250)
+    finally:
+        stop.set()
+        thread.join(120)
+    assert (result.tasks_deleted, result.batches) == (10000, 40)
+    assert failures == []
+    assert len(waits) > 20
+    assert max(waits) < 2.0
 
 
 @pytest.mark.postgres

@@ -85,7 +85,7 @@ def test_a_bad_file_is_an_import_error_and_the_good_dags_still_register(project:
     other = project / "job_definitions" / "typo.yaml"
     other.write_text("name: Typo\njob: repair_stuck_tasks\nexpression: '@daily'\nprority: 3\n", encoding="utf-8")
     bag = dagbag()
-    assert len(bag.dag_ids) == 5  # the four jobs and the real-time route
+    assert len(bag.dag_ids) == 6  # the five jobs and the real-time route
     errors = {path.rsplit("/", 1)[-1]: text for path, text in bag.import_errors.items()}
     assert list(errors) == [PROBLEMS]
     assert f"{bad}: expression: minute: 61 is out of range 0-59" in errors[PROBLEMS]

@@ -42,7 +42,10 @@ def problems_for(project: Path, text: str, name: str = "job.yaml") -> list[str]:
         (VALID + "disabled: maybe\n", ["disabled: must be true or false, got 'maybe'"]),
         (
             VALID.replace("job: outgoing", "job: outgoing_configuration"),
-            ["job: must be one of 'incoming', 'outgoing' or 'repair_stuck_tasks', got 'outgoing_configuration'"],
+            [
+                "job: must be one of 'incoming', 'outgoing', 'repair_stuck_tasks' or 'prune_tasks', "
+                "got 'outgoing_configuration'"
+            ],
         ),
         (
             VALID.replace("tasks_to_export: 100", "tasks_to_export: 0"),
@@ -59,6 +62,14 @@ def problems_for(project: Path, text: str, name: str = "job.yaml") -> list[str]:
         (
             VALID + "max_attempts: 3\n",
             ["max_attempts: only allowed with job: repair_stuck_tasks (this job is outgoing)"],
+        ),
+        (
+            # A key of another kind is checked as that kind would check it, too.
+            VALID + "stuck_after_minutes: abc\n",
+            [
+                "stuck_after_minutes: only allowed with job: repair_stuck_tasks (this job is outgoing)",
+                "stuck_after_minutes: must be a whole number, got 'abc'",
+            ],
         ),
         (
             "name: R\njob: repair_stuck_tasks\nexpression: '@daily'\noverlap: skip\n",
@@ -166,6 +177,7 @@ def test_one_bad_file_leaves_the_others_valid(project: Path) -> None:
     assert sorted(catalog.jobs) == [
         "orders-to-erp-export",
         "product-catalog-incoming",
+        "prune-tasks",
         "repair-stuck-tasks",
         "shop-orders-incoming",
     ]

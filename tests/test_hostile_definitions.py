@@ -27,7 +27,13 @@ if TYPE_CHECKING:
 
 CLI = str(Path(sys.executable).with_name("scheduled-jobs"))
 PROBLEMS = "scheduled_jobs_problems.py"
-EXAMPLES = ["orders-to-erp-export", "product-catalog-incoming", "repair-stuck-tasks", "shop-orders-incoming"]
+EXAMPLES = [
+    "orders-to-erp-export",
+    "product-catalog-incoming",
+    "prune-tasks",
+    "repair-stuck-tasks",
+    "shop-orders-incoming",
+]
 # The DAGs: one per example job, and the asset-scheduled export of the real-time route orders-to-erp.
 DAGS = sorted([*EXAMPLES, "realtime_export.orders-to-erp"])
 ALIASES = "(file): YAML anchors/aliases are not allowed"

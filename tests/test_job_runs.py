@@ -110,7 +110,7 @@ def test_a_failed_run_is_recorded_with_its_error(project: Path) -> None:
 
 def test_a_skipped_run_is_recorded_with_its_reason(project: Path) -> None:
     (project / "configurations" / "routes" / "orders-to-erp.yaml").unlink()
-    run, states = run_dag("shop-orders-incoming")
+    _, states = run_dag("shop-orders-incoming")
     assert states["run_incoming_configuration"] == "skipped", states
     (row,) = rows(store_of(project).engine)
     assert row["state"] == "skipped"

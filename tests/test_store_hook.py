@@ -217,3 +217,63 @@ def test_the_guard_trigger_polls_on_the_cached_engine_and_leaves_it_open(backend
     with engine.connect() as conn:
         held = conn.execute(sa.text("SELECT slot, run_id FROM scheduled_jobs_process")).all()
     assert [tuple(row) for row in held] == [("running", WAITER.run_id)]
+
+
+@pytest.mark.postgres
+def test_a_new_password_keeps_the_engine_and_new_connections_log_in_with_it(
+    postgres_server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rotated password, or an IAM token the postgres hook makes anew on every call, is no new engine:
+    disposing the pool in use by every other thread on each hook would break their work."""
+    url = sa.make_url(postgres_server_url)
+    monkeypatch.setenv(CONN, connection_json(url.set(password="first").render_as_string(hide_password=False)))
+    engine = TaskStoreHook().get_engine()
+    used: list[str | None] = []
+    sa.event.listen(engine, "do_connect", lambda _d, _r, _a, params: used.append(params.get("password")))
+    monkeypatch.setenv(CONN, connection_json(url.set(password="second").render_as_string(hide_password=False)))
+    assert TaskStoreHook().get_engine() is engine
+    assert len(engines.engines) == 1
+    engine.dispose()  # the next connection is a new one
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    assert used == ["second"]
+
+
+def test_a_child_forked_while_a_thread_migrates_is_not_locked_out(tmp_path: Path) -> None:
+    """A thread of the parent holds the migration lock at the fork: the child must not wait for it forever."""
+    import select
+
+    from scheduled_jobs.store import engine as engine_module
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine_module._migrate_lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    reads, writes = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(reads)
+        try:
+            engine = engine_module.create_store_engine(f"sqlite:///{tmp_path / 'child.db'}")
+            engine.dispose()
+            os.write(writes, b"ok")
+        finally:
+            os._exit(0)
+    os.close(writes)
+    try:
+        ready, _, _ = select.select([reads], [], [], 15)
+        answer = os.read(reads, 10) if ready else b""
+    finally:
+        release.set()
+        holder.join()
+        os.close(reads)
+        if not answer:
+            os.kill(child, 9)
+        os.waitpid(child, 0)
+    assert answer == b"ok", "the child waited for a lock its parent's thread held at the fork"

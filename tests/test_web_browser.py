@@ -352,6 +352,8 @@ def test_the_console_finds_a_failed_order_retries_it_and_tells_its_whole_story(p
     assert "user admin" in entries["retried"]
     assert "orders-to-erp-export" in entries["exported"] and f"orders-to-erp-{task_id}" in entries["exported"]
     assert frame.locator("#status").inner_text() == "finished"
+    assert frame.get_by_role("button", name="Retry").is_disabled()  # a finished task is not retried
+    frame.locator("#history").scroll_into_view_if_needed()
     screenshot(page, "task-history")
     frame.locator('li[data-kind="exported"] a.log-link').last.click()
     page.wait_for_url(re.compile(r"/dags/orders-to-erp-export/runs/[^/]+/tasks/export_route"))
@@ -368,5 +370,5 @@ def test_the_console_finds_a_failed_order_retries_it_and_tells_its_whole_story(p
     runs = frame.locator('table[data-history="route:orders-to-erp"] tr.job-run')
     runs.first.wait_for()
     assert "success" in runs.first.inner_text() or "running" in runs.first.inner_text()
-    frame.locator("#history-title").scroll_into_view_if_needed()
+    frame.locator('table[data-history="route:orders-to-erp"]').scroll_into_view_if_needed()
     screenshot(page, "processes-history")

@@ -762,3 +762,104 @@ def test_a_run_our_history_left_running_shows_airflows_state_once_it_is_over(
         )
     (shown,) = client.get("/api/processes/history").json()["configurations"]["repair"]
     assert (shown["state"], shown["recorded_state"]) == ("success", "running")
+
+
+# -- the hostile review's findings -------------------------------------------------------------------------
+
+
+def test_a_filter_action_over_the_action_cap_is_refused_whole(
+    server: Server, tokens: dict[str, str], client: httpx.Client, any_store: TaskStore, monkeypatch: Any
+) -> None:
+    """A confirmed count must bound what is done: "more than N" confirmed once must not act on everything."""
+    from scheduled_jobs.web import console
+
+    store = any_store
+    seed(store)
+    monkeypatch.setattr(console, "ACTION_CAP", 2)
+    failed = {"route": ROUTE, "status": "failed"}
+    before = everything(store)
+    api = client.post("/api/tasks/delete", json={"filter": failed, "confirm_count": 3})
+    assert api.status_code == 409, api.text
+    assert "more than the 2 one action from a page or the API takes" in api.json()["detail"]
+    token = tokens["user"]
+    page = form_post(
+        server,
+        token,
+        [("csrf_token", page_token(server, token)), ("route", ROUTE), ("status", "failed"), ("do", "delete-matching")],
+    )
+    assert page.status_code == 409 and "narrow the filter" in page.text
+    page = form_post(
+        server,
+        token,
+        [
+            ("csrf_token", page_token(server, token)),
+            ("route", ROUTE),
+            ("status", "failed"),
+            ("do", "delete-matching"),
+            ("confirm_count", "3"),
+        ],
+    )
+    assert page.status_code == 409 and "nothing was changed" in page.text
+    assert everything(store) == before
+
+
+def test_enter_in_the_reason_box_never_retries(server: Server, tokens: dict[str, str], any_store: TaskStore) -> None:
+    """Implicit submission presses the form's first button (Retry): a reason given says the person meant Skip."""
+    store = any_store
+    seeded = seed(store)
+    failed = str(seeded["by_key"]["SO-4"])
+    token = tokens["user"]
+    before = everything(store)
+    for do in ("retry-selected", "delete-selected"):
+        answer = form_post(
+            server,
+            token,
+            [("csrf_token", page_token(server, token)), ("do", do), ("id", failed), ("reason", "customer cancelled")],
+        )
+        assert answer.status_code == 422 and "reason: goes with Skip" in answer.text, answer.text
+    assert everything(store) == before
+
+
+def test_pages_may_be_framed_only_by_airflows_own_ui(client: httpx.Client, any_store: TaskStore) -> None:
+    seeded = seed(any_store)
+    for path in ("/tasks/list", f"/tasks/{seeded['ids'][0]}", "/jobs", "/api/tasks"):
+        answer = client.get(path)
+        assert answer.status_code == 200, (path, answer.text)
+        assert answer.headers["content-security-policy"] == "frame-ancestors 'self'"
+        assert answer.headers["x-frame-options"] == "SAMEORIGIN"
+        if path != "/api/tasks":
+            assert answer.headers["cache-control"] == "no-store"
+
+
+def test_digits_of_other_scripts_are_no_numbers(server: Server, tokens: dict[str, str], any_store: TaskStore) -> None:
+    """str.isdigit() takes a superscript two (int() then raises: a 500) and an Arabic-Indic one (int() reads 1)."""
+    store = any_store
+    seed(store)
+    token = tokens["user"]
+    csrf = page_token(server, token)
+    before = everything(store)
+    for fields in (
+        [("csrf_token", csrf), ("do", "retry-selected"), ("id", "\u00b2")],
+        [("csrf_token", csrf), ("do", "retry-selected"), ("id", "\u0661")],
+        [("csrf_token", csrf), ("route", ROUTE), ("do", "retry-matching"), ("confirm_count", "\u00b2")],
+    ):
+        answer = form_post(server, token, fields)
+        assert answer.status_code in (200, 422), (fields, answer.status_code, answer.text)
+        assert "Internal Server Error" not in answer.text
+    for forged in ("\u00b2.abc", "\u0661.abc"):
+        answer = form_post(server, token, [("csrf_token", forged), ("do", "retry-selected"), ("id", "1")])
+        assert answer.status_code == 403, (forged, answer.text)
+    assert everything(store) == before
+
+
+def test_nul_in_the_older_parameters_is_a_422(client: httpx.Client, any_store: TaskStore) -> None:
+    for path in (
+        "/processes?configuration=%00",
+        "/tasks?route=%00",
+        "/api/routes/%00/errors",
+        "/api/routes/%00/stuck",
+        "/api/processes/skipped?configuration=%00",
+    ):
+        answer = client.get(path)
+        assert answer.status_code == 422, (path, answer.status_code, answer.text)
+        assert "NUL" in answer.json()["detail"]

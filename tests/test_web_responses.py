@@ -23,7 +23,7 @@ def test_the_task_models_hold_every_column_the_store_answers() -> None:
     detail = list(responses.TaskDetail.model_fields)
     assert detail[: len(responses.TaskRow.model_fields)] == list(responses.TaskRow.model_fields)
     assert sorted(detail) == sorted(c.name for c in tasks.columns if c.name != "claim_token")
-    assert list(responses.TaskRow.model_fields) == [c.name for c in reports._LISTED]
+    assert list(responses.TaskRow.model_fields) == [c.name for c in reports.ROW_COLUMNS]
     assert list(responses.SkippedRun.model_fields) == [c.name for c in skipped_runs.columns]
     assert list(responses.ProcessHolder.model_fields) == [*(c.name for c in processes.columns), "lease_expired"]
 

@@ -11,6 +11,7 @@ stat of each file keeps true.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -26,6 +27,7 @@ from scheduled_jobs.models.jobs import (
     CONFIGURATIONS,
     AnyJob,
     JobDefinition,
+    PruneJob,
     RepairJob,
     kind_of,
     validate_job,
@@ -369,14 +371,17 @@ def find_job_file(identifier: str, folder: Path) -> Path | None:
 # -- the cache of long-lived processes ---------------------------------------------------------------
 
 
-def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+def _fingerprint(folder: Path) -> tuple[tuple[str, int, int, int, int], ...]:
+    """Each file's path, mtime, size, inode and ctime. The inode catches a file replaced by a rename;
+    the ctime an edit that kept size and mtime (``cp -p``, ``tar x`` and ``rsync -t`` set the mtime back,
+    and nothing but the kernel sets the ctime)."""
     stats = []
     for path in find_yaml_files(folder):
         try:
             stat = path.stat()
         except FileNotFoundError:  # removed while listing: the next call sees it gone
             continue
-        stats.append((str(path), stat.st_mtime_ns, stat.st_size))
+        stats.append((str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_ctime_ns))
     return tuple(stats)
 
 
@@ -399,9 +404,15 @@ class _Cache(Generic[T]):
             self._key, self._value = key, value
         return value
 
+    def forget_parents_lock(self) -> None:
+        """In a forked child: a new lock, since another thread of the parent may have held this one."""
+        self._lock = threading.Lock()
+
 
 _configurations_cache: _Cache[Configurations] = _Cache()
 _catalog_cache: _Cache[Catalog] = _Cache()
+os.register_at_fork(after_in_child=_configurations_cache.forget_parents_lock)
+os.register_at_fork(after_in_child=_catalog_cache.forget_parents_lock)
 
 
 def current_configurations() -> Configurations:
@@ -430,3 +441,17 @@ def current_catalog() -> Catalog:
         _fingerprint(definitions),
     )
     return _catalog_cache.get(key, lambda: load_catalog(definitions, configurations=configurations))
+
+
+def housekeeping_warnings(catalog: Catalog) -> list[str]:
+    """What is not a mistake but leaves the store growing: no ``prune_tasks`` job, or none enabled."""
+    prunes = [job for job in catalog.jobs.values() if isinstance(job.definition, PruneJob)]
+    if not prunes:
+        return [
+            "no prune_tasks job: finished and skipped tasks are kept forever and the task store keeps growing; "
+            "add one (job: prune_tasks, retention_days: N)"
+        ]
+    if all(job.definition.disabled for job in prunes):
+        names = ", ".join(sorted(job.identifier for job in prunes))
+        return [f"every prune_tasks job is disabled ({names}): the task store keeps growing"]
+    return []

@@ -25,12 +25,6 @@ FIGURE_TEXT_CHARACTERS = 200
 MAX_FIGURES = 20
 
 
-def run_actor(context: Context) -> Actor:
-    """The Airflow task try running now, as the task store records who did something."""
-    ti = context["ti"]
-    return Actor("run", dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, try_number=ti.try_number)
-
-
 def run_figures(result: Any) -> dict[str, Any] | None:
     """What a run returned, small and JSON-safe for its history: numbers and flags as they are, a list as
     its length (``rejected`` sources, ``reset`` task ids), a text cut short; nested mappings are left out."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +21,9 @@ from sqlalchemy import and_, delete, exists, false, func, select, true, update
 
 from scheduled_jobs.models.tasks import Actor, TaskStatus
 from scheduled_jobs.redaction import printable
+from scheduled_jobs.store.reports import ROW_COLUMNS
 from scheduled_jobs.store.schema import entities, task_events, tasks
-from scheduled_jobs.store.tasks import utcnow
+from scheduled_jobs.store.tasks import lock_tasks, utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,21 +37,12 @@ ACTION_BATCH = 1000
 REASON_CHARACTERS = 1000
 MAX_ID = 2**63 - 1
 """The largest id a task can have (PostgreSQL's bigint); larger ones name no task."""
+SQLITE_PRUNE_PAUSE = 0.1
+"""Seconds prune leaves SQLite's lock free after each batch: a waiting writer's busy handler polls at up
+to 100 ms intervals, so a shorter gap would pass unseen."""
 _KEY_CHARACTERS = 500  # the entity_key column; ingest refuses longer keys and control characters
 
-LISTED = (
-    tasks.c.id,
-    tasks.c.route,
-    tasks.c.entity_key,
-    tasks.c.status,
-    tasks.c.attempts,
-    tasks.c.created_at,
-    tasks.c.updated_at,
-    tasks.c.claimed_at,
-    tasks.c.last_error,
-    tasks.c.retryable,
-    tasks.c.created_by,
-)
+LISTED = (*ROW_COLUMNS, tasks.c.created_by)
 
 
 @dataclass(frozen=True)
@@ -119,7 +112,8 @@ class ActionResult:
     """Tasks the selection named (and that exist) or matched."""
     changed: int = 0
     not_eligible: int = 0
-    """Matched, but in a status the action does not take (e.g. processing)."""
+    """Matched, but in a status the action does not take (e.g. processing), or busy (PostgreSQL: held by
+    another transaction at that moment, so skipped rather than waited for)."""
     task_ids: list[int] = field(default_factory=list)
     """The changed ones, the first 1,000."""
 
@@ -331,15 +325,20 @@ def _act(engine: Engine, selection: Selection, action: str, apply: Any) -> Actio
     return result
 
 
+def _free(conn: Connection, ids: Sequence[int], eligible: Sequence[ColumnElement[bool]]) -> list[int]:
+    """The eligible ones of ``ids``, locked ``SKIP LOCKED`` on PostgreSQL: an action never waits for a row
+    another transaction holds (an exporter's settle, a requeue); such a row is busy, counted not eligible."""
+    return [int(r.id) for r in lock_tasks(conn, select(tasks.c.id).where(tasks.c.id.in_(ids), *eligible), wait=False)]
+
+
 def _update_returning(
     conn: Connection, ids: Sequence[int], conditions: Sequence[ColumnElement[bool]], taken: Sequence[str], values: Any
 ) -> list[int]:
-    statement = (
-        update(tasks)
-        .where(tasks.c.id.in_(ids), tasks.c.status.in_(taken), *conditions)
-        .values(**values)
-        .returning(tasks.c.id)
-    )
+    eligible = (tasks.c.status.in_(taken), *conditions)
+    free = _free(conn, ids, eligible)
+    if not free:
+        return []
+    statement = update(tasks).where(tasks.c.id.in_(free), *eligible).values(**values).returning(tasks.c.id)
     return sorted(int(i) for i in conn.execute(statement).scalars())
 
 
@@ -393,11 +392,11 @@ def delete_tasks(engine: Engine, selection: Selection, actor: Actor) -> ActionRe
     del actor  # who deleted is for the audit log; a deleted task has no history left
 
     def apply(conn: Connection, ids: Sequence[int], conditions: Sequence[ColumnElement[bool]]) -> list[int]:
-        statement = (
-            delete(tasks)
-            .where(tasks.c.id.in_(ids), tasks.c.status != TaskStatus.PROCESSING.value, *conditions)
-            .returning(tasks.c.id)
-        )
+        eligible = (tasks.c.status != TaskStatus.PROCESSING.value, *conditions)
+        free = _free(conn, ids, eligible)
+        if not free:
+            return []
+        statement = delete(tasks).where(tasks.c.id.in_(free), *eligible).returning(tasks.c.id)
         changed = sorted(int(i) for i in conn.execute(statement).scalars())
         if changed:
             conn.execute(delete(task_events).where(task_events.c.task_id.in_(changed)))
@@ -413,39 +412,48 @@ def prune_tasks(engine: Engine, older_than: dt.datetime, *, batch_size: int = 10
     """Delete finished and skipped tasks last updated before ``older_than``, and their events, oldest first.
 
     Never the newest task of an entity on its route (the content the entity page shows), never an entity
-    row (the entity-key rule needs it). Each batch is one short transaction; on PostgreSQL its rows are
-    taken ``FOR UPDATE SKIP LOCKED`` and claims touch only "new" rows, so prune never blocks a claim.
+    row (the entity-key rule needs it). Walks the table once along its primary key (``id > <last batch's
+    last id> ORDER BY id LIMIT batch``), so the whole prune reads each row once. Each batch is one short
+    transaction; on PostgreSQL its rows are taken ``FOR UPDATE SKIP LOCKED`` and claims touch only "new"
+    rows, so prune never blocks a claim. On SQLite a batch holds the whole database, so after each one
+    prune pauses (``SQLITE_PRUNE_PAUSE`` seconds, or as long as the batch took if longer) and a waiting
+    claim takes the lock in between.
     """
     batch_size = max(1, batch_size)
     cutoff = _naive_utc(older_than)
     newer = tasks.alias("newer")
-    candidates = (
-        select(tasks.c.id)
-        .where(
-            tasks.c.status.in_((TaskStatus.FINISHED.value, TaskStatus.SKIPPED.value)),
-            tasks.c.updated_at < cutoff,
-            exists().where(
-                newer.c.route == tasks.c.route, newer.c.entity_key == tasks.c.entity_key, newer.c.id > tasks.c.id
-            ),
-        )
-        .order_by(tasks.c.id)
-        .limit(batch_size)
+    old = (
+        # An expression over the status, so no database reads the status index and sorts its whole
+        # match for every batch: the primary key order is the walk.
+        (tasks.c.status + "").in_((TaskStatus.FINISHED.value, TaskStatus.SKIPPED.value)),
+        tasks.c.updated_at < cutoff,
+        exists().where(
+            newer.c.route == tasks.c.route, newer.c.entity_key == tasks.c.entity_key, newer.c.id > tasks.c.id
+        ),
     )
-    if engine.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True, of=tasks)
+    sqlite = engine.dialect.name == "sqlite"
     result = PruneResult()
     after = 0
     while True:
         with engine.begin() as conn:
-            ids = list(conn.execute(candidates.where(tasks.c.id > after)).scalars())
+            started = time.monotonic()  # the lock held from here (BEGIN IMMEDIATE may have waited for it)
+            found = lock_tasks(conn, select(tasks.c.id).where(tasks.c.id > after, *old).limit(batch_size), wait=False)
+            ids = [int(r.id) for r in found]
             if not ids:
                 break
-            result.events_deleted += int(
-                conn.execute(delete(task_events).where(task_events.c.task_id.in_(ids))).rowcount
-            )
-            result.tasks_deleted += int(conn.execute(delete(tasks).where(tasks.c.id.in_(ids))).rowcount)
+            deleted = [
+                int(i)
+                for i in conn.execute(delete(tasks).where(tasks.c.id.in_(ids), *old).returning(tasks.c.id)).scalars()
+            ]
+            if deleted:
+                result.events_deleted += int(
+                    conn.execute(delete(task_events).where(task_events.c.task_id.in_(deleted))).rowcount
+                )
+            result.tasks_deleted += len(deleted)
             result.batches += 1
         if len(ids) < batch_size:
             break
         after = max(ids)
+        if sqlite:
+            time.sleep(max(SQLITE_PRUNE_PAUSE, time.monotonic() - started))
     return result

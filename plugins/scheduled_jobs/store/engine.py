@@ -6,6 +6,7 @@ instead of failing with "database is locked" half-way through a transaction.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,16 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 60
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
+
+
+def _forget_parents_lock() -> None:
+    """In a forked child: a new lock, since another thread of the parent may have held this one at the fork
+    (the child would wait for it forever)."""
+    global _migrate_lock  # noqa: PLW0603 (one lock per process, replaced only at a fork)
+    _migrate_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_parents_lock)
 
 
 def url_from_airflow(conn_id: str | None = None) -> URL:

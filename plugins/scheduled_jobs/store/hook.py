@@ -2,20 +2,24 @@
 
 Operators, the guard's trigger and the web pages each make a hook for the work at hand; the engine
 behind it is shared, so a task, a trigger poll or a page request never pays for a new connection
-pool or a migration check. The engines are kept here, keyed by the connection id and a SHA-256 of the
-resolved URL (never the URL, which may carry a password): a changed connection gets a new engine, and
-the old one is disposed.
+pool or a migration check. The engines are kept here, keyed by the connection id and a keyed hash of the
+resolved URL without its password: another host or database gets a new engine, and the old one is
+disposed. A new password (rotated, or an IAM token that the postgres hook makes anew on every call) keeps
+the engine: its next new connection logs in with the newest password.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
+import secrets
 import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
+from sqlalchemy import event
 
 from scheduled_jobs import settings
 from scheduled_jobs.store.engine import create_store_engine, url_from_airflow
@@ -26,9 +30,14 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
 
 
+_DIGEST_KEY = secrets.token_bytes(32)
+"""A key of this process's own: a digest that leaked could not be tried against guessed URLs elsewhere."""
+
+
 def url_digest(url: URL) -> str:
-    """SHA-256 of the whole URL, password included: a rotated password is a changed connection."""
-    return hashlib.sha256(url.render_as_string(hide_password=False).encode()).hexdigest()
+    """A keyed hash (HMAC-SHA-256) of the URL without its password: where the store is, not how one logs in."""
+    where = url.render_as_string(hide_password=True)  # the password as ***, whatever it is
+    return hmac.new(_DIGEST_KEY, where.encode(), hashlib.sha256).hexdigest()
 
 
 class EngineCache:
@@ -36,21 +45,33 @@ class EngineCache:
 
     def __init__(self) -> None:
         self.engines: dict[tuple[str, str], Engine] = {}
+        self._passwords: dict[tuple[str, str], str | None] = {}
         self._lock = threading.Lock()
 
     def engine_for(self, conn_id: str, url: URL) -> Engine:
         """The engine for a connection at this URL; built (and migrated) on first use."""
         key = (conn_id, url_digest(url))
         with self._lock:
+            # The newest password: the engine's next new connection logs in with it.
+            self._passwords[key] = url.password
             engine = self.engines.get(key)
             if engine is None:
                 # Under the lock: threads asking at once share one engine, and one migration check.
                 engine = create_store_engine(url)
+                self._log_in_with_newest_password(engine, key)
                 for stale in [k for k in self.engines if k[0] == conn_id]:
-                    # The connection changed: in-flight work on the old engine finishes, its pool closes.
+                    # The connection moved: in-flight work on the old engine finishes, its pool closes.
                     self.engines.pop(stale).dispose()
+                    self._passwords.pop(stale, None)
                 self.engines[key] = engine
             return engine
+
+    def _log_in_with_newest_password(self, engine: Engine, key: tuple[str, str]) -> None:
+        @event.listens_for(engine, "do_connect")
+        def _newest_password(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+            password = self._passwords.get(key)
+            if password is not None and "password" in params:
+                params["password"] = password
 
     def forget_parents_engines(self) -> None:
         """In a forked child: never touch the parent's pooled connections (SQLAlchemy, "Using Connection
@@ -58,6 +79,7 @@ class EngineCache:
         sockets; the child builds its own engines on first use. A new lock too: another thread of the
         parent may have held this one at the fork."""
         self._lock = threading.Lock()
+        self._passwords.clear()
         for engine in self.engines.values():
             engine.dispose(close=False)
         self.engines.clear()

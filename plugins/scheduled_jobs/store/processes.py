@@ -24,7 +24,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from scheduled_jobs.store.schema import processes, skipped_runs
-from scheduled_jobs.store.tasks import utcnow
+from scheduled_jobs.store.tasks import table_rows, utcnow
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -213,11 +213,8 @@ class ProcessLedger:
             )
 
     def skipped(self, configuration: str | None = None) -> list[dict[str, object]]:
-        query = select(skipped_runs).order_by(skipped_runs.c.id)
-        if configuration is not None:
-            query = query.where(skipped_runs.c.configuration == configuration)
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+        """Every skipped run (of a configuration), oldest first."""
+        return table_rows(self.engine, skipped_runs, configuration=configuration)
 
 
 class LeaseKeeper:

@@ -176,7 +176,7 @@ def _page(engine: Engine, query: Select[Any], number: int, size: int) -> Page:
     return Page(rows, total, number, size)
 
 
-_LISTED = (
+ROW_COLUMNS = (
     tasks.c.id,
     tasks.c.route,
     tasks.c.entity_key,
@@ -193,7 +193,7 @@ _LISTED = (
 def stuck_tasks(engine: Engine, route: str, stuck_before: dt.datetime, number: int = 1, size: int = 25) -> Page:
     """Tasks claimed before ``stuck_before`` and still processing, longest stuck first."""
     query = (
-        select(*_LISTED)
+        select(*ROW_COLUMNS)
         .where(
             tasks.c.route == route,
             tasks.c.status == TaskStatus.PROCESSING.value,
@@ -207,7 +207,7 @@ def stuck_tasks(engine: Engine, route: str, stuck_before: dt.datetime, number: i
 def latest_errors(engine: Engine, route: str, number: int = 1, size: int = 25) -> Page:
     """Failed tasks of a route, the most recent failure first."""
     query = (
-        select(*_LISTED)
+        select(*ROW_COLUMNS)
         .where(tasks.c.route == route, tasks.c.status == TaskStatus.FAILED.value)
         .order_by(tasks.c.updated_at.desc(), tasks.c.id.desc())
     )

@@ -23,7 +23,9 @@ from scheduled_jobs.store.schema import entities, task_events, tasks, watermarks
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
+    from sqlalchemy import Table
     from sqlalchemy.engine import URL, Connection, Engine
+    from sqlalchemy.sql import Select
 
 _IN_CHUNK = 500
 T = TypeVar("T")
@@ -70,6 +72,16 @@ def content_hash(payload: Any) -> str:
     return encoded_document(payload)[1]
 
 
+def table_rows(engine: Engine, table: Table, **equal: Any) -> list[dict[str, Any]]:
+    """Every row of a table in id order, where each column named in ``equal`` holds its value (None: any)."""
+    query = select(table).order_by(table.c.id)
+    for column, value in equal.items():
+        if value is not None:
+            query = query.where(table.c[column] == value)
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
 @dataclass
 class IngestResult:
     created: int = 0
@@ -108,6 +120,21 @@ def record_events(conn: Connection, kind: str, actor: Actor | None, details: Map
     at, who = utcnow(), _actor_json(actor)
     rows = [{"task_id": i, "at": at, "kind": kind, "actor": who, "detail": _json(d)} for i, d in details.items()]
     conn.execute(task_events.insert(), rows)
+
+
+def lock_tasks(conn: Connection, query: Select[Any], *, wait: bool) -> Sequence[Any]:
+    """The rows of ``query`` (over the task table) in ascending id order, locked on PostgreSQL.
+
+    The rule that keeps writers out of a deadlock: a writer that may wait for a row lock (``wait=True``:
+    a settle, a renewal) takes all its locks in ascending id order, before it changes anything; every
+    other writer over many rows (user actions, requeue, repair, prune) takes them ``SKIP LOCKED`` and
+    so never waits. The caller then changes only the rows it got, under the same conditions. SQLite
+    needs none of it: ``BEGIN IMMEDIATE`` holds the whole database.
+    """
+    query = query.order_by(tasks.c.id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=not wait, of=tasks)
+    return conn.execute(query).all()
 
 
 @dataclass
@@ -343,41 +370,46 @@ class TaskStore:
         now = utcnow()
         pushes = pushes or {}
         held = (tasks.c.claim_token == token, tasks.c.status == TaskStatus.PROCESSING.value)
+        finishing = set(finished)
+        outcome = {i: (e, r) for i, e, r in failures if i not in finishing}  # named twice: finished
         exported: dict[int, dict[str, Any]] = {}
         failed: dict[int, dict[str, Any]] = {}
         returned = (tasks.c.id, tasks.c.route, tasks.c.attempts)
         with self.engine.begin() as conn:
-            for chunk in _chunks(finished):
-                rows = conn.execute(
+            # Every row this settle changes, locked first, in ascending id order (it waits for a lock a
+            # user action or a repair holds; every writer that waits locks in this one order, so none
+            # waits in a cycle). Fenced by the claim: what another exporter holds now is not taken.
+            rows: list[Any] = []
+            for chunk in _chunks(sorted(finishing | set(outcome))):
+                rows += lock_tasks(conn, select(*returned).where(tasks.c.id.in_(chunk), *held), wait=True)
+            done = [r.id for r in rows if r.id not in outcome]
+            for chunk in _chunks(done):
+                changed = conn.execute(
                     update(tasks)
                     .where(tasks.c.id.in_(chunk), *held)
                     .values(status=TaskStatus.FINISHED.value, last_error=None, retryable=False, updated_at=now)
-                    .returning(*returned)
-                ).all()
-                exported.update((row.id, _push_detail(row, pushes)) for row in rows)
-            if failures:
-                # The failures still held, locked first: an executemany UPDATE returns no rows, so this read
-                # (in the same transaction, the rows locked on PostgreSQL) says which ones this settle fails.
-                outcome = {i: (e, r) for i, e, r in failures}
-                rows = []
-                for chunk in _chunks(list(outcome)):
-                    query = select(*returned).where(tasks.c.id.in_(chunk), *held)
-                    if conn.dialect.name == "postgresql":
-                        query = query.with_for_update()
-                    rows += conn.execute(query).all()
-                if rows:
-                    conn.execute(
-                        update(tasks)
-                        .where(tasks.c.id == bindparam("task_id"), *held)
-                        .values(
-                            status=TaskStatus.FAILED.value,
-                            last_error=bindparam("error"),
-                            retryable=bindparam("is_retryable"),
-                            updated_at=now,
-                        ),
-                        [{"task_id": r.id, "error": outcome[r.id][0], "is_retryable": outcome[r.id][1]} for r in rows],
-                    )
-                for row in rows:
+                    .returning(tasks.c.id)
+                ).scalars()
+                exported.update((int(i), {}) for i in changed)
+            failing = [r for r in rows if r.id in outcome]
+            if failing:
+                # An executemany UPDATE returns no rows; the rows are locked (on SQLite the whole database
+                # is), so each of these updates changes its row.
+                conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id == bindparam("task_id"), *held)
+                    .values(
+                        status=TaskStatus.FAILED.value,
+                        last_error=bindparam("error"),
+                        retryable=bindparam("is_retryable"),
+                        updated_at=now,
+                    ),
+                    [{"task_id": r.id, "error": outcome[r.id][0], "is_retryable": outcome[r.id][1]} for r in failing],
+                )
+            for row in rows:
+                if row.id in exported:
+                    exported[row.id] = _push_detail(row, pushes)
+                elif row.id in outcome:
                     error, retryable = outcome[row.id]
                     failed[row.id] = _push_detail(row, pushes) | {"error": error, "retryable": retryable}
             record_events(conn, "exported", actor, exported)
@@ -386,33 +418,41 @@ class TaskStore:
 
     def touch(self, tokens: Sequence[str]) -> int:
         """Renew claims: tasks a long export still holds are not mistaken for stuck ones."""
-        statement = (
-            update(tasks)
-            .where(tasks.c.claim_token.in_(tokens), tasks.c.status == TaskStatus.PROCESSING.value)
-            .values(claimed_at=utcnow())
-        )
+        mine = (tasks.c.claim_token.in_(tokens), tasks.c.status == TaskStatus.PROCESSING.value)
+        now, renewed = utcnow(), 0
         with self.engine.begin() as conn:
-            return int(conn.execute(statement).rowcount)
+            # Locked first in ascending id order, as a settle does (both wait for their rows).
+            ids = [r.id for r in lock_tasks(conn, select(tasks.c.id).where(*mine), wait=True)]
+            for chunk in _chunks(ids):
+                renewed += int(
+                    conn.execute(update(tasks).where(tasks.c.id.in_(chunk), *mine).values(claimed_at=now)).rowcount
+                )
+        return renewed
 
     def requeue_failed(
         self, route: str, max_attempts: int, failed_before: dt.datetime, *, actor: Actor | None = None
     ) -> int:
         """Retrying of failed tasks: retryable failed tasks back to "new", while attempts remain; a
         ``requeued`` event each (``actor``: the export run that requeued them)."""
-        statement = (
-            update(tasks)
-            .where(
-                tasks.c.route == route,
-                tasks.c.status == TaskStatus.FAILED.value,
-                tasks.c.retryable.is_(True),
-                tasks.c.attempts < max_attempts,
-                tasks.c.updated_at <= failed_before,
-            )
-            .values(status=TaskStatus.NEW.value, claim_token=None, updated_at=utcnow())
-            .returning(tasks.c.id, tasks.c.attempts)
+        due = (
+            tasks.c.route == route,
+            tasks.c.status == TaskStatus.FAILED.value,
+            tasks.c.retryable.is_(True),
+            tasks.c.attempts < max_attempts,
+            tasks.c.updated_at <= failed_before,
         )
+        rows: list[Any] = []
         with self.engine.begin() as conn:
-            rows = conn.execute(statement).all()
+            # Never waits: a row another transaction holds (a user's action) is left for the next run.
+            ids = [r.id for r in lock_tasks(conn, select(tasks.c.id).where(*due), wait=False)]
+            now = utcnow()
+            for chunk in _chunks(ids):
+                rows += conn.execute(
+                    update(tasks)
+                    .where(tasks.c.id.in_(chunk), *due)
+                    .values(status=TaskStatus.NEW.value, claim_token=None, updated_at=now)
+                    .returning(tasks.c.id, tasks.c.attempts)
+                ).all()
             record_events(conn, "requeued", actor, {row.id: {"attempts": row.attempts} for row in rows})
         return len(rows)
 
@@ -455,9 +495,9 @@ class TaskStore:
         stuck = (tasks.c.status == TaskStatus.PROCESSING.value, tasks.c.claimed_at < cutoff)
         minutes = int(stuck_after.total_seconds() // 60)
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                select(tasks.c.id, tasks.c.attempts, tasks.c.claimed_by).where(*stuck).order_by(tasks.c.id)
-            ).all()
+            # Never waits: a stuck row another transaction holds (its exporter settling it at last) is
+            # left for the next run.
+            rows = lock_tasks(conn, select(tasks.c.id, tasks.c.attempts, tasks.c.claimed_by).where(*stuck), wait=False)
             holders = {r.id: r.claimed_by for r in rows}
             failed = [r.id for r in rows if r.attempts >= max_attempts]
             reset = [r.id for r in rows if r.attempts < max_attempts]
@@ -501,8 +541,5 @@ class TaskStore:
         return {status.value: found.get(status.value, 0) for status in TaskStatus}
 
     def list_tasks(self, route: str | None = None) -> list[dict[str, Any]]:
-        query = select(tasks).order_by(tasks.c.id)
-        if route is not None:
-            query = query.where(tasks.c.route == route)
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+        """Every task (of a route), oldest first: for tests and benchmarks, which read small stores whole."""
+        return table_rows(self.engine, tasks, route=route)

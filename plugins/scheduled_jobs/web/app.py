@@ -175,6 +175,8 @@ async def cron_page(request: Request, expression: str | None = None, timezone: s
 async def tasks_page(
     request: Request, route: str | None = None, stuck_page: PageNumber = 1, errors_page: PageNumber = 1
 ) -> HTMLResponse:
+    route = console.text("route", route, console.ROUTE_MAX)
+
     def build() -> dict[str, Any]:
         rows = overview.route_rows(_engine())
         values: dict[str, Any] = {"routes": rows, "route": route, "stuck": None, "errors": None}
@@ -252,6 +254,8 @@ def _entity(route: str, entity_key: str) -> EntityPage:
 
 @pages.get("/processes")
 async def processes_page(request: Request, configuration: str | None = None, page: PageNumber = 1) -> HTMLResponse:
+    configuration = console.text("configuration", configuration, console.CONFIGURATION_MAX)
+
     def build() -> dict[str, Any]:
         engine = _engine()
         rows = overview.process_rows(engine)
@@ -326,6 +330,12 @@ async def task_action_form(request: Request) -> HTMLResponse:
         if act is None or scope not in ("selected", "matching"):
             raise console.refuse("do", f"must be <retry|skip|delete>-<selected|matching>, got {do[:40]!r}")
         reason = console.reason_text(_field(form, "reason")) if act == "skip" else None
+        if act != "skip" and (_field(form, "reason") or "").strip():
+            # Enter in the reason box submits with the form's first button (Retry): a reason means Skip.
+            raise console.refuse(
+                "reason",
+                f"goes with Skip, not {act.capitalize()}: press Skip, or clear the reason; nothing was changed",
+            )
         if scope == "selected":
             selection = console.task_ids([value for key, value in form if key == "id"])
             outcome = await run_in_threadpool(
@@ -335,11 +345,12 @@ async def task_action_form(request: Request) -> HTMLResponse:
         values = {name: _field(form, name) for name in _FILTER_FIELDS}
         found = console.task_filter(**{**values, "prefix": values["prefix"] in ("1", "true", "on")})  # type: ignore[arg-type]
         count = await run_in_threadpool(console.current_count, _engine(), found)
-        confirmed_text = _field(form, "confirm_count")
+        confirmed_text = _field(form, "confirm_count") or ""
         confirmed = (
-            int(confirmed_text) if confirmed_text and confirmed_text.isdigit() and len(confirmed_text) < 10 else None
+            int(confirmed_text) if console.is_whole_number(confirmed_text) and len(confirmed_text) < 10 else None
         )
         filter_values = console.filter_values(found)
+        console.require_within_action_cap(count)
         if confirmed is None or confirmed != count:
             return _render(
                 request,
@@ -401,12 +412,14 @@ async def routes_api() -> Routes:
 
 @api.get("/routes/{route}/stuck")
 async def stuck_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> Paged[TaskRow]:
+    console.text("route", route, console.ROUTE_MAX)
     found = await run_in_threadpool(lambda: stuck_tasks(_engine(), route, overview.stuck_before(), page, size))
     return overview.paged(found, TaskRow)
 
 
 @api.get("/routes/{route}/errors")
 async def errors_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> Paged[TaskRow]:
+    console.text("route", route, console.ROUTE_MAX)
     found = await run_in_threadpool(lambda: latest_errors(_engine(), route, page, size))
     return overview.paged(found, TaskRow)
 
@@ -462,7 +475,7 @@ async def process_history_api(
     configuration: str | None = None, per_configuration: int = Query(10, ge=1, le=100)
 ) -> ProcessHistory:
     """Per configuration its last runs: state (Airflow's when ours was left running), duration, figures, links."""
-    checked = console.text("configuration", configuration, 250)
+    checked = console.text("configuration", configuration, console.CONFIGURATION_MAX)
     return await run_in_threadpool(console.process_history, _engine(), checked, per_configuration)
 
 
@@ -470,6 +483,7 @@ async def process_history_api(
 async def skipped_api(
     configuration: str | None = None, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)
 ) -> Paged[SkippedRun]:
+    configuration = console.text("configuration", configuration, console.CONFIGURATION_MAX)
     found = await run_in_threadpool(lambda: skipped_page(_engine(), configuration, page, size))
     return overview.paged(found, SkippedRun)
 
@@ -487,6 +501,7 @@ async def _api_action(request: Request, action: console.Action) -> ActionOutcome
     selection, confirmed, reason = console.action_request(body, action)
     if confirmed is not None and isinstance(selection, TaskFilter):
         count = await run_in_threadpool(console.current_count, _engine(), selection)
+        console.require_within_action_cap(count)
         if count != confirmed:
             detail = (
                 f"confirm_count: the filter now matches {count} tasks, not the {confirmed} confirmed; "
@@ -574,6 +589,17 @@ def create_app() -> FastAPI:
     app.include_router(api)
     app.include_router(actions)
     app.include_router(webhooks)
+
+    @app.middleware("http")
+    async def _not_framed_elsewhere(request: Request, call_next: Any) -> Any:
+        """Pages carry action forms with a CSRF token: only Airflow's own UI (this origin) may frame them, and
+        no cache keeps them."""
+        response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'self'")
+        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
 
     @app.exception_handler(HTTPException)
     async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:

@@ -87,6 +87,11 @@ MAX_IDS = 1000
 MAX_BODY_BYTES = 256 * 1024
 """A body of 1,000 ids and a filter is some 25 KB; anything far larger is refused unread."""
 COUNT_CAP = 100_000
+ACTION_CAP = 10_000
+"""The most tasks one filter action of a page or the API takes: a request holds an API-server thread while
+the store works through them (about 1-2 s per 10,000). More go by a narrower filter, or by the command
+line (``scheduled-jobs tasks ... --all-matching``), which runs in its own process."""
+CONFIGURATION_MAX = 250
 ROUTE_MAX = 200  # the columns' lengths (store/schema.py)
 ENTITY_KEY_MAX = 500
 REASON_MAX = 1000
@@ -96,6 +101,25 @@ HISTORY_PER_CONFIGURATION = 10
 
 def refuse(name: str, reason: str, status: int = 422) -> HTTPException:
     return HTTPException(status, f"{name}: {reason}")
+
+
+def is_whole_number(value: str | None) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes superscripts, which ``int()`` refuses, and other scripts'
+    digits, which it reads as numbers nobody typed here."""
+    return value is not None and value.isascii() and value.isdigit()
+
+
+def require_within_action_cap(count: int) -> None:
+    """A filter action over more tasks than ``ACTION_CAP`` is refused before anything changes."""
+    if count > ACTION_CAP:
+        shown_count = f"more than {COUNT_CAP:,}" if count > COUNT_CAP else f"{count:,}"
+        raise refuse(
+            "filter",
+            f"matches {shown_count} tasks, more than the {ACTION_CAP:,} one action from a page or the API takes; "
+            "narrow the filter (e.g. by created time), or use scheduled-jobs tasks ... --all-matching on the "
+            "command line; nothing was changed",
+            409,
+        )
 
 
 # -- checking what callers send -------------------------------------------------------------------------
@@ -231,7 +255,7 @@ def task_ids(values: list[str]) -> TaskIds:
         raise too_many_ids(len(values))
     ids: list[int] = []
     for value in values:
-        if not value.isdigit() or len(value) > 19 or not 1 <= int(value) <= MAX_ID:
+        if not is_whole_number(value) or len(value) > 19 or not 1 <= int(value) <= MAX_ID:
             raise refuse("id", f"must be a whole number from 1 to {MAX_ID}, got {shown(value, 40)}")
         ids.append(int(value))
     if not ids:
@@ -250,7 +274,7 @@ def too_many_ids(count: int) -> HTTPException:
 async def read_body(chunks: AsyncIterator[bytes], declared_length: str | None) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``MAX_BODY_BYTES``."""
     too_large = refuse("body", f"is more than {MAX_BODY_BYTES} bytes; name at most {MAX_IDS} task ids", 413)
-    if declared_length is not None and declared_length.isdigit() and int(declared_length) > MAX_BODY_BYTES:
+    if declared_length is not None and is_whole_number(declared_length) and int(declared_length) > MAX_BODY_BYTES:
         raise too_large
     received = bytearray()
     async for chunk in chunks:
@@ -285,7 +309,7 @@ class ActionBody(BaseModel):
 
     ids: list[int] | None = Field(default=None, max_length=MAX_IDS)
     filter: FilterBody | None = None
-    confirm_count: int | None = Field(default=None, ge=0, le=COUNT_CAP + 1)
+    confirm_count: int | None = Field(default=None, ge=0, le=ACTION_CAP)
     reason: str | None = None
 
 

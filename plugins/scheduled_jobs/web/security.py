@@ -104,7 +104,7 @@ def csrf_token_valid(user: BaseUser, token: str | None, now: float | None = None
     if not token or len(token) > 200:
         return False
     issued_text, _, mac = token.partition(".")
-    if not issued_text.isdigit() or len(issued_text) > 12:
+    if not (issued_text.isascii() and issued_text.isdigit()) or len(issued_text) > 12:
         return False
     issued = int(issued_text)
     age = (time.time() if now is None else now) - issued

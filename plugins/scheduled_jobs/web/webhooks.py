@@ -35,7 +35,12 @@ async def read_body(chunks: AsyncIterator[bytes], declared_length: str | None, l
         f"body too large: the limit is {limit} bytes "
         "([scheduled_jobs] webhook_max_bytes); split the entities over several requests",
     )
-    if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
+    if (
+        declared_length is not None
+        and declared_length.isascii()
+        and declared_length.isdigit()
+        and int(declared_length) > limit
+    ):
         raise too_large
     received = bytearray()
     async for chunk in chunks:

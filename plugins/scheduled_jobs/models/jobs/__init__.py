@@ -12,9 +12,10 @@ from pydantic import Field, TypeAdapter, ValidationError, create_model
 from scheduled_jobs.models.jobs.base import CHECK_ERROR, CONFIGURATIONS, Guard, JobKind, Overlap, TaskSpec
 from scheduled_jobs.models.jobs.incoming import IncomingJob
 from scheduled_jobs.models.jobs.outgoing import OutgoingJob
+from scheduled_jobs.models.jobs.prune import PruneJob
 from scheduled_jobs.models.jobs.repair import RepairJob
 
-JobDefinition = Annotated[IncomingJob | OutgoingJob | RepairJob, Field(discriminator="job")]
+JobDefinition = Annotated[IncomingJob | OutgoingJob | RepairJob | PruneJob, Field(discriminator="job")]
 
 KINDS: tuple[type[JobKind], ...] = get_args(get_args(JobDefinition)[0])
 KIND_BY_TAG: dict[str, type[JobKind]] = {kind.tag(): kind for kind in KINDS}
@@ -76,6 +77,7 @@ __all__ = [
     "JobKind",
     "OutgoingJob",
     "Overlap",
+    "PruneJob",
     "RepairJob",
     "TaskSpec",
     "kind_of",

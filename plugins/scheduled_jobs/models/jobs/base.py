@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import Field, ValidationError, ValidationInfo, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from scheduled_jobs.cron import cron_errors, timezone_error
@@ -137,6 +137,7 @@ class JobKind(Named):
         except ValidationError as exc:
             errors = [_own_words(cls, error) for error in exc.errors()]
         errors.extend(_problem(key, reason, data.get(key)) for key, reason in reasons)
+        errors.extend(_foreign_value_errors(foreign, data))
         if errors:
             raise ValidationError.from_exception_data(cls.__name__, errors)
         return validated
@@ -172,6 +173,33 @@ def _keys_of_other_kinds(kind: type[JobKind], data: dict[str, Any]) -> dict[str,
     """The keys of ``data`` that ``kind`` lacks and other kinds have, with those kinds' tags."""
     owners = _other_kinds_keys(kind)
     return {key: owners[key] for key in data if key in owners}
+
+
+def _foreign_value_errors(foreign: dict[str, list[str]], data: dict[str, Any]) -> list[InitErrorDetails]:
+    """A key of another kind is still checked as that kind checks it: a file that says
+    ``stuck_after_minutes: abc`` under ``job: outgoing`` hears both that the key belongs to another kind
+    and that its value would not do there either."""
+    errors: list[InitErrorDetails] = []
+    for key, owners in foreign.items():
+        try:
+            _owners_check(owners[0], key).validate_python(data[key])
+        except ValidationError as exc:
+            errors.extend(
+                InitErrorDetails(type=e["type"], loc=(key, *e["loc"]), input=e["input"], ctx=e.get("ctx", {}))
+                for e in exc.errors()
+            )
+    return errors
+
+
+@functools.cache
+def _owners_check(tag: str, key: str) -> TypeAdapter[Any]:
+    """The check of ``key`` as the kind tagged ``tag`` declares it (once per kind and key)."""
+    from scheduled_jobs.models.jobs import KIND_BY_TAG
+
+    owner = KIND_BY_TAG[tag]
+    info = owner.model_fields[key]
+    annotation: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    return TypeAdapter(annotation, config=ConfigDict(strict=owner.model_config.get("strict", False)))
 
 
 @functools.cache
