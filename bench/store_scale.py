@@ -4,7 +4,7 @@ Method. Two fresh PostgreSQL databases, each migrated by the store itself (``Tas
 the Alembic migrations):
 
 - FULL: 1,000,000 tasks over 20 routes (about half of them older than the 30-day retention, most
-  finished; 10,000 new, 100 processing, ~15,000 failed of which half will be retried, ~10,000 skipped),
+  finished; 10,000 new, 100 processing, 15,860 failed of which half will be retried, 9,880 skipped),
   the entity rows they imply, ``created_by``/``claimed_by`` actors, and 3,000,000 task events
   (exported, export_failed, requeued, repaired, skipped) with realistic detail JSON. Bulk-loaded with
   ``COPY`` (psycopg 3), the tables' indexes dropped during the load and rebuilt from their own

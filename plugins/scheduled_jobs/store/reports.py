@@ -65,7 +65,7 @@ class FinishedCounts:
     """The finished tasks per route, kept per engine: exact when counting them is cheap, else at most
     ``REFRESH_SECONDS`` old, recounted in the background.
 
-    Finished tasks are nearly all of a store at production size (950,000 of 1,000,000 in
+    Finished tasks are nearly all of a store at production size (964,160 of 1,000,000 in
     ``bench/store_scale.py``) and their count is the one figure that needs every one of them read:
     ~200 ms, where everything else on the Tasks overview takes a few. A count that took less than
     ``CHEAP_SECONDS`` is simply taken again on the next call (small stores, tests: always exact). A
