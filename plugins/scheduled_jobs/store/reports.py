@@ -70,9 +70,9 @@ class FinishedCounts:
     ~200 ms, where everything else on the Tasks overview takes a few. A count that took less than
     ``CHEAP_SECONDS`` is simply taken again on the next call (small stores, tests: always exact). A
     dearer one is served from the last count; once that is ``REFRESH_SECONDS`` old, one background
-    thread counts again while pages keep getting the last count. A finished task changes only by being
-    deleted (prune, a user's delete), so a stale count is one that lags, never one that is wrong about
-    what needs attention: new, processing, failed and skipped are counted on every call.
+    thread counts again while pages keep getting the last count. A stale count lags the exports (which
+    add finished tasks) and prune or a user's delete (which remove them) by at most that long; what needs
+    attention (new, processing, failed, skipped) is counted on every call.
     """
 
     CHEAP_SECONDS = 0.02
