@@ -897,3 +897,31 @@ def test_settling_a_task_twice_counts_and_records_it_once(store: TaskStore) -> N
     assert [e.kind for e in task_history(store.engine, b.id) or []] == ["created", "exported"]
     (row,) = [t for t in store.list_tasks() if t["id"] == a.id]
     assert row["last_error"] == "first"
+
+
+def test_a_time_ranged_list_goes_by_that_time_and_pages_without_gap_or_overlap(store: TaskStore) -> None:
+    """With an updated range the list is newest-updated first (the (updated_at, id) index serves it); the
+    keyset cursor stays a task id."""
+    ids = store.add_entities(["r"], [(f"k{i}", {"i": i}) for i in range(12)], return_ids=True).task_ids
+    base = dt.datetime(2026, 3, 1, 12, 0)
+    # Updated in an order unlike the ids: two tasks share a time, one is outside the range.
+    moments = [base + dt.timedelta(minutes=(7 * n) % 12) for n in range(12)]
+    moments[3] = moments[4]
+    moments[11] = base - dt.timedelta(days=1)
+    with store.engine.begin() as conn:
+        for task_id, moment in zip(ids, moments, strict=True):
+            conn.execute(sa.update(tasks).where(tasks.c.id == task_id).values(updated_at=moment))
+    wanted = TaskFilter(route="r", updated_after=base)
+    seen: list[int] = []
+    before = None
+    while True:
+        page = list_tasks(store.engine, wanted, before=before, size=4)
+        seen += _ids(page.rows)
+        if page.next_before is None:
+            break
+        before = page.next_before
+    expected = [i for _, i in sorted(zip(moments[:11], ids[:11], strict=True), reverse=True)]
+    assert seen == expected
+    assert count_tasks(store.engine, wanted) == 11
+    # A cursor whose task was deleted meanwhile still ends the walk (by id, as near as it can).
+    assert list_tasks(store.engine, wanted, before=ids[-1] + 1000, size=50).rows

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, exists, false, func, select, true, update
+from sqlalchemy import and_, delete, exists, false, func, select, true, tuple_, update
 
 from scheduled_jobs.models.tasks import Actor, TaskStatus
 from scheduled_jobs.redaction import printable
@@ -205,13 +205,39 @@ def _valid_ids(ids: Sequence[int]) -> list[int]:
 # -- reading --------------------------------------------------------------------------------------
 
 
+def _time_order(filters: TaskFilter) -> Any:
+    """The time column a filter ranges over, which then orders the list; None: the list goes by id."""
+    if filters.created_after is not None or filters.created_before is not None:
+        return tasks.c.created_at
+    if filters.updated_after is not None or filters.updated_before is not None:
+        return tasks.c.updated_at
+    return None
+
+
 def list_tasks(engine: Engine, filters: TaskFilter, *, before: int | None = None, size: int = 50) -> TaskListPage:
-    """One page of tasks, newest first, older than the task ``before`` (the previous page's ``next_before``)."""
+    """One page of tasks, newest first, older than the task ``before`` (the previous page's ``next_before``).
+
+    With a created or updated range the list goes by that time, newest first (then by id), through the
+    (time, id) index: by id the database would walk back from the newest task to the range, 250-350 ms
+    at 1,000,000 tasks (``bench/store_scale.py``), against about 1 ms. ``before`` stays a task id: the
+    page goes on after that task's (time, id).
+    """
     size = max(1, min(size, 1000))
-    query = select(*LISTED).where(*_conditions(filters, engine.dialect.name)).order_by(tasks.c.id.desc())
-    query = _before(query, before).limit(size + 1)
+    query = select(*LISTED).where(*_conditions(filters, engine.dialect.name))
+    time_column = _time_order(filters)
     with engine.connect() as conn:
-        rows = [dict(row._mapping) for row in conn.execute(query)]
+        if time_column is None:
+            query = _before(query.order_by(tasks.c.id.desc()), before)
+        else:
+            query = query.order_by(time_column.desc(), tasks.c.id.desc())
+            anchor = None
+            if before is not None and 0 < before <= MAX_ID:
+                anchor = conn.execute(select(time_column).where(tasks.c.id == before)).scalar()
+            if anchor is not None:
+                query = query.where(tuple_(time_column, tasks.c.id) < tuple_(anchor, before))
+            else:  # no such task (deleted meanwhile): by id, as near as the time order allows
+                query = _before(query, before)
+        rows = [dict(row._mapping) for row in conn.execute(query.limit(size + 1))]
     more = len(rows) > size
     rows = rows[:size]
     return TaskListPage(rows, rows[-1]["id"] if more else None, size)
