@@ -13,19 +13,29 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from helpers.databases import fresh_database
 
 from scheduled_jobs.store import TaskStore
 from scheduled_jobs.store.schema import VERSION_TABLE, metadata
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> sa.Engine:
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """A store of its own: the session's PostgreSQL database also holds other tests' tables (a SQL
+    connector's ``orders``), which are not the store's to describe."""
     if request.param == "sqlite":
-        return TaskStore.from_url(f"sqlite:///{tmp_path / 'store.db'}").engine
-    return TaskStore.from_url(request.getfixturevalue("postgres_server_url")).engine
+        yield TaskStore.from_url(f"sqlite:///{tmp_path / 'store.db'}").engine
+        return
+    with fresh_database(request.getfixturevalue("postgres_server_url"), "sj_indexes") as url:
+        engine = TaskStore.from_url(url).engine
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def _indexes(engine: sa.Engine) -> dict[str, tuple[str, ...]]:
