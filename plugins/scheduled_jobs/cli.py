@@ -16,7 +16,7 @@ from scheduled_jobs.catalog import Catalog, ScheduledJob, housekeeping_warnings,
 from scheduled_jobs.cron import describe, fire_times
 from scheduled_jobs.exceptions import Problem, ScheduledJobsError, UnknownJobError
 from scheduled_jobs.models.tasks import Actor
-from scheduled_jobs.redaction import Redactor, printable
+from scheduled_jobs.redaction import Redactor, is_unicode, printable
 from scheduled_jobs.yaml_files import find_yaml_files
 
 if TYPE_CHECKING:
@@ -151,20 +151,11 @@ class NotFoundError(ScheduledJobsError):
 
 def _text(limit: int = MAX_TEXT) -> Any:
     def parse(value: str) -> str:
-        if not value or len(value) > limit or printable(value) != value or not _is_unicode(value):
+        if not value or len(value) > limit or printable(value) != value or not is_unicode(value):
             raise argparse.ArgumentTypeError(f"must be 1-{limit} printable characters of UTF-8 text")
         return value
 
     return parse
-
-
-def _is_unicode(value: str) -> bool:
-    """False for bytes a shell passed that are not UTF-8 (Python keeps them as lone surrogates)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _utc(value: str) -> dt.datetime:

@@ -83,6 +83,16 @@ def printable(text: str) -> str:
     return _CONTROL.sub(" ", text)
 
 
+def is_unicode(text: str) -> bool:
+    """False for a text holding a lone surrogate: bytes a shell passed that are not UTF-8, or ``"\\udcff"`` in
+    JSON. Valid to Python, stored by no database."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def shown(value: object, limit: int) -> str:
     """A value from remote data as a message quotes it: escaped (its repr) and at most ``limit`` characters,
     then how long it was."""

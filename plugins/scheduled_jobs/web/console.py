@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scheduled_jobs import airflow_runs
 from scheduled_jobs.models.tasks import Actor
-from scheduled_jobs.redaction import shown
+from scheduled_jobs.redaction import is_unicode, shown
 from scheduled_jobs.store import (
     STATUS_FILTERS,
     ActionResult,
@@ -125,22 +125,13 @@ def require_within_action_cap(count: int) -> None:
 # -- checking what callers send -------------------------------------------------------------------------
 
 
-def _unencodable(value: str) -> bool:
-    """Whether a text holds a lone surrogate (``"\\udcff"`` in JSON): valid to Python, stored by no database."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def text(name: str, value: str | None, limit: int) -> str | None:
     """A text parameter, or None when absent or empty; NUL (which PostgreSQL cannot hold) and length refused."""
     if value is None or value == "":
         return None
     if "\x00" in value:
         raise refuse(name, f"holds a NUL character, which no route or key can hold, got {shown(value, 40)}")
-    if _unencodable(value):
+    if not is_unicode(value):
         raise refuse(name, f"is not valid text (a lone surrogate), got {shown(value, 40)}")
     if len(value) > limit:
         raise refuse(name, f"is at most {limit} characters, got {len(value)}")
@@ -242,7 +233,7 @@ def reason_text(value: str | None) -> str:
         raise refuse("reason", "is required to skip: say why these tasks should never go")
     if "\x00" in cleaned:
         raise refuse("reason", "holds a NUL character")
-    if _unencodable(cleaned):
+    if not is_unicode(cleaned):
         raise refuse("reason", "is not valid text (a lone surrogate)")
     if len(cleaned) > REASON_MAX:
         raise refuse("reason", f"is at most {REASON_MAX} characters, got {len(cleaned)}")
