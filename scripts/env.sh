@@ -35,6 +35,21 @@ esac
 API_URL="http://$api_host:$AIRFLOW__API__PORT"
 # Workers report to the API server's execution API: it must follow the host and port.
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-$API_URL/execution/}"
+# Known noise, filtered by message, category and module, nothing else. Airflow reads plugins/.airflowignore
+# with pathspec's deprecated GitWildMatchPattern (airflow/_shared/module_loading/file_discovery.py and its copy
+# in airflow.sdk), so every process, each task's too, warned once: 111 lines in 4 minutes, one in every task log.
+# `airflow dags ...` commands warn that graphviz is missing, which only `dags show` image output needs.
+# A PYTHONWARNINGS already set (even empty) is kept as it is: Airflow shows its own DeprecationWarnings only when
+# PYTHONWARNINGS is empty (airflow/configuration.py), so `PYTHONWARNINGS= scripts/start.sh` shows every warning.
+pathspec_warning="ignore:GitWildMatchPattern ('gitwildmatch') is deprecated:DeprecationWarning"
+export PYTHONWARNINGS="${PYTHONWARNINGS-$pathspec_warning:airflow._shared.module_loading.file_discovery,\
+$pathspec_warning:airflow.sdk._shared.module_loading.file_discovery,\
+ignore:Could not import graphviz:UserWarning:airflow.cli.commands.dag_command}"
+unset pathspec_warning
+# The local standalone's Scheduled jobs page may save job definitions (new, edit, disable) into job_definitions/
+# of this working copy, where git shows each change for review. docker-compose.yaml does not set it, so there it
+# is off (the setting's default): production's definitions change through the repository only.
+export AIRFLOW__SCHEDULED_JOBS__UI_EDITING="${AIRFLOW__SCHEDULED_JOBS__UI_EDITING:-True}"
 # dag-factory (installed for the benchmark) would otherwise report telemetry from every process.
 export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY=False
 export PATH="$ROOT/.venv/bin:$PATH"

@@ -25,8 +25,10 @@ airflow_pid=$!
 tail -n +1 -F "$log" 2>/dev/null &
 tail_pid=$!
 
+stopping=""
 stop() {
   trap - INT TERM EXIT
+  stopping=yes
   echo
   echo "Stopping Airflow (process group $airflow_pid)..."
   kill -TERM -- "-$airflow_pid" 2>/dev/null || true
@@ -41,21 +43,78 @@ stop() {
 trap stop INT TERM EXIT
 
 passwords="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+login_file="$AIRFLOW_HOME/login.txt"
+log_excerpt() {
+  echo "airflow standalone exited; its last lines ($log):"
+  tail -n 30 "$log"
+}
+
+# 1. The API server answers: the URL and the login, first time.
+password=""
 for _ in $(seq 1 240); do
   if [ -s "$passwords" ] && curl -fsS "$API_URL/api/v2/monitor/health" >/dev/null 2>&1; then
     password="$(python -c 'import json,sys; print(json.load(open(sys.argv[1])).get("admin", "?"))' "$passwords")"
-    cat <<MSG
+    break
+  fi
+  kill -0 "$airflow_pid" 2>/dev/null || { kill "$tail_pid" 2>/dev/null; log_excerpt; exit 1; }
+  sleep 1
+done
+if [ -z "$password" ]; then
+  kill "$tail_pid" 2>/dev/null || true
+  echo "The API server did not answer at $API_URL within 240 s; see $log"
+  exit 1
+fi
+# Only the owner may read it: it holds the admin password (as Airflow's own passwords file beside it does).
+(umask 077 && rm -f "$login_file" && printf 'url: %s\nuser: admin\npassword: %s\n' "$API_URL" "$password" >"$login_file")
+cat <<MSG
 
 ==============================================================================
- Airflow is up:  $API_URL   login: admin / $password
- Example data:   $data/inbox/shop-orders  ->  $data/outbox/erp-orders
- The example jobs run every minute; Ctrl-C stops everything.
+ The API server is up:  $API_URL   login: admin / $password
+ Waiting for the scheduler and the first parse of the job definitions...
 ==============================================================================
 
 MSG
+
+# 2. Everything is up: the scheduler, the DAG processor and the triggerer report healthy, and the DAGs of the job
+# definitions are parsed. The log is shown until then; afterwards it only goes to the file, so that the URL and
+# the login stay the last thing on the screen instead of scrolling away under each minute's task runs.
+ready() {
+  local token
+  curl -fsS "$API_URL/api/v2/monitor/health" 2>/dev/null | python -c '
+import json, sys
+health = json.load(sys.stdin)
+sys.exit(any(health.get(part, {}).get("status") != "healthy" for part in ("scheduler", "dag_processor", "triggerer")))
+' || return 1
+  # The password goes from Airflow's file to curl's stdin: never on a command line, where ps would show it.
+  token="$(python -c 'import json,sys; print(json.dumps({"username": "admin", "password": json.load(open(sys.argv[1]))["admin"]}))' "$passwords" \
+    | curl -fsS -X POST "$API_URL/auth/token" -H "Content-Type: application/json" --data-binary @- 2>/dev/null \
+    | python -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' 2>/dev/null)" || return 1
+  printf 'Authorization: Bearer %s\n' "$token" | curl -fsS "$API_URL/api/v2/dags?limit=1" -H @- 2>/dev/null \
+    | python -c 'import json,sys; sys.exit(json.load(sys.stdin).get("total_entries", 0) < 1)'
+}
+waited=""
+for _ in $(seq 1 180); do
+  if ready; then
+    waited=yes
     break
   fi
-  kill -0 "$airflow_pid" 2>/dev/null || { echo "airflow standalone exited; see $log"; exit 1; }
+  kill -0 "$airflow_pid" 2>/dev/null || { kill "$tail_pid" 2>/dev/null; log_excerpt; exit 1; }
   sleep 1
 done
-wait "$airflow_pid"
+kill "$tail_pid" 2>/dev/null || true
+wait "$tail_pid" 2>/dev/null || true
+[ -n "$waited" ] || echo "(not every part of Airflow reported ready within 180 s: see $log)"
+cat <<MSG
+
+==============================================================================
+ Airflow is up:  $API_URL   login: admin / $password
+ (also in $login_file)
+ Example data:   $data/inbox/shop-orders  ->  $data/outbox/erp-orders
+ The example jobs run every minute. Airflow's log goes on in $log
+ (tail -f it); Airflow's command line here: scripts/airflow dags list
+ Ctrl-C stops everything.
+==============================================================================
+MSG
+wait "$airflow_pid" || true
+# Here after Ctrl-C (stop has run), or because airflow standalone ended by itself, which it never should.
+[ -n "$stopping" ] || { log_excerpt; exit 1; }

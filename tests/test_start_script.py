@@ -8,7 +8,9 @@ loopback only and the log servers on ports of their instance; then Ctrl-C must s
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -84,6 +86,100 @@ def test_a_port_that_leaves_no_room_for_the_log_servers_is_refused(port: str) ->
     assert result.stderr.startswith(f"AIRFLOW__API__PORT: '{port}' is not a port from 1 to 64821"), result.stderr
 
 
+def test_local_standalone_lets_the_ui_save_job_definitions_unless_told_otherwise() -> None:
+    assert exported()["AIRFLOW__SCHEDULED_JOBS__UI_EDITING"] == "True"
+    assert exported(AIRFLOW__SCHEDULED_JOBS__UI_EDITING="False")["AIRFLOW__SCHEDULED_JOBS__UI_EDITING"] == "False"
+
+
+PATHSPEC_WARNING = "GitWildMatchPattern ('gitwildmatch') is deprecated"
+
+
+def _plugins_scan(env: dict[str, str]) -> str:
+    """The output of Airflow's own scan of plugins/ (which reads plugins/.airflowignore), under ``env``."""
+    script = "from airflow import plugins_manager; plugins_manager._get_plugins()"
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout + result.stderr  # Airflow logs warnings to stdout
+
+
+def test_the_pathspec_deprecation_is_filtered_by_message_category_and_module_only(tmp_path: Path) -> None:
+    env = exported(AIRFLOW_HOME=str(tmp_path / "home"))
+    filters = env["PYTHONWARNINGS"].split(",")
+    assert filters == [
+        f"ignore:{PATHSPEC_WARNING}:DeprecationWarning:airflow._shared.module_loading.file_discovery",
+        f"ignore:{PATHSPEC_WARNING}:DeprecationWarning:airflow.sdk._shared.module_loading.file_discovery",
+        "ignore:Could not import graphviz:UserWarning:airflow.cli.commands.dag_command",
+    ]
+    assert _plugins_scan(env).count(PATHSPEC_WARNING) == 0
+    # The control: without the filter the same scan warns, so the check above can fail.
+    assert _plugins_scan({**env, "PYTHONWARNINGS": ""}).count(PATHSPEC_WARNING) == 1
+
+
+def test_a_pythonwarnings_of_ones_own_is_kept_even_empty() -> None:
+    assert exported(PYTHONWARNINGS="error")["PYTHONWARNINGS"] == "error"
+    assert exported(PYTHONWARNINGS="")["PYTHONWARNINGS"] == ""
+
+
+def _throwaway_checkout(base: Path) -> Path:
+    """A checkout whose scripts are this one's, with this .venv, dags and plugins: its .airflow is its own."""
+    checkout = base / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    for script in ("env.sh", "airflow"):
+        shutil.copy2(ROOT / "scripts" / script, checkout / "scripts" / script)
+    for name in (".venv", "dags", "plugins"):
+        (checkout / name).symlink_to(ROOT / name)
+    return checkout
+
+
+def _new_shell(base: Path) -> dict[str, str]:
+    """The environment of a new login shell: no AIRFLOW_HOME, no venv activated."""
+    home = base / "user-home"
+    home.mkdir(exist_ok=True)
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
+
+
+def test_scripts_airflow_without_a_venv_says_what_to_run(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy2(ROOT / "scripts" / "airflow", checkout / "scripts" / "airflow")
+    result = subprocess.run(
+        [str(checkout / "scripts" / "airflow"), "version"], env=_new_shell(tmp_path), capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"scripts/airflow: {checkout}/.venv has no Airflow yet: run scripts/start.sh (or scripts/install.sh) first\n"
+    )
+
+
+@pytest.mark.e2e
+def test_scripts_airflow_in_a_new_shell_uses_the_checkouts_airflow_home(tmp_path: Path) -> None:
+    """README's `scripts/airflow ...` commands, in a shell that never sourced anything: .airflow, not ~/airflow."""
+    checkout = _throwaway_checkout(tmp_path)
+    env = _new_shell(tmp_path)
+
+    def airflow(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(checkout / "scripts" / "airflow"), *args], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, (args, result.stdout[-2000:], result.stderr[-2000:])
+        output = result.stdout + result.stderr
+        assert "migrat" not in output or args[0] == "db", (args, output[-2000:])
+        assert "graphviz" not in output and PATHSPEC_WARNING not in output, output[-2000:]
+        return result
+
+    airflow("db", "migrate")  # what scripts/start.sh's `airflow standalone` does first
+    airflow("connections", "add", "shop_api", "--conn-uri", "https://user:pass@shop.example.com")
+    got = json.loads(airflow("connections", "get", "shop_api", "-o", "json").stdout)
+    assert [(c["conn_id"], c["host"], c["login"]) for c in got] == [("shop_api", "shop.example.com", "user")]
+    airflow("dags", "reserialize")  # what the DAG processor of scripts/start.sh does
+    dags = {dag["dag_id"] for dag in json.loads(airflow("dags", "list", "-o", "json").stdout)}
+    assert {"shop-orders-incoming", "orders-to-erp-export", "repair-stuck-tasks"} <= dags, dags
+    assert (checkout / ".airflow" / "airflow.db").is_file()
+    assert not (tmp_path / "user-home" / "airflow").exists(), "a new shell's airflow used ~/airflow"
+
+
 def listening(processes: list[psutil.Process]) -> dict[int, set[str]]:
     """Port -> the addresses the given processes listen on it."""
     found: dict[int, set[str]] = {}
@@ -95,11 +191,24 @@ def listening(processes: list[psutil.Process]) -> dict[int, set[str]]:
     return found
 
 
+def wait_for_final_banner(out: Path, process: subprocess.Popen[bytes], timeout: float = 120) -> str:
+    """start.sh's output once its last banner is printed (it follows the first parse of the job definitions)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = out.read_text()
+        if " Ctrl-C stops everything.\n" + "=" * 78 + "\n" in text:
+            return text
+        assert process.poll() is None, text[-3000:]
+        time.sleep(0.5)
+    raise AssertionError("no final banner:\n" + out.read_text()[-3000:])
+
+
 @pytest.mark.e2e
 def test_start_moves_example_data_within_two_minutes_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     home = tmp_path / "home"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW"))}
+    env.pop("PYTHONWARNINGS", None)  # the filter of scripts/env.sh, as a new shell gets it
     env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(port), "PYTHONUNBUFFERED": "1"})
     log = (tmp_path / "start.out").open("w")
     started = time.monotonic()
@@ -119,14 +228,31 @@ def test_start_moves_example_data_within_two_minutes_and_ctrl_c_stops_everything
             f"after {elapsed:.0f}s: {written}\n" + (home / "standalone.log").read_text()[-3000:]
         )
         print(f"example data moved {elapsed:.0f}s after the start command")
-        banner = (tmp_path / "start.out").read_text()
-        assert "login: admin / " in banner
+        screen = wait_for_final_banner(tmp_path / "start.out", process)
+        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        login = home / "login.txt"
+        assert login.stat().st_mode & 0o777 == 0o600
+        assert login.read_text() == f"url: http://127.0.0.1:{port}\nuser: admin\npassword: {password}\n"
+        # Once when the API server answers, again once everything is up: then the log goes to the file only,
+        # so the URL and the login stay the last thing on the screen, below the start-up noise.
+        first = screen.index(f"The API server is up:  http://127.0.0.1:{port}   login: admin / {password}")
+        final = screen.index(f"Airflow is up:  http://127.0.0.1:{port}   login: admin / {password}")
+        assert first < final
+        assert f"(also in {login})" in screen[final:]
+        task_logs = list((home / "logs").glob("dag_id=*/run_id=*/task_id=*/attempt=*.log"))
+        assert task_logs, "no task ran"
+        noisy = [p for p in [home / "standalone.log", *task_logs] if "GitWildMatchPattern" in p.read_text()]
+        assert noisy == [], noisy
         descendants = psutil.Process(process.pid).children(recursive=True)
         assert any("standalone" in " ".join(p.cmdline()) for p in descendants)
         listeners = listening(descendants)
         assert listeners.get(port) == {"127.0.0.1"}, listeners  # not 0.0.0.0: this machine only
         # The worker's and the triggerer's log servers on ports of this instance, not 8793 and 8794.
         assert {port + 713, port + 714} <= set(listeners), listeners
+        # Tasks ran meanwhile (the example data moved), yet nothing came after the banner on the screen.
+        screen = (tmp_path / "start.out").read_text()
+        after = screen[screen.index("Airflow is up:") :].split("=" * 78 + "\n", 1)[1]
+        assert after.strip() == "", f"output after the banner: {after[:2000]}"
     finally:
         everything = psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
