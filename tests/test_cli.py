@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,116 @@ def test_preview_of_an_unknown_job_is_a_clear_error(project: Path) -> None:
     result = run("preview", "nope")
     assert result.returncode == 1
     assert result.stderr.startswith("error: nope: no valid scheduled job has this identifier or path (known: ")
+
+
+def _write_invalid_jobs(folder: Path) -> None:
+    """Three invalid definitions: two mistakes in one file, a route that does not exist, YAML that does not parse."""
+    (folder / "bad-one.yaml").write_text(
+        "name: Bad one\njob: outgoing\nroute: orders-to-erp\nexpression: '61 * * * *'\ntimezone: Mars/Olympus\n",
+        encoding="utf-8",
+    )
+    (folder / "other.yaml").write_text(
+        "name: Bad two\nidentifier: b2\njob: outgoing\nroute: nope\nexpression: '* * * * *'\n", encoding="utf-8"
+    )
+    (folder / "broken.yaml").write_text("name: [Broken\n", encoding="utf-8")
+
+
+BAD_ONE = [
+    "job_definitions/bad-one.yaml: expression: minute: 61 is out of range 0-59",
+    "job_definitions/bad-one.yaml: timezone: 'Mars/Olympus' is not an IANA time zone name "
+    "(e.g. 'Europe/Amsterdam', 'UTC')",
+]
+
+
+@pytest.mark.parametrize(
+    ("asked", "problems"),
+    [
+        ("bad-one", BAD_ONE),  # the identifier made from its name
+        (
+            "b2",  # its explicit identifier, in a file named otherwise
+            [
+                "job_definitions/other.yaml: route: no route has identifier 'nope' (known: orders-to-erp, products-to-webshop)"
+            ],
+        ),
+        ("broken", ["job_definitions/broken.yaml: (file): is not valid YAML at line 2, column 1: "]),
+    ],
+)
+def test_preview_of_an_invalid_job_prints_its_files_problems(project: Path, asked: str, problems: list[str]) -> None:
+    _write_invalid_jobs(project / "job_definitions")
+    result = run("preview", asked, cwd=project)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == len(problems) + 1, result.stderr
+    for line, expected in zip(lines, problems, strict=False):
+        assert line.startswith(expected), (line, expected)
+    count = len(problems)
+    assert lines[-1] == f"error: {asked}: not a valid scheduled job: {count} problem{'s' if count != 1 else ''} above"
+    assert "no valid scheduled job has this identifier" not in result.stderr
+
+
+def test_preview_of_an_invalid_file_by_its_path_prints_all_its_problems(project: Path) -> None:
+    _write_invalid_jobs(project / "job_definitions")
+    relative = run("preview", "job_definitions/bad-one.yaml", cwd=project)
+    assert relative.returncode == 1
+    assert relative.stderr.splitlines() == [
+        *BAD_ONE,
+        "error: job_definitions/bad-one.yaml: not a valid scheduled job: 2 problems above",
+    ]
+    # A file outside the definitions folder is checked as it is, against the folder's jobs.
+    outside = project / "elsewhere.yaml"
+    outside.write_text("name: Outside\njob: incoming\nexpression: '* * * * *'\n", encoding="utf-8")
+    result = run("preview", str(outside), cwd=project)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "elsewhere.yaml: incoming_configuration: is required with job: incoming",
+        f"error: {outside}: not a valid scheduled job: 1 problem above",
+    ]
+
+
+def test_preview_of_a_definition_file_that_does_not_exist(project: Path) -> None:
+    result = run("preview", "job_definitions/nope.yaml", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr == "error: job_definitions/nope.yaml: (file): does not exist\n"
+
+
+def _command_paths() -> list[list[str]]:
+    """Every command and subcommand of scheduled-jobs, as argv prefixes: [], [validate], [tasks, list], ..."""
+    import argparse
+
+    from scheduled_jobs.cli import build_parser
+
+    found: list[list[str]] = []
+
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> None:
+        found.append(prefix)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, [*prefix, name])
+
+    walk(build_parser(), [])
+    return found
+
+
+RST_MARKUP = re.compile(r"``|`[^`\n]+`_|:(?:class|func|meth|mod|attr|ref|doc|data|exc|obj|term):`|^\s*\.\. \w+::", re.M)
+
+
+def test_every_help_is_plain_text_without_rst_markup(project: Path) -> None:
+    paths = _command_paths()
+    assert len(paths) == 9, paths  # scheduled-jobs; validate, preview, tasks; tasks list, show, retry, skip, delete
+    for path in paths:
+        result = run(*path, "--help")
+        assert result.returncode == 0, (path, result.stderr)
+        assert result.stdout.startswith(f"usage: scheduled-jobs {' '.join(path)}".rstrip()), path
+        markup = RST_MARKUP.findall(result.stdout)
+        assert not markup, (path, markup, result.stdout)
+        assert "`" not in result.stdout, (path, result.stdout)
+
+
+def test_the_rst_check_finds_markup() -> None:
+    for text in ("The ``scheduled-jobs`` command", "see :class:`Catalog`", ".. note:: x", "`Airflow`_ docs"):
+        assert RST_MARKUP.search(text), text
 
 
 def _timetable_times(dag: object, after: dt.datetime, count: int) -> list[dt.datetime]:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scheduled_jobs import settings
-from scheduled_jobs.catalog import Catalog, ScheduledJob, housekeeping_warnings, load_catalog
+from scheduled_jobs.catalog import Catalog, ScheduledJob, find_job_file, housekeeping_warnings, load_catalog
 from scheduled_jobs.cron import describe, fire_times
-from scheduled_jobs.exceptions import Problem, ScheduledJobsError, UnknownJobError
+from scheduled_jobs.exceptions import InvalidDefinitionsError, Problem, ScheduledJobsError, UnknownJobError
 from scheduled_jobs.models.tasks import Actor
 from scheduled_jobs.redaction import Redactor, is_unicode, printable
 from scheduled_jobs.yaml_files import find_yaml_files
@@ -73,16 +73,34 @@ def validate(paths: list[str]) -> int:
     return 0
 
 
-def _find_job(catalog: Catalog, identifier_or_path: str) -> ScheduledJob:
+class InvalidJobError(InvalidDefinitionsError):
+    """The job asked for has a definition, but it is invalid: its problems say why."""
+
+    def __init__(self, asked: str, problems: list[Problem]) -> None:
+        super().__init__(problems)
+        count = len(problems)
+        self.summary = f"{asked}: not a valid scheduled job: {count} problem{'s' if count != 1 else ''} above"
+
+
+def _find_job(catalog: Catalog, identifier_or_path: str, folder: Path) -> ScheduledJob:
+    """The valid job of an identifier or a definition file; else why not: the file's problems, or what is known."""
     if identifier_or_path in catalog.jobs:
         return catalog.jobs[identifier_or_path]
-    wanted = Path(identifier_or_path).resolve()
+    path = Path(identifier_or_path)
+    wanted = path.resolve()
     for job in catalog.jobs.values():
         if job.path.resolve() == wanted:
             return job
-    problems = [p for p in catalog.problems if Path(p.path).resolve() == wanted]
+    if not path.is_file():
+        # An identifier of an invalid definition: the catalog keeps no job for it, its file still has problems.
+        found = find_job_file(identifier_or_path, folder) if identifier_or_path.strip() else None
+        if found is not None:
+            wanted = found.resolve()
+        elif path.suffix in (".yaml", ".yml"):
+            raise UnknownJobError(str(Problem(identifier_or_path, "(file)", "does not exist")))
+    problems = [_shown(p) for p in catalog.problems if Path(p.path).resolve() == wanted]
     if problems:
-        raise UnknownJobError("\n".join(str(_shown(p)) for p in problems))
+        raise InvalidJobError(identifier_or_path, problems)
     known = ", ".join(sorted(catalog.jobs)) or "none"
     raise UnknownJobError(f"{identifier_or_path}: no valid scheduled job has this identifier or path (known: {known})")
 
@@ -92,7 +110,7 @@ def preview(identifier_or_path: str, count: int, start: dt.datetime | None) -> i
     folder = settings.definitions_folder()
     extra = [path.absolute()] if path.suffix in (".yaml", ".yml") and path.is_file() else []
     catalog = load_catalog(folder, files=sorted({*find_yaml_files(folder), *extra}))
-    job = _find_job(catalog, identifier_or_path)
+    job = _find_job(catalog, identifier_or_path, folder)
     d = job.definition
     after = start or dt.datetime.now(dt.UTC)
     print(f"{d.name} ({job.identifier})")
@@ -502,17 +520,37 @@ def _tasks_parser(commands: Any) -> None:
         action.add_argument("--as", dest="as_user", type=_text(100), metavar="NAME", help="who you are (default $USER)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scheduled-jobs", description=__doc__)
+DESCRIPTION = """Scheduled jobs on the command line: validate the job definitions and configurations, preview a
+job's next fire times, and find tasks in the task store and retry, skip or delete them."""
+"""Plain text, as every --help here: a terminal shows reStructuredText markup as it is."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scheduled-jobs", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("validate", help="validate job definitions and configurations")
+    check = commands.add_parser(
+        "validate",
+        help="validate job definitions and configurations",
+        description="Validate job definitions and configurations: one line per problem (path: key: reason) and "
+        "exit code 1, or exit code 0 when all is valid. Given paths, their definitions are reported, still "
+        "checked against every other job for duplicate identifiers.",
+    )
     check.add_argument("paths", nargs="*", metavar="PATH", help="definition files or folders (default: all)")
-    show = commands.add_parser("preview", help="describe a job's cron and list its next fire times")
-    show.add_argument("job", metavar="IDENTIFIER_OR_PATH")
+    show = commands.add_parser(
+        "preview",
+        help="describe a job's cron and list its next fire times",
+        description="Describe a job's expression and list its next fire times in the job's timezone, as the "
+        "scheduler computes them. A job whose definition has problems: its problems, and exit code 1.",
+    )
+    show.add_argument("job", metavar="IDENTIFIER_OR_PATH", help="the job's identifier, or its definition file")
     show.add_argument("--count", type=_positive, default=5, help="how many fire times (default 5)")
     show.add_argument("--from", dest="start", type=_aware, default=None, help="start after this ISO time (default now)")
     _tasks_parser(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "validate":
             return validate(args.paths)
@@ -522,6 +560,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"scheduled-jobs: error: {exc}", file=sys.stderr)
         return 2
+    except InvalidJobError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"error: {exc.summary}", file=sys.stderr)
+        return 1
     except ScheduledJobsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
