@@ -8,12 +8,16 @@ prevention: they do not run through the guard.
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from scheduled_jobs import jsondata
+from scheduled_jobs.connectors.base import dig
 from scheduled_jobs.exceptions import WebhookRefusedError
 from scheduled_jobs.ingesting import keyed_records
+from scheduled_jobs.models.connectors import FileSubscriberSettings, HttpSubscriberSettings
 from scheduled_jobs.models.tasks import Actor
 from scheduled_jobs.web.responses import WebhookReceipt
 from scheduled_jobs.web.security import webhook_secret_matches
@@ -50,10 +54,18 @@ async def read_body(chunks: AsyncIterator[bytes], declared_length: str | None, l
     return bytes(received)
 
 
-def parse_entities(body: bytes, max_records: int) -> list[dict[str, Any]]:
-    """One JSON object or a list of at most ``max_records`` objects; 400 or 413 with the reason otherwise.
+def parse_entities(body: bytes, max_records: int, shape: RecordsShape | None = None) -> list[dict[str, Any]]:
+    """The entities of a body; 400 or 413 with the reason otherwise.
 
-    The cap is checked while the list is read: the records past it are never built.
+    Accepted: one JSON object (one entity) or a list of at most ``max_records`` objects; and, where the
+    incoming configuration reads its records at a ``records_path`` (``shape``), the documents its
+    subscriber reads, e.g. ``{"orders": [...]}``: an object in which that path leads to a list of
+    objects or to one object, read as the files connector reads a file. An object in which the path leads
+    nowhere is one entity, as without a path, if it has the entity key; else it is refused, naming both.
+
+    The cap of a top-level list is checked while the list is read: the records past it are never built.
+    A list at the path is counted once parsed, like everything in an object body, which
+    ``webhook_max_bytes`` bounds.
     """
     if not body.strip():
         raise WebhookRefusedError(
@@ -65,6 +77,10 @@ def parse_entities(body: bytes, max_records: int) -> list[dict[str, Any]]:
         raise too_many_records(exc.limit) from None
     except ValueError as exc:
         raise WebhookRefusedError(400, f"body refused: {exc}; nothing was stored") from exc
+    if isinstance(data, dict) and shape is not None:
+        at_path = shape.records_in(data, max_records)
+        if at_path is not None:
+            return at_path
     entities = data if isinstance(data, list) else [data]
     for index, entity in enumerate(entities):
         if not isinstance(entity, dict):
@@ -73,6 +89,58 @@ def parse_entities(body: bytes, max_records: int) -> list[dict[str, Any]]:
                 400, f"{where} is a JSON {type(entity).__name__}; each entity must be a JSON object; nothing was stored"
             )
     return entities
+
+
+@dataclass(frozen=True)
+class RecordsShape:
+    """Where the records of an incoming configuration's documents are: its subscriber's ``records_path``."""
+
+    incoming: str
+    records_path: str
+    entity_key: str
+
+    @classmethod
+    def of(cls, incoming: Loaded[IncomingConfiguration]) -> RecordsShape | None:
+        """Its shape where its subscriber (files' JSON, HTTP pages) reads records at a path; else None."""
+        subscriber = incoming.model.subscriber
+        if isinstance(subscriber, FileSubscriberSettings | HttpSubscriberSettings) and subscriber.records_path:
+            return cls(incoming.identifier, subscriber.records_path, incoming.model.entity_key)
+        return None
+
+    def example(self) -> str:
+        """The shape of a document, e.g. ``{"data": {"orders": [...]}}`` for ``data.orders``."""
+        shown = "[...]"
+        for part in reversed(self.records_path.split(".")):
+            shown = f"{{{json.dumps(part)}: {shown}}}"
+        return shown
+
+    def records_in(self, document: dict[str, Any], max_records: int) -> list[dict[str, Any]] | None:
+        """The records at the path (a list, or one object); None for an entity without the path; else 400/413."""
+        try:
+            found = dig(document, self.records_path)  # the files and HTTP connectors' own reading of the path
+        except KeyError:
+            try:
+                dig(document, self.entity_key)
+            except KeyError:
+                raise WebhookRefusedError(
+                    400,
+                    f"the body has no {self.records_path!r} (the records_path of incoming configuration "
+                    f"{self.incoming!r}) and no entity key {self.entity_key!r}: send {self.example()} as its "
+                    "documents hold, one entity, or a list of entities; nothing was stored",
+                ) from None
+            return None  # one entity, as without a records_path
+        records = found if isinstance(found, list) else [found]
+        if len(records) > max_records:
+            raise too_many_records(max_records)
+        for index, record in enumerate(records):
+            if not isinstance(record, dict):
+                where = f"item {index} of {self.records_path!r}" if isinstance(found, list) else repr(self.records_path)
+                raise WebhookRefusedError(
+                    400,
+                    f"{where} (the records_path) is a JSON {type(record).__name__}; each entity must be a JSON "
+                    "object; nothing was stored",
+                )
+        return records
 
 
 def too_many_records(limit: int) -> WebhookRefusedError:
@@ -122,7 +190,7 @@ def receive(
 ) -> WebhookReceipt:
     """Store the body's entities as "new" tasks on every route of the incoming configuration;
     ``created_by``: who pushed them (``webhook_actor``)."""
-    entities = parse_entities(body, max_records)
+    entities = parse_entities(body, max_records, RecordsShape.of(incoming))
     found = configurations.routes_of_incoming(incoming.identifier)
     routes = [route.identifier for route in found]
     if not routes:
