@@ -126,7 +126,7 @@ def _throwaway_checkout(base: Path) -> Path:
     """A checkout whose scripts are this one's, with this .venv, dags and plugins: its .airflow is its own."""
     checkout = base / "checkout"
     (checkout / "scripts").mkdir(parents=True)
-    for script in ("env.sh", "airflow"):
+    for script in ("env.sh", "airflow", "scheduled-jobs"):
         shutil.copy2(ROOT / "scripts" / script, checkout / "scripts" / script)
     for name in (".venv", "dags", "plugins"):
         (checkout / name).symlink_to(ROOT / name)
@@ -140,16 +140,17 @@ def _new_shell(base: Path) -> dict[str, str]:
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
 
 
-def test_scripts_airflow_without_a_venv_says_what_to_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("script", "what"), [("airflow", "Airflow"), ("scheduled-jobs", "scheduled-jobs")])
+def test_a_wrapper_without_a_venv_says_what_to_run(tmp_path: Path, script: str, what: str) -> None:
     checkout = tmp_path / "checkout"
     (checkout / "scripts").mkdir(parents=True)
-    shutil.copy2(ROOT / "scripts" / "airflow", checkout / "scripts" / "airflow")
+    shutil.copy2(ROOT / "scripts" / script, checkout / "scripts" / script)
     result = subprocess.run(
-        [str(checkout / "scripts" / "airflow"), "version"], env=_new_shell(tmp_path), capture_output=True, text=True
+        [str(checkout / "scripts" / script), "--help"], env=_new_shell(tmp_path), capture_output=True, text=True
     )
     assert result.returncode == 1
     assert result.stderr == (
-        f"scripts/airflow: {checkout}/.venv has no Airflow yet: run scripts/start.sh (or scripts/install.sh) first\n"
+        f"scripts/{script}: {checkout}/.venv has no {what} yet: run scripts/start.sh (or scripts/install.sh) first\n"
     )
 
 
@@ -176,8 +177,14 @@ def test_scripts_airflow_in_a_new_shell_uses_the_checkouts_airflow_home(tmp_path
     airflow("dags", "reserialize")  # what the DAG processor of scripts/start.sh does
     dags = {dag["dag_id"] for dag in json.loads(airflow("dags", "list", "-o", "json").stdout)}
     assert {"shop-orders-incoming", "orders-to-erp-export", "repair-stuck-tasks"} <= dags, dags
+    # scheduled-jobs the same way: its tasks commands reach the store of .airflow.
+    tasks = subprocess.run(
+        [str(checkout / "scripts" / "scheduled-jobs"), "tasks", "list"], env=env, capture_output=True, text=True
+    )
+    assert (tasks.returncode, tasks.stdout) == (0, "no tasks\n"), tasks.stderr[-2000:]
     assert (checkout / ".airflow" / "airflow.db").is_file()
-    assert not (tmp_path / "user-home" / "airflow").exists(), "a new shell's airflow used ~/airflow"
+    assert (checkout / ".airflow" / "scheduled_jobs_store.db").is_file()
+    assert not (tmp_path / "user-home" / "airflow").exists(), "a new shell's command used ~/airflow"
 
 
 def listening(processes: list[psutil.Process]) -> dict[int, set[str]]:
