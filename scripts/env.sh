@@ -37,10 +37,11 @@ API_URL="http://$api_host:$AIRFLOW__API__PORT"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-$API_URL/execution/}"
 # Known noise, filtered by message, category and module, nothing else. Airflow reads plugins/.airflowignore
 # with pathspec's deprecated GitWildMatchPattern (airflow/_shared/module_loading/file_discovery.py and its copy
-# in airflow.sdk), so every process, each task's too, warned once: 111 lines in 4 minutes, one in every task log.
+# in airflow.sdk), so every process, each task's too, warned once: 33 lines in 4½ minutes, one in 29 of 31 task logs.
 # `airflow dags ...` commands warn that graphviz is missing, which only `dags show` image output needs.
-# A PYTHONWARNINGS already set (even empty) is kept as it is: Airflow shows its own DeprecationWarnings only when
-# PYTHONWARNINGS is empty (airflow/configuration.py), so `PYTHONWARNINGS= scripts/start.sh` shows every warning.
+# A PYTHONWARNINGS already set (even empty) is kept as it is. The price of any filter: Airflow turns on its own
+# DeprecationWarnings only while PYTHONWARNINGS is empty (airflow/configuration.py); with one they follow Python's
+# default, hidden (none but this one showed at start-up). `PYTHONWARNINGS= scripts/start.sh` shows every warning.
 pathspec_warning="ignore:GitWildMatchPattern ('gitwildmatch') is deprecated:DeprecationWarning"
 export PYTHONWARNINGS="${PYTHONWARNINGS-$pathspec_warning:airflow._shared.module_loading.file_discovery,\
 $pathspec_warning:airflow.sdk._shared.module_loading.file_discovery,\
