@@ -25,10 +25,8 @@ airflow_pid=$!
 tail -n +1 -F "$log" 2>/dev/null &
 tail_pid=$!
 
-stopping=""
 stop() {
   trap - INT TERM EXIT
-  stopping=yes
   echo
   echo "Stopping Airflow (process group $airflow_pid)..."
   kill -TERM -- "-$airflow_pid" 2>/dev/null || true
@@ -40,7 +38,10 @@ stop() {
   kill "$tail_pid" 2>/dev/null || true
   echo "Stopped."
 }
-trap stop INT TERM EXIT
+# Ctrl-C ends the script there and then, wherever it is waiting (it goes on with nothing after stopping).
+trap 'stop; exit 130' INT
+trap 'stop; exit 143' TERM
+trap stop EXIT
 
 passwords="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 login_file="$AIRFLOW_HOME/login.txt"
@@ -116,5 +117,6 @@ cat <<MSG
 ==============================================================================
 MSG
 wait "$airflow_pid" || true
-# Here after Ctrl-C (stop has run), or because airflow standalone ended by itself, which it never should.
-[ -n "$stopping" ] || { log_excerpt; exit 1; }
+# Only when airflow standalone ended by itself, which it never should: Ctrl-C exits in its trap.
+log_excerpt
+exit 1
