@@ -184,16 +184,23 @@ async def new_job_save(request: Request) -> HTMLResponse:
     def work() -> tuple[int, dict[str, Any]]:
         draft, _values = authoring.new_draft(form)
         shown = {k: v for k, v in form.items() if k in authoring.FIELDS}
+        # An identifier left empty is made from the name: shown as made, and still following the name.
+        shown["identifier"] = form.get("identifier") or draft.identifier or ""
+        auto = not form.get("identifier")
         refused = authoring.saving_refused()
         if not draft.valid or refused or form.get("do") == "preview":
             status = 422 if not draft.valid else 200
-            return status, _context(shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft)
+            return status, _context(
+                shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft, identifier_auto=auto
+            )
         assert draft.identifier is not None
         try:
             saved = authoring.create(draft.identifier, draft.text)
         except authoring.AuthoringError as refusal:
             draft.problems.add(refusal.key, refusal.reason)
-            return 409, _context(shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft)
+            return 409, _context(
+                shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft, identifier_auto=auto
+            )
         audit = _audit(
             "create",
             user,
