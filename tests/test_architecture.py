@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("models", ("models",)),
-    ("catalog", ("catalog",)),
+    ("catalog", ("catalog", "authoring")),
     ("store", ("store",)),
     ("connectors", ("connectors",)),
     ("loops", ("ingesting", "exporting")),

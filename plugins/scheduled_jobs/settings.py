@@ -98,6 +98,15 @@ def max_attempts() -> int:
     return _get_int("max_attempts", DEFAULT_MAX_ATTEMPTS)
 
 
+def ui_editing() -> bool:
+    """Whether the pages may save job definitions (``[scheduled_jobs] ui_editing``; off by default).
+
+    Off, the form still validates and shows the YAML to copy or download: definitions come from the repository.
+    """
+    raw = (_get("ui_editing") or "false").strip().lower()
+    return raw in ("true", "1", "yes", "on")
+
+
 def prevent_duplicates() -> bool:
     """The seed's switch: ``AIRFLOW__SCHEDULED_JOBS__PREVENT_DUPLICATES=false`` turns the guard off."""
     raw = (_get("prevent_duplicates") or "true").strip().lower()

@@ -32,6 +32,7 @@ from scheduled_jobs.store import (
     skipped_page,
     stuck_tasks,
 )
+from scheduled_jobs.web import authoring as authoring_pages
 from scheduled_jobs.web import console, overview
 from scheduled_jobs.web.errors import parameter_errors
 from scheduled_jobs.web.handoff import hand_over
@@ -585,6 +586,7 @@ def create_app() -> FastAPI:
         openapi_url=None,
     )
     app.include_router(pages)
+    authoring_pages.install(app, _environment)  # "+ New scheduled job", edit, disable/enable
     app.include_router(page_actions)
     app.include_router(api)
     app.include_router(actions)

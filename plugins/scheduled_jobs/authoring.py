@@ -1,0 +1,583 @@
+"""Writing job definitions from the UI: a form's values -> YAML, checked and saved the way the repository keeps them.
+
+YAML stays the source of truth. A new job becomes ``<identifier>.yaml`` in the definitions folder; an edit
+changes only the keys whose values changed, through ruamel.yaml's round trip, so the file's comments and
+key order stay. Every draft is validated by the catalog's own pipeline (``load_catalog``, what
+``scheduled-jobs validate`` runs) on a copy written to a temporary folder, and must read back through the
+project's YAML reader to exactly the values the form held: a name or description can never smuggle a key in.
+
+Writes are atomic (a hidden temporary file in the same folder, fsync, then a rename) and go through
+descriptors of the folder opened without following symbolic links: a new file is linked in place only if
+nothing has that name (never replacing), an edit replaces the file only while its bytes still hash to the
+version the form was loaded from (a conflict otherwise). No web imports: the pages and their rights and
+audit live in ``web/authoring.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
+import os
+import re
+import secrets
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
+
+from scheduled_jobs import settings
+from scheduled_jobs.catalog import MAX_IDENTIFIER_LENGTH, current_configurations, load_catalog
+from scheduled_jobs.exceptions import ScheduledJobsError
+from scheduled_jobs.identifiers import IDENTIFIER_PATTERN, identifier_from_name
+from scheduled_jobs.models.jobs import KIND_BY_TAG, JobKind
+from scheduled_jobs.redaction import is_unicode
+from scheduled_jobs.yaml_files import FILE_KEY, Limits, find_yaml_files, load_mapping
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    from scheduled_jobs.exceptions import Problem
+
+# -- the form's fields --------------------------------------------------------------------------------
+
+COMMON_FIELDS = ("name", "identifier", "description", "disabled", "job", "expression", "timezone", "priority")
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "incoming": ("incoming_configuration", "overlap"),
+    "outgoing": ("route", "tasks_to_export", "overlap"),
+    "repair_stuck_tasks": ("stuck_after_minutes", "max_attempts"),
+    "prune_tasks": ("retention_days", "batch_size"),
+}
+"""Each kind's own keys, as the form asks for them (tests check this covers every kind's model)."""
+ORDER = (
+    "name",
+    "identifier",
+    "description",
+    "disabled",
+    "job",
+    "incoming_configuration",
+    "route",
+    "tasks_to_export",
+    "stuck_after_minutes",
+    "max_attempts",
+    "retention_days",
+    "batch_size",
+    "expression",
+    "timezone",
+    "priority",
+    "overlap",
+)
+"""Every key the form writes, in the order a new file lists them (the examples' order)."""
+FIELDS = frozenset(ORDER)
+INTEGER_FIELDS = frozenset(
+    {"priority", "tasks_to_export", "stuck_after_minutes", "max_attempts", "retention_days", "batch_size"}
+)
+MULTILINE_FIELDS = frozenset({"description"})
+LIMITS = {"name": 200, "description": 2000, "expression": 200, "timezone": 64}
+"""The longest value of each text field, in characters; any other text field holds an identifier."""
+TEXT_LIMIT = MAX_IDENTIFIER_LENGTH
+NUMBER_DIGITS = 12
+GENERAL = "(form)"
+"""Where a problem that belongs to no one field is shown: above the form."""
+
+
+def fields_of(kind: str) -> tuple[str, ...]:
+    """The keys a job of ``kind`` has in the form; an unknown kind has the common ones only."""
+    return COMMON_FIELDS + KIND_FIELDS.get(kind, ())
+
+
+def _default(kind: str, key: str) -> Any:
+    """The model's default of ``key`` for ``kind`` (what an absent key means); ``None`` when it has none."""
+    model: type[JobKind] | None = KIND_BY_TAG.get(kind)
+    info = model.model_fields.get(key) if model is not None else JobKind.model_fields.get(key)
+    if info is None or info.is_required():
+        return None
+    return info.default
+
+
+class Problems(dict[str, list[str]]):
+    """Reasons by form field (``GENERAL`` for the form as a whole)."""
+
+    def add(self, key: str, reason: str) -> None:
+        self.setdefault(key, []).append(reason)
+
+
+# -- a form's values ----------------------------------------------------------------------------------
+
+
+def _text_problem(key: str, value: str) -> str | None:
+    if "\x00" in value:
+        return "holds a NUL character"
+    if not is_unicode(value):
+        return "is not valid text (a lone surrogate)"
+    limit = LIMITS.get(key, TEXT_LIMIT)
+    if len(value) > limit:
+        return f"is at most {limit} characters, got {len(value)}"
+    allowed = "\n\t" if key in MULTILINE_FIELDS else ""
+    if any((ord(c) < 32 and c not in allowed) or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in value):
+        return "must be one line of text, without control characters" if not allowed else "holds a control character"
+    return None
+
+
+def desired(form: Mapping[str, str], problems: Problems) -> dict[str, Any]:
+    """The values the form asks for, typed, in ``ORDER``; ``None`` for a key the file should not hold.
+
+    Texts are checked here (NUL, surrogates, control characters, length); a number that is not one is kept
+    as the text typed, so that the model's own check words the problem (``must be a whole number``).
+    """
+    kind = (form.get("job") or "").strip()
+    values: dict[str, Any] = {}
+    for key in fields_of(kind):
+        if key == "disabled":
+            values[key] = (form.get(key) or "").strip().lower() in ("1", "true", "on", "yes")
+            continue
+        raw = form.get(key) or ""
+        reason = _text_problem(key, raw)
+        if reason is not None:
+            problems.add(key, reason)
+            values[key] = None
+            continue
+        text = raw.strip() if key not in MULTILINE_FIELDS else raw.strip("\n").rstrip()
+        if key in INTEGER_FIELDS:
+            bare = text.removeprefix("-")
+            whole = bare.isascii() and bare.isdigit() and len(bare) <= NUMBER_DIGITS
+            values[key] = int(text) if whole else (text or None)
+        else:
+            values[key] = text or None
+    if not values.get("identifier") and values.get("name"):
+        values["identifier"] = identifier_from_name(values["name"]) or None
+    identifier = values.get("identifier")
+    if identifier is not None and not is_identifier(identifier):
+        problems.add(
+            "identifier",
+            "must be lowercase letters and digits in groups joined by single dashes (e.g. orders-to-erp), "
+            f"at most {MAX_IDENTIFIER_LENGTH} characters",
+        )
+    return values
+
+
+def is_identifier(value: str) -> bool:
+    """Whether ``value`` is an identifier, and so a safe file name: no ``/``, no ``..``, nothing hidden."""
+    return len(value) <= MAX_IDENTIFIER_LENGTH and re.fullmatch(IDENTIFIER_PATTERN, value) is not None
+
+
+# -- YAML out ---------------------------------------------------------------------------------------
+
+_RESOLVER = yaml.resolver.Resolver()
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _scalar(value: Any) -> Any:
+    """A value as ruamel should emit it, so that the project's YAML 1.1 reader reads back the same value.
+
+    ruamel.yaml writes YAML 1.2, where ``yes``, ``on``, ``1:30`` or ``=`` are plain strings; PyYAML (YAML
+    1.1) reads them as a boolean, a number or a tag it refuses. Such a text is double-quoted.
+    """
+    if not isinstance(value, str):
+        return value
+    if "\n" in value:
+        return LiteralScalarString(value)
+    if _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) != _STR_TAG:  # type: ignore[no-untyped-call]
+        return DoubleQuotedScalarString(value)
+    return value
+
+
+def _yaml() -> YAML:
+    handler = YAML(typ="rt")
+    handler.preserve_quotes = True
+    handler.width = 4096  # a long description stays on one line, as a person writes it
+    return handler
+
+
+def _dump(document: Any) -> str:
+    stream = io.StringIO()
+    _yaml().dump(document, stream)
+    return stream.getvalue()
+
+
+def new_text(values: Mapping[str, Any]) -> str:
+    """The YAML of a new definition: every key with a value other than the model's default, in ``ORDER``."""
+    kind = values.get("job") or ""
+    document = CommentedMap()
+    for key in ORDER:
+        value = values.get(key)
+        if key not in values or value is None:
+            continue
+        if key not in ("name", "identifier", "job", "expression") and value == _default(kind, key):
+            continue
+        document[key] = _scalar(value)
+    return _dump(document)
+
+
+def edited_text(original: str, before: Mapping[str, Any], values: Mapping[str, Any], identifier: str) -> str:
+    """``original`` with only the keys whose value changed set, added or removed; comments and order kept.
+
+    ``before``: the original as the project's reader reads it (what "changed" is measured against).
+    The identifier stays the file's: when the file has none and the new name would make another one,
+    ``identifier:`` is written so that the DAG id does not change.
+    """
+    document = _yaml().load(original)
+    if not isinstance(document, CommentedMap):
+        raise ScheduledJobsError("the file does not hold a mapping")
+    kind = values.get("job") or ""
+    wanted = dict(values)
+    wanted["identifier"] = identifier
+    if "identifier" not in before and identifier_from_name(str(values.get("name") or "")) == identifier:
+        wanted["identifier"] = None  # generated from the name, as before: leave it unwritten
+    for key in ORDER:
+        want = wanted.get(key) if key in wanted else None
+        if key in before:
+            if want is None:
+                del document[key]
+            elif before[key] != want or type(before[key]) is not type(want):
+                document[key] = _scalar(want)
+        elif want is not None and want != _default(kind, key):
+            document.insert(_position(document, key), key, _scalar(want))
+    return _dump(document)
+
+
+def _position(document: CommentedMap, key: str) -> int:
+    """Where a key the file lacks goes: after the nearest key before it in ``ORDER`` that the file has."""
+    earlier = ORDER[: ORDER.index(key)]
+    keys = list(document)
+    indexes = [keys.index(k) for k in earlier if k in document]
+    return max(indexes) + 1 if indexes else 0
+
+
+def expected_data(before: Mapping[str, Any] | None, values: Mapping[str, Any], text: str) -> dict[str, Any]:
+    """What the file must read back as: ``before`` (an edit) or nothing (new) with the form's keys applied."""
+    result = dict(before or {})
+    kind = values.get("job") or ""
+    for key in ORDER:
+        want = values.get(key)
+        if key == "identifier":
+            continue
+        if want is None:
+            result.pop(key, None)
+        elif key in result or want != _default(kind, key) or key in ("name", "job", "expression"):
+            result[key] = want
+    return result
+
+
+# -- validation, through the catalog ------------------------------------------------------------------
+
+
+def field_of(problem_key: str) -> str:
+    """The form field a problem's key belongs to (``tasks_to_export``, ``route``), or ``GENERAL``."""
+    head = problem_key.split(".", 1)[0].split("[", 1)[0]
+    return head if head in FIELDS else GENERAL
+
+
+@dataclass
+class Draft:
+    """A form's values turned into a file: its text, and every problem by field."""
+
+    identifier: str | None
+    text: str
+    problems: Problems = field(default_factory=Problems)
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+def check(
+    text: str,
+    identifier: str | None,
+    expected: Mapping[str, Any],
+    problems: Problems,
+    *,
+    folder: Path | None = None,
+    replacing: Path | None = None,
+) -> Draft:
+    """Validate ``text`` as the definition file ``<identifier>.yaml`` among the folder's other files.
+
+    The same pipeline as ``scheduled-jobs validate``: the file is written to a temporary folder and loaded
+    by ``load_catalog`` with every other definition (``replacing``, the file an edit replaces, left out),
+    so a taken identifier, a missing route or a bad cron are reported exactly as the command reports them.
+    """
+    folder = folder or settings.definitions_folder()
+    draft = Draft(identifier, text, problems)
+    with tempfile.TemporaryDirectory(prefix="scheduled-job-draft-") as scratch:
+        # Only an identifier names the copy: "../x" must never place it outside the temporary folder.
+        name = identifier if identifier is not None and is_identifier(identifier) else "new-job"
+        candidate = Path(scratch) / f"{name}.yaml"
+        candidate.write_text(text, encoding="utf-8")
+        others = [p for p in find_yaml_files(folder) if replacing is None or p != replacing]
+        catalog = load_catalog(folder, files=[*others, candidate], configurations=current_configurations())
+        found: list[Problem] = [p for p in catalog.problems if p.path == str(candidate)]
+        for problem in found:
+            draft.problems.add(field_of(problem.key), problem.reason)
+        read_back, unreadable = load_mapping(candidate, Limits.from_settings())
+    if unreadable is None and read_back != dict(expected) and not found:
+        # Never expected: the emitter and the reader disagree on a value. Refuse rather than save it.
+        draft.problems.add(GENERAL, "the YAML made from the form does not read back as the form's values")
+    return draft
+
+
+# -- files: read, write, conflicts ------------------------------------------------------------------
+
+
+class AuthoringError(ScheduledJobsError):
+    """A save that cannot be done: ``key`` names the field (or ``GENERAL``) it is about."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class ExistsError(AuthoringError):
+    """A new definition's file name is taken."""
+
+
+class ConflictError(ScheduledJobsError):
+    """The file changed on disk since the form was loaded: ``theirs`` is its text now (None: removed)."""
+
+    def __init__(self, path: Path, theirs: str | None, version: str | None) -> None:
+        what = "was removed" if theirs is None else "was changed"
+        super().__init__(f"{path}: {FILE_KEY}: {what} since the form was loaded; nothing was saved")
+        self.path = path
+        self.theirs = theirs
+        self.version = version
+
+
+def version_of(data: bytes) -> str:
+    """A file's version: the SHA-256 of its bytes (a form carries the one it was loaded from)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def saving_refused() -> str | None:
+    """Why the UI may not save definitions now, or None when it may (the setting, then the folder)."""
+    if not settings.ui_editing():
+        return (
+            "saving from the UI is off ([scheduled_jobs] ui_editing is false): definitions come from the repository; "
+            "copy or download the YAML below and commit it to the definitions folder"
+        )
+    folder = settings.definitions_folder()
+    if folder.is_symlink():
+        return f"the definitions folder {folder} is a symbolic link, which the UI never writes through"
+    if not folder.is_dir():
+        return f"the definitions folder {folder} does not exist ([scheduled_jobs] definitions_folder)"
+    if not os.access(folder, os.W_OK):
+        return f"the definitions folder {folder} is not writable by the API server"
+    return None
+
+
+@contextlib.contextmanager
+def _folder(folder: Path, relative: Path | None = None) -> Iterator[int]:
+    """A descriptor of the definitions folder (or a subfolder of it), locked, no symbolic link followed.
+
+    The lock (``flock`` on the folder itself) serialises the saves of every API server process on this
+    machine; another writer (an editor, a ``git pull``) is caught by the version check right before the rename.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        descriptor = os.open(folder, flags)
+    except OSError as exc:
+        raise AuthoringError(GENERAL, f"the definitions folder {folder} cannot be opened: {exc.strerror}") from None
+    try:
+        for part in relative.parts if relative is not None else ():
+            if part in ("", ".", ".."):
+                raise AuthoringError(GENERAL, f"{relative} is not a path inside the definitions folder")
+            try:
+                inner = os.open(part, flags, dir_fd=descriptor)
+            except OSError as exc:
+                raise AuthoringError(
+                    GENERAL, f"the folder {part!r} cannot be opened ({exc.strerror}); a symbolic link is never followed"
+                ) from None
+            os.close(descriptor)
+            descriptor = inner
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield descriptor
+    finally:
+        os.close(descriptor)
+
+
+def _read(descriptor: int, name: str) -> bytes | None:
+    """The file's bytes (None when it does not exist); a symbolic link or anything but a file is refused."""
+    try:
+        handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=descriptor)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise AuthoringError(GENERAL, f"{name} is a symbolic link, which the UI never writes through") from None
+        raise AuthoringError(GENERAL, f"{name} cannot be read: {exc.strerror}") from None
+    with os.fdopen(handle, "rb") as opened:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise AuthoringError(GENERAL, f"{name} is not a regular file")
+        limit = settings.yaml_max_bytes()
+        data = opened.read(limit + 1)
+    if len(data) > limit:
+        raise AuthoringError(GENERAL, f"{name} is more than {limit} bytes ([scheduled_jobs] yaml_max_bytes)")
+    return data
+
+
+def read_definition(path: Path, folder: Path | None = None) -> tuple[bytes, str]:
+    """A definition file's bytes and version, read as a save would read it (no link followed)."""
+    folder = folder or settings.definitions_folder()
+    relative = _inside(path, folder)
+    with _folder(folder, relative.parent) as descriptor:
+        data = _read(descriptor, relative.name)
+    if data is None:
+        raise AuthoringError(GENERAL, f"{path} does not exist")
+    return data, version_of(data)
+
+
+def _inside(path: Path, folder: Path) -> Path:
+    relative = Path(os.path.relpath(path, folder))
+    if relative.parts[:1] == ("..",) or relative.is_absolute():
+        raise AuthoringError(GENERAL, f"{path} is not inside the definitions folder {folder}")
+    return relative
+
+
+def _write_temporary(descriptor: int, stem: str, data: bytes, mode: int) -> str:
+    name = f".{stem}.{secrets.token_hex(8)}.tmp"  # hidden: the catalog never reads it
+    handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=descriptor)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        os.unlink(name, dir_fd=descriptor)
+        raise
+    return name
+
+
+@dataclass(frozen=True)
+class Saved:
+    path: Path
+    version: str
+    before: str | None
+    """The version replaced (None: a new file)."""
+
+
+def create(identifier: str, text: str, folder: Path | None = None) -> Saved:
+    """Write a new ``<identifier>.yaml``; refused when that name (or ``.yml``) is taken, never replaced."""
+    folder = folder or settings.definitions_folder()
+    if not is_identifier(identifier):
+        raise AuthoringError("identifier", "is not an identifier, so no file is named after it")
+    data = text.encode("utf-8")
+    with _folder(folder) as descriptor:
+        for suffix in (".yaml", ".yml"):
+            with contextlib.suppress(FileNotFoundError):
+                os.lstat(f"{identifier}{suffix}", dir_fd=descriptor)
+                raise ExistsError("identifier", f"{folder / (identifier + suffix)} already exists; choose another")
+        temporary = _write_temporary(descriptor, identifier, data, 0o644)
+        target = f"{identifier}.yaml"
+        try:
+            # link(2) fails when the name exists (even as a dangling link): a new file replaces nothing.
+            os.link(temporary, target, src_dir_fd=descriptor, dst_dir_fd=descriptor, follow_symlinks=False)
+        except FileExistsError:
+            raise ExistsError("identifier", f"{folder / target} already exists; choose another") from None
+        finally:
+            os.unlink(temporary, dir_fd=descriptor)
+        os.fsync(descriptor)
+    return Saved(folder / f"{identifier}.yaml", version_of(data), None)
+
+
+def replace(path: Path, text: str, version: str, folder: Path | None = None) -> Saved:
+    """Replace a definition file with ``text`` only while its bytes are still those of ``version``.
+
+    ``ConflictError`` (nothing written) when the file changed or went away since; the check is made
+    again right before the atomic rename, under the folder's lock.
+    """
+    folder = folder or settings.definitions_folder()
+    relative = _inside(path, folder)
+    data = text.encode("utf-8")
+    with _folder(folder, relative.parent) as descriptor:
+        current = _read(descriptor, relative.name)
+        if current is None or version_of(current) != version:
+            raise ConflictError(path, _decoded(current), None if current is None else version_of(current))
+        mode = stat.S_IMODE(os.stat(relative.name, dir_fd=descriptor, follow_symlinks=False).st_mode)
+        temporary = _write_temporary(descriptor, relative.stem, data, mode)
+        try:
+            again = _read(descriptor, relative.name)
+            if again is None or version_of(again) != version:
+                raise ConflictError(path, _decoded(again), None if again is None else version_of(again))
+            os.replace(temporary, relative.name, src_dir_fd=descriptor, dst_dir_fd=descriptor)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary, dir_fd=descriptor)
+            raise
+        os.fsync(descriptor)
+    return Saved(path, version_of(data), version)
+
+
+def _decoded(data: bytes | None) -> str | None:
+    return None if data is None else data.decode("utf-8", "replace")
+
+
+# -- what a page does with them -------------------------------------------------------------------
+
+
+def parse_existing(data: bytes, path: Path) -> dict[str, Any]:
+    """The file's mapping as the catalog reads it (bounded, no aliases), from bytes already read."""
+    with tempfile.TemporaryDirectory(prefix="scheduled-job-read-") as scratch:
+        copy = Path(scratch) / path.name
+        copy.write_bytes(data)
+        mapping, problem = load_mapping(copy, Limits.from_settings())
+    if mapping is None:
+        raise AuthoringError(GENERAL, f"{path}: {problem.reason if problem else 'cannot be read'}")
+    return mapping
+
+
+def form_values(mapping: Mapping[str, Any], identifier: str) -> dict[str, str]:
+    """A file's values as the form shows them (text), its identifier resolved."""
+    shown: dict[str, str] = {}
+    for key in ORDER:
+        value = mapping.get(key)
+        if key == "disabled":
+            shown[key] = "on" if value is True else ""
+        elif value is not None:
+            shown[key] = str(value)
+    shown["identifier"] = identifier
+    return shown
+
+
+def new_draft(form: Mapping[str, str]) -> tuple[Draft, dict[str, Any]]:
+    """A new job's file from the form, validated: the draft and the values it holds."""
+    problems = Problems()
+    values = desired(form, problems)
+    text = new_text(values)
+    expected = expected_data(None, values, text)
+    if values.get("identifier"):
+        expected["identifier"] = values["identifier"]
+    return check(text, values.get("identifier"), expected, problems), values
+
+
+def edit_draft(form: Mapping[str, str], path: Path, identifier: str, original: bytes) -> tuple[Draft, dict[str, Any]]:
+    """An edit of the file at ``path`` (its bytes ``original``) from the form, validated."""
+    problems = Problems()
+    values = desired({**form, "identifier": identifier}, problems)
+    before = parse_existing(original, path)
+    text = edited_text(original.decode("utf-8"), before, values, identifier)
+    expected = expected_data(before, values, text)
+    if "identifier" in before or identifier_from_name(str(values.get("name") or "")) != identifier:
+        expected["identifier"] = identifier
+    return check(text, identifier, expected, problems, replacing=path), values
+
+
+def toggled_text(original: bytes, path: Path, disabled: bool) -> str:
+    """The file with ``disabled:`` set (only that key touched); comments and order kept."""
+    before = parse_existing(original, path)
+    document = _yaml().load(original.decode("utf-8"))
+    if not isinstance(document, CommentedMap):
+        raise AuthoringError(GENERAL, f"{path} does not hold a mapping")
+    if before.get("disabled") is disabled:
+        return original.decode("utf-8")
+    if "disabled" in document:
+        document["disabled"] = disabled
+    else:
+        document.insert(_position(document, "disabled"), "disabled", disabled)
+    return _dump(document)

@@ -1,0 +1,363 @@
+"""The pages that write job definitions: "+ New scheduled job", edit, disable and enable.
+
+Reading the form needs the right to read DAGs, like every page. Every POST is authenticated first, then
+its body read (capped, strict UTF-8), then its CSRF token and the right to edit DAGs checked, before any
+file is read. A save happens only when ``authoring.saving_refused()`` says nothing (``[scheduled_jobs]
+ui_editing`` on and the folder writable); otherwise the form shows the YAML to copy or download. Every
+save is a row in Airflow's audit log; a disable or enable also pauses or unpauses the job's DAG.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zoneinfo
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from scheduled_jobs import airflow_runs, authoring, settings
+from scheduled_jobs.catalog import ScheduledJob, current_catalog, current_configurations
+from scheduled_jobs.cron_checker import check_cron
+from scheduled_jobs.models.jobs import LABELS
+from scheduled_jobs.web import console
+from scheduled_jobs.web.security import (
+    CSRF_FIELD,
+    USER_STATE,
+    authenticated_user,
+    require_csrf,
+    require_dag_edit,
+    require_dag_read,
+)
+
+if TYPE_CHECKING:
+    from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+    from fastapi import FastAPI
+    from jinja2 import Environment
+
+log = logging.getLogger(__name__)
+MAX_FIELDS = 60
+"""A job's form has some twenty fields; far more is no form of ours."""
+FIRE_TIMES = 5
+
+router = APIRouter(default_response_class=HTMLResponse)
+
+
+def install(app: FastAPI, environment: Environment) -> None:
+    """Mount the authoring pages on the web app; the jobs page asks ``saving_refused()`` for its buttons."""
+    environment.globals["authoring_saving_refused"] = authoring.saving_refused
+    app.include_router(router)
+
+
+# -- what the form shows --------------------------------------------------------------------------
+
+
+def _timezones() -> list[str]:
+    return sorted(zoneinfo.available_timezones())
+
+
+def _parse_seconds() -> dict[str, int]:
+    from airflow.configuration import conf
+
+    return {
+        "min_file_process_interval": conf.getint("dag_processor", "min_file_process_interval", fallback=30),
+        "refresh_interval": conf.getint("dag_processor", "refresh_interval", fallback=300),
+    }
+
+
+def _choices(current: dict[str, str]) -> dict[str, Any]:
+    """The dropdowns: incoming configurations a schedule can run (with a subscriber), and routes."""
+    configurations = current_configurations()
+    incoming = [
+        (identifier, loaded.model.name)
+        for identifier, loaded in sorted(configurations.incoming.valid.items())
+        if loaded.model.subscriber is not None
+    ]
+    routes = [(identifier, loaded.model.name) for identifier, loaded in sorted(configurations.routes.valid.items())]
+    for key, listed in (("incoming_configuration", incoming), ("route", routes)):
+        value = current.get(key)
+        if value and value not in {identifier for identifier, _ in listed}:
+            listed.append((value, "(not a valid configuration)"))
+    return {"incoming": incoming, "routes": routes}
+
+
+def _context(values: dict[str, str], **more: Any) -> dict[str, Any]:
+    expression = values.get("expression") or ""
+    timezone = values.get("timezone") or settings.default_timezone()
+    check = check_cron(expression, timezone, FIRE_TIMES) if expression.strip() else None
+    return {
+        "values": values,
+        "problems": {},
+        "kinds": LABELS,
+        "kind_fields": authoring.KIND_FIELDS,
+        "common_fields": authoring.COMMON_FIELDS,
+        "timezones": _timezones(),
+        "default_timezone": settings.default_timezone(),
+        "saving_refused": authoring.saving_refused(),
+        "check": check,
+        "limits": authoring.LIMITS,
+        "parse": _parse_seconds(),
+        **_choices(values),
+        **more,
+    }
+
+
+def _render(request: Request, status_code: int = 200, **values: Any) -> HTMLResponse:
+    from scheduled_jobs.web.app import _render as render_page
+
+    return render_page(request, "job_form.html", "jobs", status_code=status_code, **values)
+
+
+def _job(identifier: str) -> ScheduledJob:
+    checked = console.text("identifier", identifier, authoring.TEXT_LIMIT)
+    job = current_catalog().jobs.get(checked or "")
+    if job is None:
+        raise HTTPException(404, f"identifier: no valid scheduled job has identifier {identifier[:80]!r}")
+    return job
+
+
+# -- reading a POST -------------------------------------------------------------------------------
+
+
+async def _form(request: Request) -> tuple[BaseUser, dict[str, str]]:
+    """The signed-in user and the form's fields (first value of each), once CSRF and the right to edit hold."""
+    user = await authenticated_user(request)
+    body = await console.read_body(request.stream(), request.headers.get("content-length"))
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise console.refuse("body", "is not UTF-8") from None
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="strict")
+    except UnicodeDecodeError:  # a %-escape of a byte that is no UTF-8 (caf%E9)
+        raise console.refuse("body", "is not UTF-8 (a %-escaped byte)") from None
+    except ValueError:
+        raise console.refuse("body", f"holds more than {MAX_FIELDS} fields", 413) from None
+    form: dict[str, str] = {}
+    for key, value in pairs:
+        form.setdefault(key, value)
+    require_csrf(request, user, form.get(CSRF_FIELD))
+    require_dag_edit(user)
+    setattr(request.state, USER_STATE, user)
+    return user, form
+
+
+def _audit(event: str, user: BaseUser, extra: dict[str, Any]) -> int | None:
+    try:
+        return airflow_runs.record_audit_log(f"job_definitions.{event}", user.get_name(), None, extra)
+    except Exception:  # the file is saved; the row that failed is logged whole, to be found in the server's log
+        log.exception("Could not write Airflow's audit log for %s", json.dumps(extra, default=str)[:2000])
+        return None
+
+
+def _ask_parse(identifier: str) -> bool:
+    """Ask Airflow to parse the DAG file of our jobs now (the one that defines the others' DAGs)."""
+    try:
+        ids = sorted(current_catalog().jobs)
+        return airflow_runs.request_parse([identifier, *ids[:50]]) > 0
+    except Exception:  # the periodic parse still comes
+        log.exception("Could not ask Airflow to parse the scheduled jobs' DAG file")
+        return False
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    return sorted(key for key in {*before, *after} if before.get(key) != after.get(key))
+
+
+# -- new ------------------------------------------------------------------------------------------
+
+
+@router.get("/jobs/new", dependencies=[Depends(require_dag_read)])
+async def new_job_page(request: Request) -> HTMLResponse:
+    values = {"job": "incoming", "priority": "0", "overlap": "buffer_one", "timezone": settings.default_timezone()}
+    context = await run_in_threadpool(_context, values, mode="new")
+    return _render(request, **context)
+
+
+@router.post("/jobs/new")
+async def new_job_save(request: Request) -> HTMLResponse:
+    user, form = await _form(request)
+
+    def work() -> tuple[int, dict[str, Any]]:
+        draft, _values = authoring.new_draft(form)
+        shown = {k: v for k, v in form.items() if k in authoring.FIELDS}
+        # An identifier left empty is made from the name: shown as made, and still following the name.
+        shown["identifier"] = form.get("identifier") or draft.identifier or ""
+        auto = not form.get("identifier")
+        refused = authoring.saving_refused()
+        if not draft.valid or refused or form.get("do") == "preview":
+            status = 422 if not draft.valid else 200
+            return status, _context(
+                shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft, identifier_auto=auto
+            )
+        assert draft.identifier is not None
+        try:
+            saved = authoring.create(draft.identifier, draft.text)
+        except authoring.AuthoringError as refusal:
+            draft.problems.add(refusal.key, refusal.reason)
+            return 409, _context(
+                shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft, identifier_auto=auto
+            )
+        audit = _audit(
+            "create",
+            user,
+            {"identifier": draft.identifier, "path": str(saved.path), "version": saved.version, "via": "page"},
+        )
+        asked = _ask_parse(draft.identifier)
+        return 201, _context(
+            shown,
+            mode="saved",
+            saved=saved,
+            identifier=draft.identifier,
+            audit_id=audit,
+            asked_parse=asked,
+            verb="Created",
+        )
+
+    status, context = await run_in_threadpool(work)
+    return _render(request, status_code=status, **context)
+
+
+# -- edit ------------------------------------------------------------------------------------------
+
+
+@router.get("/jobs/{identifier}/edit", dependencies=[Depends(require_dag_read)])
+async def edit_job_page(request: Request, identifier: str) -> HTMLResponse:
+    def work() -> dict[str, Any]:
+        job = _job(identifier)
+        try:
+            data, version = authoring.read_definition(job.path)
+            mapping = authoring.parse_existing(data, job.path)
+        except authoring.AuthoringError as refusal:
+            raise HTTPException(409, f"{job.path}: {refusal.reason}") from None
+        values = authoring.form_values(mapping, job.identifier)
+        return _context(values, mode="edit", identifier=job.identifier, path=job.path, version=version)
+
+    return _render(request, **await run_in_threadpool(work))
+
+
+@router.post("/jobs/{identifier}/edit")
+async def edit_job_save(request: Request, identifier: str) -> HTMLResponse:
+    user, form = await _form(request)
+    version = form.get("version") or ""
+
+    def work() -> tuple[int, dict[str, Any]]:
+        job = _job(identifier)
+        shown = {k: v for k, v in form.items() if k in authoring.FIELDS}
+        shown["identifier"] = job.identifier
+        more = {"mode": "edit", "identifier": job.identifier, "path": job.path, "version": version}
+        try:
+            data, current = authoring.read_definition(job.path)
+        except authoring.AuthoringError as refusal:
+            return 409, _context(shown, problems={authoring.GENERAL: [refusal.reason]}, **more)
+        draft, _values = authoring.edit_draft(form, job.path, job.identifier, data)
+        if current != version:
+            # Changed on disk since the form was loaded: never overwritten. Theirs, and the form's values on theirs.
+            return 409, _context(
+                shown, conflict={"theirs": data.decode("utf-8", "replace"), "yours": draft.text}, **more
+            )
+        refused = authoring.saving_refused()
+        if not draft.valid or refused or form.get("do") == "preview":
+            status = 422 if not draft.valid else 200
+            return status, _context(shown, problems=draft.problems, yaml=draft.text, draft=draft, **more)
+        try:
+            saved = authoring.replace(job.path, draft.text, version)
+        except authoring.ConflictError as conflict:
+            return 409, _context(shown, conflict={"theirs": conflict.theirs, "yours": draft.text}, **more)
+        except authoring.AuthoringError as refusal:
+            return 409, _context(shown, problems={refusal.key: [refusal.reason]}, yaml=draft.text, **more)
+        before = authoring.parse_existing(data, job.path)
+        after = authoring.parse_existing(draft.text.encode("utf-8"), job.path)
+        changed = _changed(before, after)
+        extra: dict[str, Any] = {
+            "identifier": job.identifier,
+            "path": str(job.path),
+            "version_before": version,
+            "version": saved.version,
+            "changed": changed,
+            "via": "page",
+        }
+        if before.get("disabled") is not after.get("disabled"):
+            paused = airflow_runs.set_dag_paused(job.identifier, after.get("disabled") is True)
+            extra["dag_paused" if after.get("disabled") is True else "dag_unpaused"] = paused
+        audit = _audit("update", user, extra)
+        asked = _ask_parse(job.identifier)
+        return 200, _context(
+            shown,
+            mode="saved",
+            saved=saved,
+            identifier=job.identifier,
+            audit_id=audit,
+            asked_parse=asked,
+            verb="Saved",
+            changed=changed,
+        )
+
+    status, context = await run_in_threadpool(work)
+    return _render(request, status_code=status, **context)
+
+
+# -- disable / enable ------------------------------------------------------------------------------
+
+
+async def _toggle(request: Request, identifier: str, disabled: bool) -> HTMLResponse:
+    user, _form_fields = await _form(request)
+    verb = "Disabled" if disabled else "Enabled"
+
+    def work() -> tuple[int, dict[str, Any]]:
+        job = _job(identifier)
+        more = {"identifier": job.identifier, "path": job.path}
+        try:
+            data, version = authoring.read_definition(job.path)
+            text = authoring.toggled_text(data, job.path, disabled)
+        except authoring.AuthoringError as refusal:
+            return 409, _context({}, mode="saved", refused_toggle=refusal.reason, **more)
+        values = authoring.form_values(authoring.parse_existing(text.encode("utf-8"), job.path), job.identifier)
+        refused = authoring.saving_refused()
+        if refused:
+            return 200, _context(values, mode="edit", yaml=text, version=version, **more)
+        try:
+            saved = authoring.replace(job.path, text, version)
+        except authoring.ConflictError as conflict:
+            return 409, _context(values, mode="edit", conflict={"theirs": conflict.theirs, "yours": text}, **more)
+        except authoring.AuthoringError as refusal:
+            return 409, _context({}, mode="saved", refused_toggle=refusal.reason, **more)
+        paused = airflow_runs.set_dag_paused(job.identifier, disabled)
+        extra = {
+            "identifier": job.identifier,
+            "path": str(job.path),
+            "version_before": version,
+            "version": saved.version,
+            "changed": ["disabled"] if saved.version != version else [],
+            "dag_paused" if disabled else "dag_unpaused": paused,
+            "via": "page",
+        }
+        audit = _audit("disable" if disabled else "enable", user, extra)
+        asked = _ask_parse(job.identifier)
+        return 200, _context(
+            values,
+            mode="saved",
+            saved=saved,
+            audit_id=audit,
+            asked_parse=asked,
+            verb=verb,
+            dag_paused=paused,
+            toggled=disabled,
+            **more,
+        )
+
+    status, context = await run_in_threadpool(work)
+    return _render(request, status_code=status, **context)
+
+
+@router.post("/jobs/{identifier}/disable")
+async def disable_job(request: Request, identifier: str) -> HTMLResponse:
+    return await _toggle(request, identifier, True)
+
+
+@router.post("/jobs/{identifier}/enable")
+async def enable_job(request: Request, identifier: str) -> HTMLResponse:
+    return await _toggle(request, identifier, False)
