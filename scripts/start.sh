@@ -5,7 +5,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 "$ROOT/scripts/install.sh"
 source "$ROOT/scripts/env.sh"
+# Airflow's home holds the admin password (the passwords file, and the "Password for user 'admin'" line of
+# standalone.log), the metadata database and the connections: its files are the owner's only.
+umask 077
 mkdir -p "$AIRFLOW_HOME"
+chmod go-rwx "$AIRFLOW_HOME"
 
 # The example inbox is seeded once; drop more files in it to see them move.
 data="${AIRFLOW__SCHEDULED_JOBS__DATA_FOLDER:-$AIRFLOW_HOME/scheduled_jobs_data}"
@@ -65,8 +69,8 @@ if [ -z "$password" ]; then
   echo "The API server did not answer at $API_URL within 240 s; see $log"
   exit 1
 fi
-# Only the owner may read it: it holds the admin password (as Airflow's own passwords file beside it does).
-(umask 077 && rm -f "$login_file" && printf 'url: %s\nuser: admin\npassword: %s\n' "$API_URL" "$password" >"$login_file")
+# Only the owner may read it (umask 077 above); an old file, or a link put in its place, is replaced, not written through.
+(rm -f "$login_file" && printf 'url: %s\nuser: admin\npassword: %s\n' "$API_URL" "$password" >"$login_file")
 cat <<MSG
 
 ==============================================================================

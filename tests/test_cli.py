@@ -243,3 +243,56 @@ def test_preview_and_dag_timetable_agree_on_dst_days(project: Path, zone: str, s
     # Compared in UTC: Python never treats a repeated (fold=1) local time as equal across zones (PEP 495).
     preview = [f.at.astimezone(dt.UTC) for f in fire_times(expression, zone, 12, after)]
     assert preview == [t.astimezone(dt.UTC) for t in _timetable_times(dag, after, 12)]
+
+
+def test_preview_through_a_symlink_to_a_definition_in_the_folder_is_that_valid_job(
+    project: Path, tmp_path: Path
+) -> None:
+    """A symlink (or any other spelling) of a valid file of the folder is the same file, not a duplicate.
+
+    On main: "identifier: scheduled job 'prune-tasks' is also defined in ..." twice, "not a valid
+    scheduled job: 2 problems above", exit 1 (cli.py preview: ``extra = [path.absolute()]`` unresolved,
+    so the folder's copy and the link are two files claiming one identifier)."""
+    link = tmp_path / "prune-link.yaml"
+    link.symlink_to(project / "job_definitions" / "prune-tasks.yaml")
+    result = run("preview", str(link), "--count", "1", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Prune tasks (prune-tasks)\n"), result.stdout
+
+
+def test_preview_of_a_path_with_dot_dot_into_the_folder_is_that_valid_job(project: Path) -> None:
+    result = run("preview", "job_definitions/../job_definitions/prune-tasks.yaml", "--count", "1", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Prune tasks (prune-tasks)\n"), result.stdout
+
+
+def test_validate_through_a_symlink_to_a_definition_in_the_folder_finds_no_duplicate(
+    project: Path, tmp_path: Path
+) -> None:
+    link = tmp_path / "prune-link.yaml"
+    link.symlink_to(project / "job_definitions" / "prune-tasks.yaml")
+    result = run("validate", str(link), cwd=project)
+    assert "is also defined in" not in result.stdout + result.stderr, result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_preview_of_a_directory_named_yaml_does_not_say_it_does_not_exist(project: Path) -> None:
+    """On main: "error: job_definitions/old.yaml: (file): does not exist", while it exists: as a folder."""
+    (project / "job_definitions" / "old.yaml").mkdir()
+    result = run("preview", "job_definitions/old.yaml", cwd=project)
+    assert result.returncode == 1
+    assert "does not exist" not in result.stderr, result.stderr
+    assert "job_definitions/old.yaml" in result.stderr
+
+
+def test_preview_of_an_identifier_claimed_by_a_valid_and_an_invalid_file_prints_the_invalid_files_problems(
+    project: Path,
+) -> None:
+    """Both files claim the identifier; on main only the valid file's duplicate line is printed, not why
+    the other file is invalid (find_job_file returns the first file only)."""
+    (project / "job_definitions" / "zz-copy.yaml").write_text(
+        'name: Copy\nidentifier: prune-tasks\njob: prune\nexpression: "61 * * * *"\n', encoding="utf-8"
+    )
+    result = run("preview", "prune-tasks", cwd=project)
+    assert result.returncode == 1
+    assert "job_definitions/zz-copy.yaml: expression: minute: 61 is out of range 0-59" in result.stderr, result.stderr

@@ -213,6 +213,11 @@ def wait_for_final_banner(out: Path, process: subprocess.Popen[bytes], timeout: 
 @pytest.mark.e2e
 def test_start_moves_example_data_within_two_minutes_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     home = tmp_path / "home"
+    home.mkdir(mode=0o755)  # as a umask of 022 leaves it
+    # A login.txt that is a link to someone else's file: replaced, never written through.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("someone else's file\n")
+    (home / "login.txt").symlink_to(victim)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW"))}
     env.pop("PYTHONWARNINGS", None)  # the filter of scripts/env.sh, as a new shell gets it
@@ -239,6 +244,17 @@ def test_start_moves_example_data_within_two_minutes_and_ctrl_c_stops_everything
         password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
         login = home / "login.txt"
         assert login.stat().st_mode & 0o777 == 0o600
+        assert not login.is_symlink()
+        assert victim.read_text() == "someone else's file\n"
+        # The password is also in the passwords file and in standalone.log ("Password for user 'admin'"):
+        # the home and every file holding it are the owner's only.
+        assert home.stat().st_mode & 0o077 == 0, oct(home.stat().st_mode)
+        holding = [
+            f"{path.relative_to(home)} {oct(path.stat().st_mode & 0o777)}"
+            for path in home.rglob("*")
+            if path.is_file() and not path.is_symlink() and password.encode() in path.read_bytes()
+        ]
+        assert holding and all(line.endswith(" 0o600") for line in holding), holding
         assert login.read_text() == f"url: http://127.0.0.1:{port}\nuser: admin\npassword: {password}\n"
         # Once when the API server answers, again once everything is up: then the log goes to the file only,
         # so the URL and the login stay the last thing on the screen, below the start-up noise.
@@ -269,3 +285,36 @@ def test_start_moves_example_data_within_two_minutes_and_ctrl_c_stops_everything
     alive = [p for p in everything if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], [" ".join(p.cmdline()) for p in alive]
     assert "Stopped." in (tmp_path / "start.out").read_text()
+
+
+@pytest.mark.parametrize(("script", "args"), [("scheduled-jobs", ["--help"]), ("airflow", ["version"])])
+def test_a_symlink_to_a_wrapper_runs_the_checkouts_command(tmp_path: Path, script: str, args: list[str]) -> None:
+    """`ln -s $PWD/scripts/airflow ~/bin/airflow`: on main ROOT is the link's folder's parent
+    (``dirname "${BASH_SOURCE[0]}"``, unresolved), so it says "<~>/.venv has no Airflow yet: run
+    scripts/start.sh" on a checkout that has it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / script).symlink_to(ROOT / "scripts" / script)
+    result = subprocess.run(
+        [str(bin_dir / script), *args], env=_new_shell(tmp_path), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_airflow_home_of_the_callers_shell_does_not_silently_replace_the_checkouts(tmp_path: Path) -> None:
+    """A shell with `export AIRFLOW_HOME=~/airflow` (a former Airflow set-up; README: scripts/airflow works
+    "from any shell"): on main scripts/scheduled-jobs answers "no tasks" from a new, empty store it creates
+    in that other home, and scripts/airflow dags list says "Database migration required", the very
+    frictions issue 14 is about. Either the checkout's .airflow is used, or stderr says which home is."""
+    checkout = _throwaway_checkout(tmp_path)
+    other = tmp_path / "user-home" / "airflow"
+    env = {**_new_shell(tmp_path), "AIRFLOW_HOME": str(other)}
+    result = subprocess.run(
+        [str(checkout / "scripts" / "scheduled-jobs"), "tasks", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    used_checkout = (checkout / ".airflow" / "scheduled_jobs_store.db").exists()
+    assert used_checkout or str(other) in result.stderr, (result.returncode, result.stdout, result.stderr)

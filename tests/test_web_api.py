@@ -532,7 +532,7 @@ def test_webhook_refuses_bad_input_and_stores_nothing(
             "nothing was stored",
         ),
         (b"", 400, "body is empty: send one JSON object or a list of JSON objects"),
-        (b"[1, 2]", 400, "item 0 of the list is a JSON int; each entity must be a JSON object"),
+        (b"[1, 2]", 400, "item 0 of the list is a JSON number; each entity must be a JSON object"),
         (b'[{"id": 1}, {"number": 2}]', 400, "record 1: a record has no entity key 'id'; nothing was stored"),
         (b'{"id": {"nested": true}}', 400, "record 0: a record's entity key 'id' is {'nested': True}"),
     ]

@@ -77,8 +77,8 @@ def test_the_shapes_a_webhook_with_a_records_path_accepts(
     [
         (b'{"order": [{"id": "A"}]}', LACKS_PATH),  # a typo in the path: neither the shape nor an entity
         (b"{}", LACKS_PATH),
-        (b'{"orders": 5}', "'orders' (the records_path) is a JSON int; each entity must be a JSON object"),
-        (b'{"orders": [{"id": "A"}, "B"]}', "item 1 of 'orders' (the records_path) is a JSON str; each entity"),
+        (b'{"orders": 5}', "'orders' (the records_path) is a JSON number; each entity must be a JSON object"),
+        (b'{"orders": [{"id": "A"}, "B"]}', "item 1 of 'orders' (the records_path) is a JSON string; each entity"),
         (b'{"orders": [{"id": "A"}, {"number": 2}]}', "record 1: a record has no entity key 'id'; nothing was stored"),
         (b'{"orders": [{"id": null}]}', "record 0: a record's entity key 'id' is None (a null)"),
     ],
@@ -166,4 +166,44 @@ def test_a_document_over_webhook_max_bytes_is_a_413(
     answer = client.post("/webhooks/shop-orders", json=big)
     assert answer.status_code == 413
     assert answer.json()["detail"].startswith("body too large: the limit is 1000 bytes")
+    assert stored(project) == {}
+
+
+def test_an_entity_with_its_key_and_an_empty_field_named_like_the_records_path_is_not_dropped_with_a_202(
+    client: httpx.Client, project: Path
+) -> None:
+    """shop-orders: records_path ``orders``, entity key ``id``. One entity {"id": "C1", "orders": []} was
+    stored as C1 before 4d88eb7; now it is read as a document with no records: 202, "entities": 0, and
+    nothing stored, without a word. (With {"id": "C1", "orders": [{"id": "A"}]} A is stored and C1 is
+    lost; with {"id": "C1", "orders": 3} it is a 400.) An object holding both the entity key and the
+    path is ambiguous: store it as the entity, or refuse it naming both; never accept it as nothing."""
+    answer = client.post("/webhooks/shop-orders", content=b'{"id": "C1", "orders": []}', headers=JSON)
+    if answer.status_code == 202:
+        assert answer.json()["entities"] == 1, answer.json()
+        assert set(stored(project)) == {"C1"}
+    else:
+        assert answer.status_code == 400, answer.text
+        assert "'orders'" in answer.json()["detail"] and "'id'" in answer.json()["detail"], answer.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "json_type", "python_type"),
+    [
+        (b'{"orders": null}', "null", "NoneType"),
+        (b'{"orders": "x"}', "string", "str"),
+        (b'{"orders": [{"id": "A"}, 7]}', "number", "int"),
+        (b'{"orders": [true]}', "boolean", "bool"),
+        (b'{"orders": [[{"id": "A"}]]}', "array", "list"),
+        (b"5", "number", "int"),
+    ],
+)
+def test_a_refusal_names_the_json_type_not_pythons(
+    client: httpx.Client, project: Path, body: bytes, json_type: str, python_type: str
+) -> None:
+    """On main: "'orders' (the records_path) is a JSON NoneType", "a JSON str", "a JSON list": Python's names
+    (webhooks.py records_in and parse_entities: ``type(record).__name__``). A caller wrote JSON."""
+    answer = client.post("/webhooks/shop-orders", content=body, headers=JSON)
+    assert answer.status_code == 400, answer.text
+    detail = answer.json()["detail"]
+    assert f"a JSON {json_type}" in detail and f"JSON {python_type};" not in detail, detail
     assert stored(project) == {}

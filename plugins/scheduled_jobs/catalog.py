@@ -368,6 +368,17 @@ def find_job_file(identifier: str, folder: Path) -> Path | None:
     return None
 
 
+def job_files(identifier: str, folder: Path) -> list[Path]:
+    """Every definition file that claims the identifier (more than one is a duplicate, and each is refused)."""
+    limits = Limits.from_settings()
+    claiming = []
+    for path in find_yaml_files(folder):
+        data, _ = load_mapping(path, limits)
+        if guess_identifier(data, path) == identifier:
+            claiming.append(path)
+    return claiming
+
+
 # -- the cache of long-lived processes ---------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scheduled_jobs import settings
-from scheduled_jobs.catalog import Catalog, ScheduledJob, find_job_file, housekeeping_warnings, load_catalog
+from scheduled_jobs.catalog import Catalog, ScheduledJob, housekeeping_warnings, job_files, load_catalog
 from scheduled_jobs.cron import describe, fire_times
 from scheduled_jobs.exceptions import InvalidDefinitionsError, Problem, ScheduledJobsError, UnknownJobError
 from scheduled_jobs.models.tasks import Actor
@@ -36,6 +36,13 @@ def _definition_files(paths: list[str]) -> list[Path]:
     return files
 
 
+def _as_in_folder(paths: list[Path], folder: Path) -> list[Path]:
+    """Each path that reaches a file of the definitions folder another way (a link, ``..``) as that file:
+    loaded twice, one job would be a duplicate of itself."""
+    in_folder = {path.resolve(): path for path in find_yaml_files(folder)}
+    return [in_folder.get(path.resolve(), path) for path in paths]
+
+
 def _shown(problem: Problem) -> Problem:
     """The problem with its path relative to the working folder when it lies below it."""
     path = Path(problem.path)
@@ -48,7 +55,7 @@ def validate(paths: list[str]) -> int:
     """Print ``path: key: reason`` per problem; exit 1 when there is any."""
     folder = settings.definitions_folder()
     if paths:
-        asked = _definition_files(paths)
+        asked = _as_in_folder(_definition_files(paths), folder)
         missing = [Problem(str(p), "(file)", "does not exist") for p in asked if not p.exists()]
         # Load the whole folder too, so identifiers are checked against every other job.
         existing = sorted({*(p for p in asked if p.exists()), *find_yaml_files(folder)})
@@ -91,14 +98,17 @@ def _find_job(catalog: Catalog, identifier_or_path: str, folder: Path) -> Schedu
     for job in catalog.jobs.values():
         if job.path.resolve() == wanted:
             return job
+    wanted_files = {wanted}
     if not path.is_file():
-        # An identifier of an invalid definition: the catalog keeps no job for it, its file still has problems.
-        found = find_job_file(identifier_or_path, folder) if identifier_or_path.strip() else None
-        if found is not None:
-            wanted = found.resolve()
+        # An identifier of an invalid definition: the catalog keeps no job for it, its files still have problems
+        # (every file that claims it: a valid file and an invalid one are both refused as duplicates).
+        found = job_files(identifier_or_path, folder) if identifier_or_path.strip() else []
+        if found:
+            wanted_files = {file.resolve() for file in found}
         elif path.suffix in (".yaml", ".yml"):
-            raise UnknownJobError(str(Problem(identifier_or_path, "(file)", "does not exist")))
-    problems = [_shown(p) for p in catalog.problems if Path(p.path).resolve() == wanted]
+            reason = "is not a regular file" if path.exists() else "does not exist"
+            raise UnknownJobError(str(Problem(identifier_or_path, "(file)", reason)))
+    problems = [_shown(p) for p in catalog.problems if Path(p.path).resolve() in wanted_files]
     if problems:
         raise InvalidJobError(identifier_or_path, problems)
     known = ", ".join(sorted(catalog.jobs)) or "none"
@@ -108,7 +118,7 @@ def _find_job(catalog: Catalog, identifier_or_path: str, folder: Path) -> Schedu
 def preview(identifier_or_path: str, count: int, start: dt.datetime | None) -> int:
     path = Path(identifier_or_path)
     folder = settings.definitions_folder()
-    extra = [path.absolute()] if path.suffix in (".yaml", ".yml") and path.is_file() else []
+    extra = _as_in_folder([path.absolute()], folder) if path.suffix in (".yaml", ".yml") and path.is_file() else []
     catalog = load_catalog(folder, files=sorted({*find_yaml_files(folder), *extra}))
     job = _find_job(catalog, identifier_or_path, folder)
     d = job.definition

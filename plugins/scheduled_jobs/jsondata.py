@@ -150,3 +150,16 @@ def check_depth(document: Any, text: bytes | str | None = None) -> None:
         if not level:
             return
     raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+
+
+def type_name(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages to whoever sent the JSON (not Python's names)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"

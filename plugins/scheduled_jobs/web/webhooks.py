@@ -86,7 +86,8 @@ def parse_entities(body: bytes, max_records: int, shape: RecordsShape | None = N
         if not isinstance(entity, dict):
             where = f"item {index} of the list" if isinstance(data, list) else "the body"
             raise WebhookRefusedError(
-                400, f"{where} is a JSON {type(entity).__name__}; each entity must be a JSON object; nothing was stored"
+                400,
+                f"{where} is a JSON {jsondata.type_name(entity)}; each entity must be a JSON object; nothing was stored",
             )
     return entities
 
@@ -116,12 +117,11 @@ class RecordsShape:
 
     def records_in(self, document: dict[str, Any], max_records: int) -> list[dict[str, Any]] | None:
         """The records at the path (a list, or one object); None for an entity without the path; else 400/413."""
+        has_key = _has(document, self.entity_key)
         try:
             found = dig(document, self.records_path)  # the files and HTTP connectors' own reading of the path
         except KeyError:
-            try:
-                dig(document, self.entity_key)
-            except KeyError:
+            if not has_key:
                 raise WebhookRefusedError(
                     400,
                     f"the body has no {self.records_path!r} (the records_path of incoming configuration "
@@ -129,6 +129,13 @@ class RecordsShape:
                     "documents hold, one entity, or a list of entities; nothing was stored",
                 ) from None
             return None  # one entity, as without a records_path
+        if has_key:  # an entity with a field named like the path, or a document with a key: never guessed
+            raise WebhookRefusedError(
+                400,
+                f"the body has both {self.records_path!r} (the records_path of incoming configuration "
+                f"{self.incoming!r}) and the entity key {self.entity_key!r}: send one entity inside a JSON list "
+                f"([{{...}}]), or the document {self.example()} without {self.entity_key!r}; nothing was stored",
+            )
         records = found if isinstance(found, list) else [found]
         if len(records) > max_records:
             raise too_many_records(max_records)
@@ -137,10 +144,18 @@ class RecordsShape:
                 where = f"item {index} of {self.records_path!r}" if isinstance(found, list) else repr(self.records_path)
                 raise WebhookRefusedError(
                     400,
-                    f"{where} (the records_path) is a JSON {type(record).__name__}; each entity must be a JSON "
+                    f"{where} (the records_path) is a JSON {jsondata.type_name(record)}; each entity must be a JSON "
                     "object; nothing was stored",
                 )
         return records
+
+
+def _has(document: dict[str, Any], path: str) -> bool:
+    try:
+        dig(document, path)
+    except KeyError:
+        return False
+    return True
 
 
 def too_many_records(limit: int) -> WebhookRefusedError:
