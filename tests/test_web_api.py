@@ -98,10 +98,14 @@ def test_plugin_registers_its_pages_in_airflows_navigation(client: httpx.Client,
     (ours,) = [p for p in plugins if p["name"] == "scheduled_jobs"]
     views = {v["name"]: (v["href"], v["url_route"]) for v in ours["external_views"]}
     assert views == {
-        "Scheduled jobs": ("scheduled-jobs/jobs", "scheduled-jobs-jobs"),
+        "Scheduled": ("scheduled-jobs/jobs", "scheduled-jobs-jobs"),  # the sidebar's one line: see NAV_LABEL
         "Cron checker": ("scheduled-jobs/cron", "scheduled-jobs-cron"),
         "Tasks": ("scheduled-jobs/tasks", "scheduled-jobs-tasks"),
         "Processes": ("scheduled-jobs/processes", "scheduled-jobs-processes"),
+    }
+    # Its own icon, as an image Airflow can show without a request (not the Plugins icon).
+    assert {(v["icon"][:25], v["icon_dark_mode"][:25]) for v in ours["external_views"]} == {
+        ("data:image/svg+xml,%3Csvg", "data:image/svg+xml,%3Csvg")
     }
 
 

@@ -28,6 +28,7 @@ from helpers.ports import free_port
 
 from scheduled_jobs.store import TaskStore
 from scheduled_jobs.store.schema import skipped_runs
+from scheduled_jobs.web.plugin import NAV_LABEL
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -166,7 +167,7 @@ def open_from_navigation(page: Page, name: str) -> FrameLocator:
     "Scheduled jobs" is a top-level item; the other pages are under Plugins > Scheduled jobs.
     """
     if name == "Scheduled jobs":
-        page.get_by_role("link", name="Scheduled jobs").click()
+        page.get_by_role("link", name=NAV_LABEL, exact=True).click()
     else:
         page.get_by_role("button", name="Plugins").click()
         page.get_by_role("menuitem", name="Scheduled jobs").click()
