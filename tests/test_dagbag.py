@@ -243,3 +243,19 @@ def test_the_dag_docs_escape_what_a_file_says(project: Path) -> None:
     assert description == r"\- a list? \`\`\` \<script\>alert(2)\</script\>"
     # The file is fenced with more backticks than any run in it, so no line of it closes the block.
     assert "\n`````yaml\n" in doc and doc.endswith("\n# </code><script>alert(3)</script>\n`````")
+
+
+def test_the_docs_name_an_http_source_and_a_sql_destination_with_their_limits(project: Path) -> None:
+    from scheduled_jobs.factory import _destination, _source
+    from scheduled_jobs.models.connectors.http import HttpSubscriberSettings
+    from scheduled_jobs.models.connectors.sql import SqlPublisherSettings
+
+    source = HttpSubscriberSettings.model_validate(
+        {"connection": "shop_api", "endpoint": "/orders", "pagination": {"type": "page", "size": 50}, "max_pages": 20}
+    )
+    assert _source(source) == (
+        "HTTP GET `/orders` on connection `shop_api`",
+        ["page pagination, 50 a page", "at most 100,000 records and 20 pages per run", "4 tries per request"],
+    )
+    table = SqlPublisherSettings.model_validate({"connection": "erp_db", "table": "orders", "columns": {"id": "id"}})
+    assert _destination(table) == ("SQL insert into `orders` on connection `erp_db`", [])

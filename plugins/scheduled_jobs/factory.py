@@ -136,7 +136,8 @@ def _source(subscriber: SubscriberSettings | None) -> tuple[str, list[str]]:
             _retry_text(subscriber.retry.attempts),
         ]
         if subscriber.pagination is not None:
-            limits.insert(0, f"{_md(subscriber.pagination.type)} pagination")
+            page = getattr(subscriber.pagination, "size", None) or getattr(subscriber.pagination, "limit", None)
+            limits.insert(0, f"{_md(subscriber.pagination.type)} pagination" + (f", {page} a page" if page else ""))
         return where, limits
     if isinstance(subscriber, SqlSubscriberSettings):
         limits = [
