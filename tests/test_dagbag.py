@@ -259,3 +259,14 @@ def test_the_docs_name_an_http_source_and_a_sql_destination_with_their_limits(pr
     )
     table = SqlPublisherSettings.model_validate({"connection": "erp_db", "table": "orders", "columns": {"id": "id"}})
     assert _destination(table) == ("SQL insert into `orders` on connection `erp_db`", [])
+
+
+def test_the_docs_show_at_most_the_first_20000_characters_of_a_definition_file(project: Path) -> None:
+    long = project / "job_definitions" / "long.yaml"
+    long.write_text(
+        "name: Long\njob: repair_stuck_tasks\nexpression: '@daily'\n# " + "x" * 30_000 + "\n", encoding="utf-8"
+    )
+    doc = dagbag().get_dag("long").doc_md
+    shown = doc.split("```yaml\n", 1)[1]
+    assert shown.endswith("\n# ... cut: the docs show the first 20000 characters\n```")
+    assert len(shown) < 20_100
