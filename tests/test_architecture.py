@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "airflow_runs",
             "connections",
             "cron_checker",
+            "timetables",
         ),
     ),
     ("models", ("models",)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
@@ -35,7 +36,10 @@ def outbox(project: Path) -> list[str]:
 
 
 GUARDED = {"guard": "success", "release_guard": "success"}
-INCOMING_OK = ("success", {**GUARDED, "run_incoming_configuration": "success", "export_orders-to-erp": "success"})
+INCOMING_OK = (
+    "success",
+    {**GUARDED, "run_incoming_configuration": "success", "export_orders-to-erp": "success", "watcher": "skipped"},
+)
 
 
 def not_realtime(project: Path) -> None:
@@ -89,17 +93,19 @@ def test_export_takes_at_most_tasks_to_export_oldest_first(project: Path) -> Non
     assert store_at(project).counts("orders-to-erp")["new"] == 1
 
 
-def test_a_malformed_file_is_rejected_and_the_others_are_stored(project: Path) -> None:
+def test_a_malformed_file_is_rejected_and_the_others_are_stored_and_exported_in_the_same_run(project: Path) -> None:
     inbox = project / "data" / "inbox" / "shop-orders"
     (inbox / "orders-0000.json").write_text('{"orders": [{"id": "SO-9"}, ', encoding="utf-8")
     (inbox / "orders-0003.json").write_text('{"orders": [{"number": "SO-10"}]}', encoding="utf-8")
     for dropped in ("orders-0000.json", "orders-0003.json"):  # dropped a minute ago: settled, no longer written
         os.utime(inbox / dropped, (time.time() - 60, time.time() - 60))
     state, tasks = run_dag("shop-orders-incoming")
+    # The run fails, so that the rejection shows, but the real-time export has run for the good files.
     assert (state, tasks) == (
         "failed",
-        {**GUARDED, "run_incoming_configuration": "failed", "export_orders-to-erp": "upstream_failed"},
+        {**GUARDED, "run_incoming_configuration": "failed", "export_orders-to-erp": "success", "watcher": "failed"},
     )
+    assert outbox(project) == ["order-SO-1001.json", "order-SO-1002.json", "order-SO-1003.json", "order-SO-1004.json"]
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["orders-0001.json", "orders-0002.json"]
     assert (
         (inbox / "rejected" / "orders-0000.json.error.txt")
@@ -109,10 +115,22 @@ def test_a_malformed_file_is_rejected_and_the_others_are_stored(project: Path) -
     assert (
         inbox / "rejected" / "orders-0003.json.error.txt"
     ).read_text() == "record 0: a record has no entity key 'id'\n"
-    assert store_at(project).counts("orders-to-erp")["new"] == 4
-    # The next run finds only good files and exports what the failed run stored.
+    assert store_at(project).counts("orders-to-erp")["finished"] == 4
+    # The next run finds only good files and nothing new: it succeeds, and the watcher is skipped.
     assert run_dag("shop-orders-incoming") == INCOMING_OK
-    assert len(outbox(project)) == 4
+
+
+def test_a_duplicate_run_skips_the_realtime_export_and_the_watcher(project: Path) -> None:
+    """A skipped guard skips the export after it, though the export also runs after a failed incoming run."""
+    from scheduled_jobs.store.processes import Holder, ProcessLedger
+
+    ledger = ProcessLedger(store_at(project).engine)
+    for run_id in ("scheduled__2026-11-24T02:00:00+00:00", "manual__2026-11-24T02:01:00+00:00"):
+        ledger.enter("incoming:shop-orders", Holder("shop-orders-incoming-2", run_id), dt.timedelta(hours=1))
+    state, tasks = run_dag("shop-orders-incoming")
+    assert tasks["guard"] == "skipped"
+    assert (state, tasks["export_orders-to-erp"], tasks["watcher"]) == ("success", "skipped", "skipped")
+    assert outbox(project) == []
 
 
 def test_a_failing_destination_marks_tasks_failed_with_the_error(project: Path) -> None:

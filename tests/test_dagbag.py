@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import datetime as dt
+import json
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow.timetables.base import TimeRestriction
 from conftest import ROOT
 
 if TYPE_CHECKING:
@@ -14,6 +17,7 @@ if TYPE_CHECKING:
 ENTRY = "scheduled_jobs_dags.py"
 PROBLEMS = "scheduled_jobs_problems.py"
 REALTIME = "realtime_export.orders-to-erp"
+_NO_LIMIT = TimeRestriction(earliest=None, latest=None, catchup=False)
 
 
 def dagbag() -> DagBag:
@@ -31,7 +35,9 @@ def test_each_dag_carries_the_definition(project: Path) -> None:
     bag = dagbag()
     export = bag.get_dag("orders-to-erp-export")
     assert export.timetable.expression == "* * * * *"
-    assert export.timetable.timezone == "Europe/Amsterdam"
+    assert export.timetable.timezone_name == "Europe/Amsterdam"
+    assert export.timetable.summary == "* * * * * (Europe/Amsterdam)"
+    assert (export.dag_id, export.dag_display_name) == ("orders-to-erp-export", "Orders to ERP export")
     assert export.max_active_runs == 1
     assert export.catchup is False
     assert export.is_paused_upon_creation is False
@@ -56,6 +62,7 @@ def test_each_dag_carries_the_definition(project: Path) -> None:
         ("guard", 10),
         ("release_guard", 10),
         ("run_incoming_configuration", 10),
+        ("watcher", 10),
     ]
     assert incoming.get_task("guard").configuration == "incoming:shop-orders"
     assert incoming.get_task("release_guard").upstream_task_ids == {
@@ -65,18 +72,63 @@ def test_each_dag_carries_the_definition(project: Path) -> None:
     }
     realtime = incoming.get_task("export_orders-to-erp")
     assert realtime.upstream_task_ids == {"run_incoming_configuration"}
-    assert (realtime.route, realtime.tasks_to_export, realtime.trigger_rule) == ("orders-to-erp", None, "all_success")
+    # Also after a failed incoming run (a rejected file); the watcher then fails the run.
+    assert (realtime.route, realtime.tasks_to_export, realtime.trigger_rule) == ("orders-to-erp", None, "none_skipped")
+    watcher = incoming.get_task("watcher")
+    assert (watcher.trigger_rule, watcher.upstream_task_ids, watcher.downstream_task_ids) == (
+        "one_failed",
+        {"run_incoming_configuration", "export_orders-to-erp"},
+        set(),
+    )
     repair = bag.get_dag("repair-stuck-tasks")
-    assert repair.timetable.timezone == "UTC"
+    assert repair.timetable.timezone_name == "UTC"
     assert [t.task_id for t in repair.tasks] == ["repair_stuck_tasks"]  # no configuration, no guard
     assert repair.tasks[0].stuck_after_minutes == 30
 
 
-def test_a_disabled_job_has_no_schedule(project: Path) -> None:
+def test_a_disabled_job_has_no_schedule_starts_paused_and_says_disabled(project: Path) -> None:
     dag = dagbag().get_dag("product-catalog-incoming")
-    assert type(dag.timetable).__name__ == "NullTimetable"
+    assert dag.timetable.summary == "Disabled"
+    assert dag.timetable.next_dagrun_info(last_automated_data_interval=None, restriction=_NO_LIMIT) is None
+    assert dag.is_paused_upon_creation is True
     assert "disabled" in dag.tags
     assert dag.get_task("run_incoming_configuration").disabled is True
+    assert dagbag().get_dag("shop-orders-incoming").is_paused_upon_creation is False
+
+
+def test_the_scheduler_reads_back_the_schedule_the_dag_list_shows(project: Path) -> None:
+    """What the DAG processor stores and the scheduler and API server read: the plugin's timetables."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    bag = dagbag()
+    shown = {}
+    for dag_id in ("orders-to-erp-export", "product-catalog-incoming", "repair-stuck-tasks"):
+        stored = json.loads(json.dumps(DagSerialization.to_dict(bag.get_dag(dag_id))))
+        read = DagSerialization.from_dict(stored)
+        shown[dag_id] = (read.timetable.summary, read.timetable.description, read.dag_display_name)
+    assert shown == {
+        "orders-to-erp-export": ("* * * * * (Europe/Amsterdam)", "Every minute", "Orders to ERP export"),
+        "product-catalog-incoming": (
+            "Disabled",
+            "Disabled in its definition file (disabled: true): no scheduled runs",
+            "Product catalog incoming",
+        ),
+        "repair-stuck-tasks": ("*/15 * * * * (UTC)", "Every 15 minutes", "Repair stuck tasks"),
+    }
+
+
+def test_a_new_job_first_runs_at_its_next_fire_time(project: Path) -> None:
+    """Airflow's own CronTriggerTimetable runs a new every-minute DAG at once for the minute just past."""
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    def first_run(timetable: Any) -> dt.datetime:
+        info = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=_NO_LIMIT)
+        return info.run_after
+
+    before = dt.datetime.now(dt.UTC)
+    job = dagbag().get_dag("orders-to-erp-export").timetable  # "* * * * *": a fire time under a minute ago
+    assert before < first_run(job) <= before + dt.timedelta(minutes=1, seconds=1)
+    assert first_run(CronTriggerTimetable("* * * * *", timezone="Europe/Amsterdam")) <= dt.datetime.now(dt.UTC)
 
 
 def test_a_bad_file_is_an_import_error_and_the_good_dags_still_register(project: Path) -> None:
@@ -153,3 +205,68 @@ def test_a_worker_builds_only_the_realtime_dag_of_its_task(project: Path, monkey
     assert list(build_dags()) == [REALTIME]
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "orders-to-erp-export")
     assert list(build_dags()) == ["orders-to-erp-export"], "a job's worker does not build the real-time DAGs"
+
+
+def test_the_dag_docs_show_the_definition_file_and_what_the_job_runs(project: Path) -> None:
+    bag = dagbag()
+    export = bag.get_dag("orders-to-erp-export").doc_md
+    definition = (project / "job_definitions" / "orders-to-erp-export.yaml").read_text(encoding="utf-8")
+    assert f"### Definition file\n\n```yaml\n{definition.rstrip()}\n```" in export
+    assert (
+        "- **Route Orders to ERP** (`orders-to-erp`): tasks of `shop-orders` → ERP orders file: "
+        "files `order-{entity_key}.json` in `outbox/erp-orders`" in export
+    )
+    assert "  - Number of tasks to export per run: 100" in export
+    incoming = bag.get_dag("shop-orders-incoming").doc_md
+    assert (
+        "- **Incoming configuration Shop orders** (`shop-orders`): files `*.json` in `inbox/shop-orders`, "
+        "records at `orders` → tasks on `orders-to-erp`" in incoming
+    )
+    realtime = bag.get_dag(REALTIME)
+    assert realtime.dag_display_name == "Real-time export: Orders to ERP"
+    assert "- **Route Orders to ERP** (`orders-to-erp`)" in realtime.doc_md
+
+
+def test_the_dag_docs_escape_what_a_file_says(project: Path) -> None:
+    """Airflow renders doc_md as markdown: a name, a description or a YAML line stays text."""
+    hostile = project / "job_definitions" / "hostile.yaml"
+    hostile.write_text(
+        "name: '# <img src=x onerror=alert(1)> [click](javascript:alert(1)) **bold**'\n"
+        "description: |-\n  - a list?\n  ```\n  <script>alert(2)</script>\n"
+        "job: repair_stuck_tasks\nexpression: '@daily'\n"
+        "# ```` a comment that tries to close the fence\n# </code><script>alert(3)</script>\n",
+        encoding="utf-8",
+    )
+    doc = dagbag().get_dag("img-src-x-onerror-alert-1-click-javascript-alert-1-bold").doc_md
+    title, _, description = doc.split("\n")[:3]
+    assert title == r"## \# \<img src=x onerror=alert(1)\> \[click\](javascript:alert(1)) \*\*bold\*\*"
+    assert description == r"\- a list? \`\`\` \<script\>alert(2)\</script\>"
+    # The file is fenced with more backticks than any run in it, so no line of it closes the block.
+    assert "\n`````yaml\n" in doc and doc.endswith("\n# </code><script>alert(3)</script>\n`````")
+
+
+def test_the_docs_name_an_http_source_and_a_sql_destination_with_their_limits(project: Path) -> None:
+    from scheduled_jobs.factory import _destination, _source
+    from scheduled_jobs.models.connectors.http import HttpSubscriberSettings
+    from scheduled_jobs.models.connectors.sql import SqlPublisherSettings
+
+    source = HttpSubscriberSettings.model_validate(
+        {"connection": "shop_api", "endpoint": "/orders", "pagination": {"type": "page", "size": 50}, "max_pages": 20}
+    )
+    assert _source(source) == (
+        "HTTP GET `/orders` on connection `shop_api`",
+        ["page pagination, 50 a page", "at most 100,000 records and 20 pages per run", "4 tries per request"],
+    )
+    table = SqlPublisherSettings.model_validate({"connection": "erp_db", "table": "orders", "columns": {"id": "id"}})
+    assert _destination(table) == ("SQL insert into `orders` on connection `erp_db`", [])
+
+
+def test_the_docs_show_at_most_the_first_20000_characters_of_a_definition_file(project: Path) -> None:
+    long = project / "job_definitions" / "long.yaml"
+    long.write_text(
+        "name: Long\njob: repair_stuck_tasks\nexpression: '@daily'\n# " + "x" * 30_000 + "\n", encoding="utf-8"
+    )
+    doc = dagbag().get_dag("long").doc_md
+    shown = doc.split("```yaml\n", 1)[1]
+    assert shown.endswith("\n# ... cut: the docs show the first 20000 characters\n```")
+    assert len(shown) < 20_100

@@ -98,10 +98,14 @@ def test_plugin_registers_its_pages_in_airflows_navigation(client: httpx.Client,
     (ours,) = [p for p in plugins if p["name"] == "scheduled_jobs"]
     views = {v["name"]: (v["href"], v["url_route"]) for v in ours["external_views"]}
     assert views == {
-        "Scheduled jobs": ("scheduled-jobs/jobs", "scheduled-jobs-jobs"),
+        "Scheduled": ("scheduled-jobs/jobs", "scheduled-jobs-jobs"),  # the sidebar's one line: see NAV_LABEL
         "Cron checker": ("scheduled-jobs/cron", "scheduled-jobs-cron"),
         "Tasks": ("scheduled-jobs/tasks", "scheduled-jobs-tasks"),
         "Processes": ("scheduled-jobs/processes", "scheduled-jobs-processes"),
+    }
+    # Its own icon, as an image Airflow can show without a request (not the Plugins icon).
+    assert {(v["icon"][:25], v["icon_dark_mode"][:25]) for v in ours["external_views"]} == {
+        ("data:image/svg+xml,%3Csvg", "data:image/svg+xml,%3Csvg")
     }
 
 
@@ -145,6 +149,28 @@ def test_jobs_list_every_job_with_fire_times_in_its_timezone_and_invalid_files(
     reasons = {(p["key"], p["reason"]) for p in answer["invalid"] if p["path"].endswith("broken.yaml")}
     assert ("expression", "minute: 61 is out of range 0-59") in reasons
     assert any(key == "route" and "no route has identifier 'nope'" in reason for key, reason in reasons)
+
+
+def test_the_jobs_page_counts_invalid_files_and_groups_their_problems(client: httpx.Client, project: Path) -> None:
+    _write(
+        project / "job_definitions" / "broken.yaml",
+        "name: Broken\njob: outgoing\nroute: nope\nexpression: '61 * * * *'\ntasks_to_export: 0\n",
+    )
+    _write(
+        project / "job_definitions" / "typo.yaml",
+        "name: Typo\njob: repair_stuck_tasks\nexpression: '@daily'\nprority: 3\n",
+    )
+    problems = client.get("/api/jobs").json()["invalid"]
+    assert len(problems) == 4  # the API keeps one entry per problem
+    page = client.get("/jobs").text
+    assert "<h2>Invalid definitions (2 files)</h2>" in page
+    sections = re.findall(r'<section class="invalid-file">(.*?)</section>', page, re.S)
+    files = {re.search(r"<code>(.*?)</code>", s).group(1): re.findall(r"<li><code>(.*?)</code>", s) for s in sections}  # type: ignore[union-attr]
+    assert files == {
+        str(project / "job_definitions" / "broken.yaml"): ["expression", "route", "tasks_to_export"],
+        str(project / "job_definitions" / "typo.yaml"): ["prority"],
+    }
+    assert "3 problems" in sections[0] and "1 problem<" in sections[1]
 
 
 def test_jobs_mark_dst_shifts_in_the_next_fire_times(client: httpx.Client, project: Path) -> None:

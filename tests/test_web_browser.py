@@ -28,6 +28,7 @@ from helpers.ports import free_port
 
 from scheduled_jobs.store import TaskStore
 from scheduled_jobs.store.schema import skipped_runs
+from scheduled_jobs.web.plugin import NAV_LABEL
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -193,7 +194,7 @@ def open_from_navigation(page: Page, name: str) -> FrameLocator:
     "Scheduled jobs" is a top-level item; the other pages are under Plugins > Scheduled jobs.
     """
     if name == "Scheduled jobs":
-        page.get_by_role("link", name="Scheduled jobs").click()
+        page.get_by_role("link", name=NAV_LABEL, exact=True).click()
     else:
         page.get_by_role("button", name="Plugins").click()
         page.get_by_role("menuitem", name="Scheduled jobs").click()
@@ -457,3 +458,31 @@ def test_a_job_made_in_the_form_runs_and_stops_when_disabled(page: Page, airflow
     time.sleep(max(0.0, (next_minute - dt.datetime.now(dt.UTC).replace(tzinfo=None)).total_seconds()) + 20)
     assert len(airflow.runs(dag_id)) == runs_then, airflow.runs(dag_id)
     assert airflow.dag(dag_id).is_paused
+
+
+def test_airflows_own_pages_show_jobs_natively_at_1024_px(page: Page, airflow: Airflow) -> None:
+    """The DAG list shows Names, schedules with their Timezone and "Disabled"; the sidebar entry and the
+    jobs table fit a 1024 px window."""
+    page.set_viewport_size({"width": 1024, "height": 768})
+    page.goto(airflow.url + "/dags")
+    export = page.get_by_role("link", name="Orders to ERP export", exact=True)
+    export.wait_for()
+    listing = page.locator("body").inner_text()
+    assert "* * * * * (Europe/Amsterdam)" in listing
+    assert "Disabled" in listing and "Product catalog incoming" in listing
+    assert "orders-to-erp-export" not in listing  # the Name, not the Identifier
+    screenshot(page, "airflow-dag-list")
+
+    entry = page.get_by_role("link", name=NAV_LABEL, exact=True)
+    label = entry.get_by_text(NAV_LABEL, exact=True)
+    assert label.evaluate("e => e.scrollWidth <= e.clientWidth"), "the sidebar label is cut off"
+    assert entry.locator("img").get_attribute("src", timeout=5_000).startswith("data:image/svg+xml,")  # type: ignore[union-attr]
+
+    frame = open_from_navigation(page, "Scheduled jobs")
+    frame.locator("#jobs").wait_for()
+    widths = frame.locator(".table-wrap").evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert widths[0] <= widths[1], f"the jobs table is wider than its frame: {widths}"
+    name = frame.get_by_role("link", name="Product catalog incoming")
+    lines = name.evaluate("e => new Set([...e.getClientRects()].map(r => Math.round(r.top))).size")
+    assert lines <= 2, f"the name wraps over {lines} lines"
+    screenshot(page, "scheduled-jobs-1024")

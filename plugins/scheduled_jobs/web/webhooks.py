@@ -87,7 +87,8 @@ def parse_entities(body: bytes, max_records: int, shape: RecordsShape | None = N
             where = f"item {index} of the list" if isinstance(data, list) else "the body"
             raise WebhookRefusedError(
                 400,
-                f"{where} is a JSON {jsondata.type_name(entity)}; each entity must be a JSON object; nothing was stored",
+                f"{where} is a JSON {jsondata.type_name(entity)}; each entity must be a JSON object; "
+                "nothing was stored",
             )
     return entities
 
