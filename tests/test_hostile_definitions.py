@@ -338,4 +338,7 @@ def test_preview_of_a_cron_that_never_fires_is_a_clear_error(project: Path) -> N
     result = run("preview", "job_definitions/never.yaml", cwd=project)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
-    assert result.stderr.strip() == f"error: job_definitions/never.yaml: {NEVER_REASON}"
+    assert result.stderr.splitlines() == [
+        f"job_definitions/never.yaml: {NEVER_REASON}",
+        "error: job_definitions/never.yaml: not a valid scheduled job: 1 problem above",
+    ]
