@@ -834,6 +834,8 @@ def test_a_read_only_file_is_not_replaced(server: Server, tokens: dict[str, str]
     values = authoring.form_values(yaml.safe_load(path.read_text()), JOB)
     fields = [*_edit_fields(server, admin, JOB, {**values, "priority": "6"}), ("do", "save")]
     path.chmod(0o444)
+    page = _page(server, admin, f"/jobs/{JOB}/edit")
+    assert f"{path} is read-only (mode 0444)" in page.text and 'id="save"' not in page.text
     before, since = files(editing), _last_audit()
     answer = _post(server, admin, f"/jobs/{JOB}/edit", fields)
     assert answer.status_code == 409

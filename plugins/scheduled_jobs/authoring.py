@@ -516,6 +516,27 @@ def saving_refused() -> str | None:
     return None
 
 
+def read_only_reason(mode: int) -> str | None:
+    """Why a file of ``mode`` is not replaced by a save (None: it may be): its owner may not write it.
+
+    The mode bits, not ``os.access``: a rename in a writable folder replaces any file, and root may write all.
+    """
+    if stat.S_IMODE(mode) & stat.S_IWUSR:
+        return None
+    return f"{FILE_KEY}: is read-only (mode {stat.S_IMODE(mode):04o}); nothing was saved, change its mode first"
+
+
+def file_refused(path: Path) -> str | None:
+    """Why the edit page of ``path`` offers no Save (a read-only file), or None."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return None  # a save reports it, under the folder's lock
+    if read_only_reason(mode) is None and os.access(path, os.W_OK):
+        return None
+    return f"{path} is read-only (mode {stat.S_IMODE(mode):04o}): change it in the repository, or change its mode first"
+
+
 @contextlib.contextmanager
 def _folder(folder: Path, relative: Path | None = None) -> Iterator[int]:
     """A descriptor of the definitions folder (or a subfolder of it), locked, no symbolic link followed.
@@ -644,11 +665,12 @@ def replace(path: Path, text: str, version: str, folder: Path | None = None) -> 
         if current is None or version_of(current) != version:
             raise ConflictError(path, _decoded(current), None if current is None else version_of(current))
         mode = stat.S_IMODE(os.stat(relative.name, dir_fd=descriptor, follow_symlinks=False).st_mode)
-        if not mode & stat.S_IWUSR or not os.access(relative.name, os.W_OK, dir_fd=descriptor):
+        refused = read_only_reason(mode)
+        if refused is None and not os.access(relative.name, os.W_OK, dir_fd=descriptor):
+            refused = f"{FILE_KEY}: is not writable by the API server; nothing was saved"
+        if refused is not None:
             # A rename would replace it all the same (the folder is writable): its mode says "do not change me".
-            raise AuthoringError(
-                GENERAL, f"{FILE_KEY}: is read-only (mode {mode:04o}); nothing was saved, change its mode first"
-            )
+            raise AuthoringError(GENERAL, refused)
         temporary = _write_temporary(descriptor, relative.stem, data, mode)
         try:
             again = _read(descriptor, relative.name)

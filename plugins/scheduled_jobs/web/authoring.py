@@ -244,7 +244,10 @@ async def edit_job_page(request: Request, identifier: str) -> HTMLResponse:
         except authoring.AuthoringError as refusal:
             raise HTTPException(409, f"{job.path}: {refusal.reason}") from None
         values = authoring.form_values(mapping, job.identifier)
-        return _context(values, mode="edit", identifier=job.identifier, path=job.path, version=version)
+        more: dict[str, Any] = {}
+        if authoring.saving_refused() is None and (read_only := authoring.file_refused(job.path)):
+            more["saving_refused"] = read_only  # said at the top before anything is typed; no Save offered
+        return _context(values, mode="edit", identifier=job.identifier, path=job.path, version=version, **more)
 
     return _render(request, **await run_in_threadpool(work))
 
