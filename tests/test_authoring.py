@@ -467,7 +467,7 @@ def test_saving_needs_the_right_to_edit_dags_and_a_csrf_token(
 ) -> None:
     before, since = files(editing), _last_audit()
     viewer_page = _page(server, tokens["viewer"], "/jobs/new")
-    assert viewer_page.status_code == 200 and "Saving needs the right to edit DAGs" in viewer_page.text
+    assert viewer_page.status_code == 200 and "Saving scheduled jobs needs the right to edit DAGs" in viewer_page.text
     fields = [*form().items(), ("do", "save")]
     viewer = _post(server, tokens["viewer"], "/jobs/new", [("csrf_token", _token_of(viewer_page.text)), *fields])
     assert viewer.status_code == 403 and "right to edit DAGs" in viewer.text
@@ -584,3 +584,265 @@ def test_disable_from_the_jobs_page_writes_the_key_and_audits(
     ]
     unknown = _post(server, admin, "/jobs/no-such-job/disable", [("csrf_token", token)])
     assert unknown.status_code == 404
+
+
+# -- what browsers send, files ruamel reads differently, comments, layout ----------------------------
+
+
+def _edit_fields(server: Server, token: str, identifier: str, values: dict[str, str]) -> list[tuple[str, str]]:
+    """What the edit page's form submits: its CSRF token, the version it loaded, and ``values``."""
+    page = _page(server, token, f"/jobs/{identifier}/edit")
+    assert page.status_code == 200, page.text
+    version = re.search(r'name="version" value="([0-9a-f]{64})"', page.text)
+    assert version
+    return [("csrf_token", _token_of(page.text)), ("version", version.group(1)), *values.items()]
+
+
+JOB = "orders-to-erp-export"
+
+
+def test_a_description_with_crlf_line_breaks_is_saved_with_line_breaks(
+    server: Server, tokens: dict[str, str], editing: Path
+) -> None:
+    """HTML form submission sends a textarea's line breaks as CRLF; they are line breaks, not control characters."""
+    admin = tokens["admin"]
+    token = _token_of(_page(server, admin, "/jobs/new").text)
+    fields = [("csrf_token", token), *form(name="Two lines", description="first line\r\nsecond line\rthird").items()]
+    saved = _post(server, admin, "/jobs/new", [*fields, ("do", "save")])
+    assert saved.status_code == 201, re.findall(r'data-field="description"><li>(.*?)</li>', saved.text)
+    written = yaml.safe_load((editing / "two-lines.yaml").read_text())
+    assert written["description"] == "first line\nsecond line\nthird"
+
+
+def test_chromium_submits_a_two_line_description_and_the_job_is_saved(
+    server: Server, tokens: dict[str, str], editing: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+    from test_web_browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1024, "height": 768})
+            context.add_cookies([{"name": "_token", "value": tokens["admin"], "url": server.url}])
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            posted: list[str] = []
+            page.on("request", lambda r: posted.append(r.post_data or "") if r.method == "POST" else None)
+            page.goto(server.url + "/scheduled-jobs/jobs/new")
+            page.fill("#f-name", "Browser two lines")
+            page.select_option("#f-job", "outgoing")
+            page.select_option("#f-route", "orders-to-erp")
+            page.fill("#f-description", "first line\nsecond line")
+            page.fill("#f-expression", "*/5 * * * *")
+            page.click("#save")
+            page.wait_for_load_state()
+            assert posted and "first+line%0D%0Asecond+line" in posted[-1]  # what every browser sends
+            problems = page.locator(".field-problems").all_inner_texts()
+            assert page.locator("#saved").count() == 1, problems
+        finally:
+            browser.close()
+    written = yaml.safe_load((editing / "browser-two-lines.yaml").read_text())
+    assert written["description"] == "first line\nsecond line"
+
+
+@pytest.mark.parametrize("route", ["edit", "disable"])
+def test_a_file_ruamel_cannot_read_gives_a_page_naming_it_and_writes_nothing(
+    server: Server, tokens: dict[str, str], editing: Path, route: str
+) -> None:
+    """``priority:<TAB>5``: the project's reader accepts it (the job is valid), ruamel's scanner does not."""
+    admin = tokens["admin"]
+    path = editing / f"{JOB}.yaml"
+    values = authoring.form_values(yaml.safe_load(path.read_text()), JOB)
+    path.write_text(path.read_text().replace("priority: 5", "priority:\t5"))
+    assert JOB in load_catalog(editing).jobs
+    before, since = files(editing), _last_audit()
+    if route == "edit":
+        fields = [*_edit_fields(server, admin, JOB, {**values, "priority": "6"}), ("do", "save")]
+        answer = _post(server, admin, f"/jobs/{JOB}/edit", fields)
+    else:
+        answer = _post(
+            server, admin, f"/jobs/{JOB}/disable", [("csrf_token", _token_of(_page(server, admin, "/jobs").text))]
+        )
+    assert answer.status_code == 409, answer.text
+    assert f"{path}: (file): cannot be changed from the UI" in answer.text
+    assert "at line" in answer.text and "change the file in the repository" in answer.text
+    assert files(editing) == before and _last_audit() == since
+
+
+COMMENTED_SCHEDULE = """\
+name: Orders to ERP export
+job: outgoing
+route: orders-to-erp
+tasks_to_export: 100  # agreed with the ERP team
+# The schedule: every minute, agreed with the ERP team (ticket 42).
+expression: "* * * * *"
+timezone: Europe/Amsterdam
+"""
+
+
+def test_removing_a_key_keeps_the_comment_above_the_next_key(project: Path) -> None:
+    """ruamel attaches the comment lines above ``expression`` to ``tasks_to_export``, the key removed."""
+    path = project / "job_definitions" / f"{JOB}.yaml"
+    path.write_text(COMMENTED_SCHEDULE)
+    data, version = authoring.read_definition(path)
+    values = authoring.form_values(authoring.parse_existing(data, path), JOB)
+    values["tasks_to_export"] = ""  # "empty: all"
+    draft, _ = authoring.edit_draft(values, path, JOB, data)
+    assert draft.valid, draft.problems
+    authoring.replace(path, draft.text, version)
+    assert path.read_text() == COMMENTED_SCHEDULE.replace("tasks_to_export: 100  # agreed with the ERP team\n", "")
+
+
+def test_disable_puts_the_key_above_the_comment_of_the_next_key(project: Path) -> None:
+    path = project / "job_definitions" / f"{JOB}.yaml"
+    original = (
+        "name: Orders to ERP export\n# The kind: an export of the route below.\njob: outgoing\n"
+        "route: orders-to-erp\nexpression: '* * * * *'\n"
+    )
+    path.write_text(original)
+    data, version = authoring.read_definition(path)
+    authoring.replace(path, authoring.toggled_text(data, path, True), version)
+    assert path.read_text() == original.replace("\n# The kind", "\ndisabled: true\n# The kind")
+
+
+BLOCK = """\
+name: Orders to ERP export
+description: |
+  Push new orders to the ERP.
+  100 at a time.
+job: outgoing
+route: orders-to-erp
+expression: "* * * * *"
+priority: 5
+"""
+
+
+def test_an_edit_leaves_an_unchanged_block_description_as_it_was(project: Path) -> None:
+    """The form drops the description's final line break; an unchanged one is neither rewritten nor audited."""
+    path = project / "job_definitions" / f"{JOB}.yaml"
+    path.write_text(BLOCK)
+    data, _version = authoring.read_definition(path)
+    before = authoring.parse_existing(data, path)
+    values = authoring.form_values(before, JOB)
+    values["description"] = values["description"].rstrip("\n").replace("\n", "\r\n")  # as a browser sends it
+    values["priority"] = "6"
+    draft, _ = authoring.edit_draft(values, path, JOB, data)
+    assert draft.valid, draft.problems
+    assert draft.text == BLOCK.replace("priority: 5", "priority: 6"), draft.text
+    after = authoring.parse_existing(draft.text.encode(), path)
+    assert sorted(k for k in {*before, *after} if before.get(k) != after.get(k)) == ["priority"]
+
+
+def test_an_edit_of_a_crlf_file_keeps_its_line_endings(project: Path) -> None:
+    """A Windows-made file: one changed key must not rewrite every line (the whole file in ``git diff``)."""
+    path = project / "job_definitions" / f"{JOB}.yaml"
+    original = COMMENTED.replace("\n", "\r\n").encode()
+    path.write_bytes(original)
+    data, version = authoring.read_definition(path)
+    values = authoring.form_values(authoring.parse_existing(data, path), JOB)
+    values["priority"] = "6"
+    draft, _ = authoring.edit_draft(values, path, JOB, data)
+    authoring.replace(path, draft.text, version)
+    changed = [line for line in path.read_bytes().split(b"\n") if line not in original.split(b"\n")]
+    assert changed == [b"priority: 6  # above the imports\r"], changed
+
+
+MARKED = (
+    "\ufeff%YAML 1.1\r\n# Kept above the marker.\r\n---\r\nname: Orders to ERP export\r\njob: outgoing\r\n"
+    "route: orders-to-erp\r\nexpression: '* * * * *'\r\npriority: 5\r\n...\r\n"
+)
+
+
+@pytest.mark.parametrize("change", ["edit", "disable"])
+def test_a_files_bom_directive_and_document_markers_stay(project: Path, change: str) -> None:
+    path = project / "job_definitions" / f"{JOB}.yaml"
+    path.write_bytes(MARKED.encode())
+    data, version = authoring.read_definition(path)
+    if change == "edit":
+        values = authoring.form_values(authoring.parse_existing(data, path), JOB)
+        draft, _ = authoring.edit_draft({**values, "priority": "6"}, path, JOB, data)
+        assert draft.valid, draft.problems
+        authoring.replace(path, draft.text, version)
+        assert path.read_bytes() == MARKED.replace("priority: 5", "priority: 6").encode()
+    else:
+        authoring.replace(path, authoring.toggled_text(data, path, True), version)
+        assert path.read_bytes() == MARKED.replace("job:", "disabled: true\r\njob:").encode()
+    assert load_catalog(project / "job_definitions").jobs[JOB]
+
+
+@pytest.mark.parametrize("description", ["\tindented first line\nsecond line", "first\n\tsecond\n  third"])
+def test_a_description_line_starting_with_a_tab_or_space_is_saved_as_typed(project: Path, description: str) -> None:
+    """A literal block cannot start a line with a tab: such a text is written double-quoted, and reads back."""
+    draft, _ = authoring.new_draft(form(identifier="tabbed", description=description))
+    assert draft.valid, draft.problems
+    assert yaml.safe_load(draft.text)["description"] == description
+
+
+def test_a_viewer_refused_a_save_is_told_about_saving_scheduled_jobs(
+    server: Server, tokens: dict[str, str], editing: Path
+) -> None:
+    page = _page(server, tokens["viewer"], "/jobs/new")
+    answer = _post(server, tokens["viewer"], "/jobs/new", [("csrf_token", _token_of(page.text)), *form().items()])
+    assert answer.status_code == 403
+    assert "saving scheduled jobs needs the right to edit DAGs" in answer.text
+    assert "retrying, skipping or deleting tasks" not in answer.text
+
+
+def test_a_viewer_is_told_saving_needs_the_right_and_may_still_get_the_yaml(
+    server: Server, tokens: dict[str, str], editing: Path
+) -> None:
+    viewer = tokens["viewer"]
+    before, since = files(editing), _last_audit()
+    for path in ("/jobs/new", f"/jobs/{JOB}/edit"):
+        page = _page(server, viewer, path)
+        assert page.status_code == 200
+        assert 'id="no-right"' in page.text and "Saving scheduled jobs needs the right to edit DAGs" in page.text
+        assert 'id="save"' not in page.text and 'id="preview"' in page.text
+    token = _token_of(_page(server, viewer, "/jobs/new").text)
+    shown = _post(server, viewer, "/jobs/new", [("csrf_token", token), *form().items(), ("do", "preview")])
+    assert shown.status_code == 200, shown.text
+    yaml_text = re.search(r'<pre id="yaml">(.*?)</pre>', shown.text, re.S)
+    assert yaml_text and "name: Nightly orders" in yaml_text.group(1) and "download=" in shown.text
+    values = authoring.form_values(yaml.safe_load((editing / f"{JOB}.yaml").read_text()), JOB)
+    edit = _post(server, viewer, f"/jobs/{JOB}/edit", [*_edit_fields(server, viewer, JOB, values), ("do", "preview")])
+    assert edit.status_code == 200 and 'id="yaml"' in edit.text
+    forged = _post(server, viewer, "/jobs/new", [("csrf_token", ""), *form().items(), ("do", "preview")])
+    assert forged.status_code == 403 and "CSRF token" in forged.text  # a preview is a POST: CSRF all the same
+    assert files(editing) == before and _last_audit() == since
+
+
+def test_a_number_too_large_says_so(project: Path) -> None:
+    draft, _ = authoring.new_draft(form(identifier="big", tasks_to_export="1" + "0" * 20))
+    assert draft.problems["tasks_to_export"] == ["is too large: at most 12 digits, got 21"]
+
+
+@pytest.mark.parametrize("zone", ["localtime", "Factory"])
+def test_a_zone_that_names_no_place_is_not_offered_and_refused(zone: str) -> None:
+    from scheduled_jobs.web.authoring import _timezones
+
+    assert zone not in _timezones() and "Europe/Amsterdam" in _timezones()
+    draft, _ = authoring.new_draft(form(identifier="zoned", timezone=zone))
+    (reason,) = draft.problems["timezone"]
+    assert reason.startswith(f"{zone!r} is ") and "name the zone" in reason
+
+
+def test_a_read_only_file_is_not_replaced(server: Server, tokens: dict[str, str], editing: Path) -> None:
+    """A rename in a writable folder would replace a mode 444 file all the same: refused, said above the form."""
+    admin = tokens["admin"]
+    path = editing / f"{JOB}.yaml"
+    values = authoring.form_values(yaml.safe_load(path.read_text()), JOB)
+    fields = [*_edit_fields(server, admin, JOB, {**values, "priority": "6"}), ("do", "save")]
+    path.chmod(0o444)
+    page = _page(server, admin, f"/jobs/{JOB}/edit")
+    assert f"{path} is read-only (mode 0444)" in page.text and 'id="save"' not in page.text
+    before, since = files(editing), _last_audit()
+    answer = _post(server, admin, f"/jobs/{JOB}/edit", fields)
+    assert answer.status_code == 409
+    top = re.search(r'<ul class="problems" id="form-problems"><li>(.*?)</li>', answer.text)
+    assert top and top.group(1) == f"{path}: (file): is read-only (mode 0444); nothing was saved, change its mode first"
+    toggled = _post(
+        server, admin, f"/jobs/{JOB}/disable", [("csrf_token", _token_of(_page(server, admin, "/jobs").text))]
+    )
+    assert toggled.status_code == 409 and "is read-only (mode 0444)" in toggled.text
+    assert files(editing) == before and _last_audit() == since and path.stat().st_mode & 0o777 == 0o444

@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
+from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, FoldedScalarString, LiteralScalarString
+from ruamel.yaml.tokens import CommentToken
 
 from scheduled_jobs import settings
 from scheduled_jobs.catalog import MAX_IDENTIFIER_LENGTH, current_configurations, load_catalog
@@ -85,6 +87,11 @@ LIMITS = {"name": 200, "description": 2000, "expression": 200, "timezone": 64}
 """The longest value of each text field, in characters; any other text field holds an identifier."""
 TEXT_LIMIT = MAX_IDENTIFIER_LENGTH
 NUMBER_DIGITS = 12
+UNPLACED_TIMEZONES = {
+    "localtime": "is the server's own zone, which differs between machines; name the zone (e.g. Europe/Amsterdam)",
+    "Factory": "is tzdata's placeholder zone (shown as -00), not a place; name the zone (e.g. Europe/Amsterdam)",
+}
+"""Zones ``zoneinfo`` lists that name no place: never offered, refused by the form."""
 GENERAL = "(form)"
 """Where a problem that belongs to no one field is shown: above the form."""
 
@@ -140,6 +147,9 @@ def desired(form: Mapping[str, str], problems: Problems) -> dict[str, Any]:
             values[key] = (form.get(key) or "").strip().lower() in ("1", "true", "on", "yes")
             continue
         raw = form.get(key) or ""
+        if key in MULTILINE_FIELDS:
+            # A browser submits a textarea's line breaks as CRLF (the HTML form encoding): they are line breaks.
+            raw = raw.replace("\r\n", "\n").replace("\r", "\n")
         reason = _text_problem(key, raw)
         if reason is not None:
             problems.add(key, reason)
@@ -148,8 +158,15 @@ def desired(form: Mapping[str, str], problems: Problems) -> dict[str, Any]:
         text = raw.strip() if key not in MULTILINE_FIELDS else raw.strip("\n").rstrip()
         if key in INTEGER_FIELDS:
             bare = text.removeprefix("-")
-            whole = bare.isascii() and bare.isdigit() and len(bare) <= NUMBER_DIGITS
-            values[key] = int(text) if whole else (text or None)
+            digits = bare.isascii() and bare.isdigit()
+            if digits and len(bare) > NUMBER_DIGITS:
+                problems.add(key, f"is too large: at most {NUMBER_DIGITS} digits, got {len(bare)}")
+                values[key] = None
+                continue
+            values[key] = int(text) if digits else (text or None)
+        elif key == "timezone" and text in UNPLACED_TIMEZONES:
+            problems.add(key, f"{text!r} {UNPLACED_TIMEZONES[text]}")
+            values[key] = None
         else:
             values[key] = text or None
     if not values.get("identifier") and values.get("name"):
@@ -184,6 +201,10 @@ def _scalar(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     if "\n" in value:
+        if any(line[:1].isspace() for line in value.split("\n")):
+            # A line that starts with a tab or space makes a literal block that YAML readers refuse or
+            # re-indent: double quotes keep every character (tabs and line breaks as escapes).
+            return DoubleQuotedScalarString(value)
         return LiteralScalarString(value)
     if _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) != _STR_TAG:  # type: ignore[no-untyped-call]
         return DoubleQuotedScalarString(value)
@@ -197,10 +218,133 @@ def _yaml() -> YAML:
     return handler
 
 
-def _dump(document: Any) -> str:
+@dataclass(frozen=True)
+class Layout:
+    """What of a file's form ruamel does not keep by itself: its BOM, line endings and document markers."""
+
+    bom: bool = False
+    crlf: bool = False
+    start: bool = False
+    end: bool = False
+    head: str = ""
+    """Comment, blank and directive lines before ``---``: ruamel drops them, so they are kept verbatim."""
+
+
+_START = re.compile(r"^---(?:[ \t]|$)", re.MULTILINE)
+_END = re.compile(r"^\.\.\.(?:[ \t]|$)", re.MULTILINE)
+
+
+def _layout(text: str) -> tuple[Layout, str]:
+    """The file's layout, and its text for ruamel (no BOM, LF line ends, no lines before ``---``)."""
+    bom = text.startswith("\ufeff")
+    body = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    start = _START.search(body)
+    head = ""
+    if start is not None:
+        before = body[: start.start()]
+        if all(not line.strip() or line.lstrip()[:1] in "#%" for line in before.splitlines()):
+            head, body = before, body[start.start() :]
+    layout = Layout(bom=bom, crlf="\r\n" in text, start=start is not None, end=_END.search(body) is not None, head=head)
+    return layout, body
+
+
+def _dump(document: Any, layout: Layout | None = None) -> str:
+    layout = layout or Layout()
+    handler = _yaml()
+    handler.explicit_start = layout.start
+    handler.explicit_end = layout.end
     stream = io.StringIO()
-    _yaml().dump(document, stream)
-    return stream.getvalue()
+    try:
+        handler.dump(document, stream)
+    except YAMLError as exc:  # a representer's refusal: never a 500, never a half-written file
+        raise AuthoringError(GENERAL, f"{FILE_KEY}: the edited file cannot be written as YAML ({exc})") from None
+    text = layout.head + stream.getvalue()
+    if layout.crlf:
+        text = text.replace("\n", "\r\n")
+    return ("\ufeff" if layout.bom else "") + text
+
+
+def _load(original: str, path: Path) -> tuple[CommentedMap, Layout]:
+    """The file as ruamel's round trip reads it (comments kept), and its layout; a file it cannot read is
+    an ``AuthoringError`` naming the line: the project's reader may accept what ruamel's scanner refuses
+    (``key:<TAB>value``), and such a file is edited in the repository, not here."""
+    layout, body = _layout(original)
+    try:
+        document = _yaml().load(body)
+    except YAMLError as exc:
+        where = ""
+        if isinstance(exc, MarkedYAMLError) and exc.problem_mark is not None:
+            where = f" at line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}"
+        what = exc.problem if isinstance(exc, MarkedYAMLError) and exc.problem else type(exc).__name__
+        raise AuthoringError(
+            GENERAL,
+            f"{FILE_KEY}: cannot be changed from the UI: the YAML editor that keeps its comments "
+            f"cannot read it ({what}{where}); nothing was saved, change the file in the repository",
+        ) from None
+    if not isinstance(document, CommentedMap):
+        raise AuthoringError(GENERAL, f"{FILE_KEY}: does not hold a mapping ({path.name})")
+    return document, layout
+
+
+def _is_block(value: Any) -> bool:
+    return isinstance(value, (LiteralScalarString, FoldedScalarString))
+
+
+def _take_following_comments(document: CommentedMap, key: Any) -> str:
+    """Remove and return the comment lines ruamel attached to ``key`` that stand on the lines below it.
+
+    ruamel stores the comment lines above a key with the key before it; they describe the next key, so a
+    removal or an insertion after ``key`` must carry them along. A comment on ``key``'s own line stays.
+    """
+    entry = document.ca.items.get(key)
+    token = entry[2] if entry is not None and len(entry) > 2 else None
+    if token is None or not token.value:
+        return ""
+    value: str = token.value
+    if value.startswith("#") and not _is_block(document.get(key)):
+        own, _, following = value.partition("\n")
+        token.value = own + "\n"
+        return following
+    entry[2] = None
+    return value.removeprefix("\n")
+
+
+def _give_following_comments(document: CommentedMap, key: Any, lines: str) -> None:
+    """Put comment lines (from ``_take_following_comments``) right below ``key``."""
+    if not lines:
+        return
+    entry = document.ca.items.setdefault(key, [None, None, None, None])
+    token = entry[2]
+    if token is not None and token.value:
+        token.value = token.value + lines
+    else:
+        entry[2] = CommentToken("\n" + lines, CommentMark(0), None)
+
+
+def _delete(document: CommentedMap, key: str) -> None:
+    keys = list(document)
+    index = keys.index(key)
+    lines = _take_following_comments(document, key)
+    del document[key]
+    if index > 0:
+        _give_following_comments(document, keys[index - 1], lines)
+    elif lines:
+        # The first key went: its following comments now lead the file.
+        comment = document.ca.comment
+        token = CommentToken(lines, CommentMark(0), None)
+        if comment is None:
+            document.ca.comment = [None, [token]]
+        else:
+            comment[1] = [*(comment[1] or []), token]
+
+
+def _insert(document: CommentedMap, key: str, value: Any) -> None:
+    """Insert ``key`` where ``ORDER`` puts it, below the comments of the key before it, above the next key's."""
+    index = _position(document, key)
+    keys = list(document)
+    lines = _take_following_comments(document, keys[index - 1]) if index > 0 else ""
+    document.insert(index, key, value)
+    _give_following_comments(document, key, lines)
 
 
 def new_text(values: Mapping[str, Any]) -> str:
@@ -217,16 +361,16 @@ def new_text(values: Mapping[str, Any]) -> str:
     return _dump(document)
 
 
-def edited_text(original: str, before: Mapping[str, Any], values: Mapping[str, Any], identifier: str) -> str:
+def edited_text(
+    original: str, before: Mapping[str, Any], values: Mapping[str, Any], identifier: str, path: Path
+) -> str:
     """``original`` with only the keys whose value changed set, added or removed; comments and order kept.
 
     ``before``: the original as the project's reader reads it (what "changed" is measured against).
     The identifier stays the file's: when the file has none and the new name would make another one,
     ``identifier:`` is written so that the DAG id does not change.
     """
-    document = _yaml().load(original)
-    if not isinstance(document, CommentedMap):
-        raise ScheduledJobsError("the file does not hold a mapping")
+    document, layout = _load(original, path)
     kind = values.get("job") or ""
     wanted = dict(values)
     wanted["identifier"] = identifier
@@ -236,12 +380,12 @@ def edited_text(original: str, before: Mapping[str, Any], values: Mapping[str, A
         want = wanted.get(key) if key in wanted else None
         if key in before:
             if want is None:
-                del document[key]
+                _delete(document, key)
             elif before[key] != want or type(before[key]) is not type(want):
                 document[key] = _scalar(want)
         elif want is not None and want != _default(kind, key):
-            document.insert(_position(document, key), key, _scalar(want))
-    return _dump(document)
+            _insert(document, key, _scalar(want))
+    return _dump(document, layout)
 
 
 def _position(document: CommentedMap, key: str) -> int:
@@ -372,6 +516,27 @@ def saving_refused() -> str | None:
     return None
 
 
+def read_only_reason(mode: int) -> str | None:
+    """Why a file of ``mode`` is not replaced by a save (None: it may be): its owner may not write it.
+
+    The mode bits, not ``os.access``: a rename in a writable folder replaces any file, and root may write all.
+    """
+    if stat.S_IMODE(mode) & stat.S_IWUSR:
+        return None
+    return f"{FILE_KEY}: is read-only (mode {stat.S_IMODE(mode):04o}); nothing was saved, change its mode first"
+
+
+def file_refused(path: Path) -> str | None:
+    """Why the edit page of ``path`` offers no Save (a read-only file), or None."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return None  # a save reports it, under the folder's lock
+    if read_only_reason(mode) is None and os.access(path, os.W_OK):
+        return None
+    return f"{path} is read-only (mode {stat.S_IMODE(mode):04o}): change it in the repository, or change its mode first"
+
+
 @contextlib.contextmanager
 def _folder(folder: Path, relative: Path | None = None) -> Iterator[int]:
     """A descriptor of the definitions folder (or a subfolder of it), locked, no symbolic link followed.
@@ -500,6 +665,12 @@ def replace(path: Path, text: str, version: str, folder: Path | None = None) -> 
         if current is None or version_of(current) != version:
             raise ConflictError(path, _decoded(current), None if current is None else version_of(current))
         mode = stat.S_IMODE(os.stat(relative.name, dir_fd=descriptor, follow_symlinks=False).st_mode)
+        refused = read_only_reason(mode)
+        if refused is None and not os.access(relative.name, os.W_OK, dir_fd=descriptor):
+            refused = f"{FILE_KEY}: is not writable by the API server; nothing was saved"
+        if refused is not None:
+            # A rename would replace it all the same (the folder is writable): its mode says "do not change me".
+            raise AuthoringError(GENERAL, refused)
         temporary = _write_temporary(descriptor, relative.stem, data, mode)
         try:
             again = _read(descriptor, relative.name)
@@ -561,23 +732,30 @@ def edit_draft(form: Mapping[str, str], path: Path, identifier: str, original: b
     problems = Problems()
     values = desired({**form, "identifier": identifier}, problems)
     before = parse_existing(original, path)
-    text = edited_text(original.decode("utf-8"), before, values, identifier)
+    for key in MULTILINE_FIELDS:
+        # The form drops a text's final line break (a ``|`` block's): an unchanged text stays as the file has it.
+        kept = before.get(key)
+        if isinstance(kept, str) and isinstance(values.get(key), str) and _same_text(kept, values[key]):
+            values[key] = kept
+    text = edited_text(original.decode("utf-8"), before, values, identifier, path)
     expected = expected_data(before, values, text)
     if "identifier" in before or identifier_from_name(str(values.get("name") or "")) != identifier:
         expected["identifier"] = identifier
     return check(text, identifier, expected, problems, replacing=path), values
 
 
+def _same_text(kept: str, shown: str) -> bool:
+    return kept.replace("\r\n", "\n").strip("\n").rstrip() == shown
+
+
 def toggled_text(original: bytes, path: Path, disabled: bool) -> str:
     """The file with ``disabled:`` set (only that key touched); comments and order kept."""
     before = parse_existing(original, path)
-    document = _yaml().load(original.decode("utf-8"))
-    if not isinstance(document, CommentedMap):
-        raise AuthoringError(GENERAL, f"{path} does not hold a mapping")
     if before.get("disabled") is disabled:
         return original.decode("utf-8")
+    document, layout = _load(original.decode("utf-8"), path)
     if "disabled" in document:
         document["disabled"] = disabled
     else:
-        document.insert(_position(document, "disabled"), "disabled", disabled)
-    return _dump(document)
+        _insert(document, "disabled", disabled)
+    return _dump(document, layout)

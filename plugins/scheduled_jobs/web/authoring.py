@@ -2,9 +2,11 @@
 
 Reading the form needs the right to read DAGs, like every page. Every POST is authenticated first, then
 its body read (capped, strict UTF-8), then its CSRF token and the right to edit DAGs checked, before any
-file is read. A save happens only when ``authoring.saving_refused()`` says nothing (``[scheduled_jobs]
-ui_editing`` on and the folder writable); otherwise the form shows the YAML to copy or download. Every
-save is a row in Airflow's audit log; a disable or enable also pauses or unpauses the job's DAG.
+file is read; only "Show the YAML" (``do=preview``), which writes nothing, needs no more than reading DAGs, so
+a Viewer can copy the YAML to commit it. A save happens only when ``authoring.saving_refused()`` says
+nothing (``[scheduled_jobs] ui_editing`` on and the folder writable); otherwise the form shows the YAML to copy or
+download.
+Every save is a row in Airflow's audit log; a disable or enable also pauses or unpauses the job's DAG.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import zoneinfo
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from airflow.api_fastapi.app import get_auth_manager
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
@@ -56,7 +59,7 @@ def install(app: FastAPI, environment: Environment) -> None:
 
 
 def _timezones() -> list[str]:
-    return sorted(zoneinfo.available_timezones())
+    return sorted(zoneinfo.available_timezones() - authoring.UNPLACED_TIMEZONES.keys())
 
 
 def _parse_seconds() -> dict[str, int]:
@@ -122,8 +125,12 @@ def _job(identifier: str) -> ScheduledJob:
 # -- reading a POST -------------------------------------------------------------------------------
 
 
-async def _form(request: Request) -> tuple[BaseUser, dict[str, str]]:
-    """The signed-in user and the form's fields (first value of each), once CSRF and the right to edit hold."""
+async def _form(request: Request, *, preview_allowed: bool = False) -> tuple[BaseUser, dict[str, str]]:
+    """The signed-in user and the form's fields (first value of each), once CSRF and the right to edit hold.
+
+    ``preview_allowed``: a form's "Show the YAML" (``do=preview``) writes nothing, so reading DAGs is enough
+    for it (a Viewer may copy the YAML to commit it); CSRF is checked all the same.
+    """
     user = await authenticated_user(request)
     body = await console.read_body(request.stream(), request.headers.get("content-length"))
     try:
@@ -140,7 +147,10 @@ async def _form(request: Request) -> tuple[BaseUser, dict[str, str]]:
     for key, value in pairs:
         form.setdefault(key, value)
     require_csrf(request, user, form.get(CSRF_FIELD))
-    require_dag_edit(user)
+    if not (preview_allowed and form.get("do") == "preview"):
+        require_dag_edit(user, "saving scheduled jobs")
+    elif not get_auth_manager().is_authorized_dag(method="GET", user=user):
+        raise HTTPException(403, "Forbidden: reading scheduled jobs needs read access to DAGs")
     setattr(request.state, USER_STATE, user)
     return user, form
 
@@ -179,7 +189,7 @@ async def new_job_page(request: Request) -> HTMLResponse:
 
 @router.post("/jobs/new")
 async def new_job_save(request: Request) -> HTMLResponse:
-    user, form = await _form(request)
+    user, form = await _form(request, preview_allowed=True)
 
     def work() -> tuple[int, dict[str, Any]]:
         draft, _values = authoring.new_draft(form)
@@ -234,14 +244,17 @@ async def edit_job_page(request: Request, identifier: str) -> HTMLResponse:
         except authoring.AuthoringError as refusal:
             raise HTTPException(409, f"{job.path}: {refusal.reason}") from None
         values = authoring.form_values(mapping, job.identifier)
-        return _context(values, mode="edit", identifier=job.identifier, path=job.path, version=version)
+        more: dict[str, Any] = {}
+        if authoring.saving_refused() is None and (read_only := authoring.file_refused(job.path)):
+            more["saving_refused"] = read_only  # said at the top before anything is typed; no Save offered
+        return _context(values, mode="edit", identifier=job.identifier, path=job.path, version=version, **more)
 
     return _render(request, **await run_in_threadpool(work))
 
 
 @router.post("/jobs/{identifier}/edit")
 async def edit_job_save(request: Request, identifier: str) -> HTMLResponse:
-    user, form = await _form(request)
+    user, form = await _form(request, preview_allowed=True)
     version = form.get("version") or ""
 
     def work() -> tuple[int, dict[str, Any]]:
@@ -252,8 +265,11 @@ async def edit_job_save(request: Request, identifier: str) -> HTMLResponse:
         try:
             data, current = authoring.read_definition(job.path)
         except authoring.AuthoringError as refusal:
-            return 409, _context(shown, problems={authoring.GENERAL: [refusal.reason]}, **more)
-        draft, _values = authoring.edit_draft(form, job.path, job.identifier, data)
+            return 409, _context(shown, problems={authoring.GENERAL: [f"{job.path}: {refusal.reason}"]}, **more)
+        try:
+            draft, _values = authoring.edit_draft(form, job.path, job.identifier, data)
+        except authoring.AuthoringError as refusal:  # a file ruamel cannot read: refused, nothing written
+            return 409, _context(shown, problems={refusal.key: [f"{job.path}: {refusal.reason}"]}, **more)
         if current != version:
             # Changed on disk since the form was loaded: never overwritten. Theirs, and the form's values on theirs.
             return 409, _context(
@@ -268,7 +284,8 @@ async def edit_job_save(request: Request, identifier: str) -> HTMLResponse:
         except authoring.ConflictError as conflict:
             return 409, _context(shown, conflict={"theirs": conflict.theirs, "yours": draft.text}, **more)
         except authoring.AuthoringError as refusal:
-            return 409, _context(shown, problems={refusal.key: [refusal.reason]}, yaml=draft.text, **more)
+            reason = f"{job.path}: {refusal.reason}" if refusal.key == authoring.GENERAL else refusal.reason
+            return 409, _context(shown, problems={refusal.key: [reason]}, yaml=draft.text, **more)
         before = authoring.parse_existing(data, job.path)
         after = authoring.parse_existing(draft.text.encode("utf-8"), job.path)
         changed = _changed(before, after)

@@ -56,11 +56,12 @@ def may_edit(user: BaseUser) -> bool:
     return bool(get_auth_manager().is_authorized_dag(method="PUT", user=user))
 
 
-def require_dag_edit(user: BaseUser) -> None:
+def require_dag_edit(user: BaseUser, action: str = "retrying, skipping or deleting tasks") -> None:
+    """Refuse (403) a user without the right to edit DAGs; ``action`` says what was refused, in the page's words."""
     if not may_edit(user):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            "Forbidden: retrying, skipping or deleting tasks needs the right to edit DAGs (Airflow's User role and up)",
+            f"Forbidden: {action} needs the right to edit DAGs (Airflow's User role and up)",
         )
 
 
