@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import sqlalchemy as sa
 from airflow.dag_processing.dagbag import DagBag
 from airflow.timetables.base import TimeRestriction
 from conftest import ROOT
@@ -270,3 +272,121 @@ def test_the_docs_show_at_most_the_first_20000_characters_of_a_definition_file(p
     shown = doc.split("```yaml\n", 1)[1]
     assert shown.endswith("\n# ... cut: the docs show the first 20000 characters\n```")
     assert len(shown) < 20_100
+
+
+# -- limits of Airflow's dag table, and texts that must not become links or spoofed names -----------
+
+
+def _write_job(project: Path, stem: str, text: str) -> None:
+    (project / "job_definitions" / f"{stem}.yaml").write_text(text, encoding="utf-8")
+
+
+# Every list a cron field takes: a valid Expression whose meaning (the Schedule column's tooltip) is
+# 1,305 characters, and Airflow's dag.timetable_description is String(1000).
+_ALL_LISTS = " ".join(",".join(map(str, r)) for r in (range(60), range(24), range(1, 32), range(1, 13), range(7)))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "definition",
+    [
+        pytest.param(f"name: {'N' * 2001}\nexpression: '@daily'\n", id="name-2001-characters"),
+        pytest.param(f"name: All lists\nexpression: '{_ALL_LISTS}'\n", id="expression-meaning-1305-characters"),
+    ],
+)
+def test_one_job_does_not_keep_every_job_out_of_a_postgres_metadata_database(
+    project: Path, postgres_server_url: str, definition: str
+) -> None:
+    """dag_display_name is String(2000) and timetable_description String(1000) in Airflow's ``dag`` table.
+
+    Every job's DAG comes from one DAG file, and the DAG processor writes a file's DAGs in one
+    transaction: on PostgreSQL one value too long (which the catalog accepts) raises
+    StringDataRightTruncation, and no job of the file reaches the scheduler or the DAG list. SQLite
+    does not enforce the lengths, so the SQLite tests never see it.
+    """
+    from airflow.models import import_all_models
+    from airflow.models.base import Base
+    from airflow.models.dagbundle import DagBundleModel
+    from airflow.serialization.definitions.dag import SerializedDAG
+    from airflow.serialization.serialized_objects import DagSerialization, LazyDeserializedDAG
+    from sqlalchemy.orm import Session
+
+    _write_job(project, "hostile", f"identifier: hostile\njob: repair_stuck_tasks\n{definition}")
+    bag = dagbag()
+    assert "hostile" in bag.dag_ids
+    # What the DAG processor hands to the database: the DAGs as they come back from serialization.
+    dags = [
+        LazyDeserializedDAG(data=json.loads(json.dumps(DagSerialization.to_dict(dag)))) for dag in bag.dags.values()
+    ]
+    import_all_models()  # type: ignore[no-untyped-call]  # Airflow's, untyped: the tables' models
+    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text("DROP SCHEMA IF EXISTS rvn_meta CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA rvn_meta"))
+    engine = sa.create_engine(postgres_server_url, connect_args={"options": "-csearch_path=rvn_meta"})
+    try:
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(DagBundleModel(name="dags-folder"))
+            session.commit()
+            error = ""
+            try:
+                SerializedDAG.bulk_write_to_db("dags-folder", None, dags, session=session)
+                session.commit()
+            except sa.exc.DataError as exc:
+                error = str(exc.orig).strip()
+                session.rollback()
+            stored = set(session.scalars(sa.text("SELECT dag_id FROM dag")))
+        assert {"shop-orders-incoming", "orders-to-erp-export"} <= stored, error
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text("DROP SCHEMA IF EXISTS rvn_meta CASCADE"))
+        admin.dispose()
+
+
+def test_the_docs_do_not_show_a_token_in_an_http_endpoint(project: Path) -> None:
+    """doc_md is stored in the metadata database and shown to every DAG reader.
+
+    The catalog refuses credential-looking keys, not a token in the endpoint's query; the HTTP errors
+    already drop such values (redaction.clean_url), the docs' summary shows them as written.
+    """
+    (project / "configurations" / "incoming" / "shop-api.yaml").write_text(
+        "name: Shop API\nentity_key: id\nsubscriber:\n  type: http\n  connection: shop_api\n"
+        "  endpoint: /orders?access_token=S3CRETTOKEN\n",
+        encoding="utf-8",
+    )
+    _write_job(
+        project,
+        "shop-api-incoming",
+        "name: Shop API incoming\njob: incoming\nincoming_configuration: shop-api\nexpression: '*/5 * * * *'\n",
+    )
+    bag = dagbag()
+    assert bag.import_errors == {}
+    assert "S3CRETTOKEN" not in bag.get_dag("shop-api-incoming").doc_md
+
+
+def test_a_url_in_a_description_is_not_made_a_link_to_another_host(project: Path) -> None:
+    """factory.py says no text from a file can add a link to the page; GFM (Airflow's UI uses remark-gfm) autolinks."""
+    from markdown_it import MarkdownIt
+
+    _write_job(
+        project,
+        "phish",
+        "name: Log in at www.evil.example\nidentifier: phish\n"
+        "description: Session expired, log in again at https://evil.example/airflow/login\n"
+        "job: repair_stuck_tasks\nexpression: '@daily'\n",
+    )
+    html = MarkdownIt("gfm-like").render(dagbag().get_dag("phish").doc_md)
+    assert re.findall(r"<a href=\"[^\"]*\"", html) == []
+
+
+def test_the_display_name_carries_no_line_break_or_bidirectional_override(project: Path) -> None:
+    """A Name with U+202E shows reversed in the DAG list ("Trojan Source"); the docs flatten a newline, the name not."""
+    _write_job(
+        project,
+        "spoof",
+        'name: "Orders\\nexport \\u202etropxe\\u202c"\nidentifier: spoof\njob: repair_stuck_tasks\nexpression: "@daily"\n',
+    )
+    name = dagbag().get_dag("spoof").dag_display_name
+    assert not re.search(r"[\n\r\u202a-\u202e\u2066-\u2069]", name), repr(name)

@@ -13,6 +13,7 @@ import functools
 import importlib
 import logging
 import re
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.python import PythonOperator
@@ -27,6 +28,7 @@ from scheduled_jobs.models.connectors.http import HttpPublisherSettings, HttpSub
 from scheduled_jobs.models.connectors.sql import SqlPublisherSettings, SqlSubscriberSettings
 from scheduled_jobs.operators import ExportRouteOperator
 from scheduled_jobs.operators.guard import GuardSensor, ReleaseGuardOperator
+from scheduled_jobs.redaction import clean_url
 from scheduled_jobs.timetables import DisabledTimetable, JobTimetable
 
 if TYPE_CHECKING:
@@ -59,8 +61,15 @@ _INLINE_SPECIAL = frozenset("\\`*_[]<>!|~#&")
 _BLOCK_START = re.compile(r"^(?:[-+=>]|\d+[.)])")
 
 
+# What GFM (Airflow's UI renders doc_md with remark-gfm) turns into a link by itself, with no markup:
+# a URL with a scheme, a www. address, an e-mail address. Such a text is shown as inline code instead.
+_AUTOLINKED = re.compile(r"(?i)[a-z][a-z0-9+.-]*:/|www\.|@")
+
+
 def _md(text: object) -> str:
     """Plain text for markdown, on one line: what formats is escaped, so it shows as written."""
+    if _AUTOLINKED.search(str(text)):
+        return _code(text)  # never a link to another host, in the docs of a page everyone trusts
     flat = "".join(f"\\{c}" if c in _INLINE_SPECIAL else c for c in " ".join(str(text).split()))
     if match := _BLOCK_START.match(flat):
         head = match.group(0)
@@ -128,9 +137,8 @@ def _source(subscriber: SubscriberSettings | None) -> tuple[str, list[str]]:
             where += f", records at {_code(subscriber.records_path)}"
         return where, [f"at most {_size(subscriber.max_file_bytes)} per file"]
     if isinstance(subscriber, HttpSubscriberSettings):
-        where = (
-            f"HTTP {subscriber.method} {_code(subscriber.endpoint or '/')} on connection {_code(subscriber.connection)}"
-        )
+        endpoint = _code(clean_url(subscriber.endpoint or "/"))  # no token of a query in the docs
+        where = f"HTTP {subscriber.method} {endpoint} on connection {_code(subscriber.connection)}"
         limits = [
             f"at most {_count(subscriber.max_records, 'record')} and {_count(subscriber.max_pages, 'page')} per run",
             _retry_text(subscriber.retry.attempts),
@@ -155,9 +163,8 @@ def _destination(publisher: PublisherSettings) -> tuple[str, list[str]]:
     if isinstance(publisher, FilePublisherSettings):
         return f"files {_code(publisher.filename)} in {_code(publisher.destination_folder)}", []
     if isinstance(publisher, HttpPublisherSettings):
-        where = (
-            f"HTTP {publisher.method} {_code(publisher.endpoint or '/')} on connection {_code(publisher.connection)}"
-        )
+        endpoint = _code(clean_url(publisher.endpoint or "/"))  # no token of a query in the docs
+        where = f"HTTP {publisher.method} {endpoint} on connection {_code(publisher.connection)}"
         return where, [_retry_text(publisher.retry.attempts), f"{publisher.timeout_seconds:g} s timeout"]
     if isinstance(publisher, SqlPublisherSettings):
         return f"SQL {publisher.mode} into {_code(publisher.table)} on connection {_code(publisher.connection)}", []
@@ -260,6 +267,21 @@ def _operator(job: ScheduledJob) -> ScheduledJobOperator:
     return operator(**work.arguments, configuration=job.guarded_configuration, **_common(job, work.task_id))
 
 
+# Airflow's dag table holds a display name of 2,000 characters (String(2000)); one value too long fails
+# the DAG processor's write of every DAG of the file on PostgreSQL. A Name is shown whole in the docs.
+MAX_DISPLAY_NAME = 200
+
+
+def display_name(name: str) -> str:
+    """A Name as Airflow's DAG list shows it: one line, no control or invisible formatting characters (a
+    right-to-left override would show it reversed), and at most MAX_DISPLAY_NAME characters."""
+    shown = " ".join("".join(" " if unicodedata.category(c) in _HIDDEN else c for c in name).split())
+    return shown if len(shown) <= MAX_DISPLAY_NAME else shown[: MAX_DISPLAY_NAME - 1] + "…"
+
+
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+
+
 def _schedule(job: ScheduledJob) -> JobTimetable | DisabledTimetable:
     """The Expression in its Timezone; a disabled job has no schedule, and its Schedule column says so."""
     d = job.definition
@@ -271,7 +293,7 @@ def build_dag(job: ScheduledJob, configurations: Configurations | None = None) -
     tags = [TAG, d.job] + (["disabled"] if d.disabled else [])
     with DAG(
         dag_id=job.identifier,
-        dag_display_name=d.name,
+        dag_display_name=display_name(d.name),
         description=d.description or None,
         doc_md=_doc(job, configurations),
         schedule=_schedule(job),
@@ -366,7 +388,7 @@ def build_realtime_dag(route: Loaded[Route], configurations: Configurations | No
     doc += ["", "### Route file", "", _fenced(_definition_text(route.path), "yaml")]
     with DAG(
         dag_id=realtime.dag_id(route.identifier),
-        dag_display_name=f"Real-time export: {model.name}",
+        dag_display_name=display_name(f"Real-time export: {model.name}"),
         description=f"Real-time export of route {model.name}",
         doc_md="\n".join(doc),
         schedule=realtime.route_asset(route.identifier),

@@ -30,12 +30,21 @@ if TYPE_CHECKING:
 FIRST_RUN_WINDOW = dt.timedelta(0)
 
 
+MAX_DESCRIPTION = 1000
+"""Characters of Airflow's ``dag.timetable_description`` column (String(1000))."""
+
+
 class JobTimetable(CronTriggerTimetable):
     """Airflow's CronTriggerTimetable whose summary also names the Timezone: ``*/5 * * * * (Europe/Amsterdam)``."""
 
     def __init__(self, cron: str, *, timezone: str | Timezone | FixedTimezone, **kwargs: Any) -> None:
         kwargs.setdefault("run_immediately", FIRST_RUN_WINDOW)
         super().__init__(cron, timezone=timezone, **kwargs)
+        # The meaning of a valid Expression can be long (every value of every field listed: 1,305
+        # characters); Airflow's dag.timetable_description holds 1,000, and one value too long fails the
+        # write of every DAG of the file on PostgreSQL.
+        if len(self.description) > MAX_DESCRIPTION:
+            self.description = self.description[: MAX_DESCRIPTION - 1] + "…"
 
     @property
     def summary(self) -> str:
