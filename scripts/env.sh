@@ -38,14 +38,17 @@ export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_S
 # Known noise, filtered by message, category and module, nothing else. Airflow reads plugins/.airflowignore
 # with pathspec's deprecated GitWildMatchPattern (airflow/_shared/module_loading/file_discovery.py and its copy
 # in airflow.sdk), so every process, each task's too, warned once: 33 lines in 4½ minutes, one in 29 of 31 task logs.
-# `airflow dags ...` commands warn that graphviz is missing, which only `dags show` image output needs.
+# `airflow dags ...` commands warn that graphviz is missing, which only `dags show` image output needs. Airflow's
+# execution API imports starlette's test client, which warns once per process that httpx2 is not installed
+# (Airflow's own choice of client; by message only: its category class would have to be imported first).
 # A PYTHONWARNINGS already set (even empty) is kept as it is. The price of any filter: Airflow turns on its own
 # DeprecationWarnings only while PYTHONWARNINGS is empty (airflow/configuration.py); with one they follow Python's
 # default, hidden (none but this one showed at start-up). `PYTHONWARNINGS= scripts/start.sh` shows every warning.
 pathspec_warning="ignore:GitWildMatchPattern ('gitwildmatch') is deprecated:DeprecationWarning"
 export PYTHONWARNINGS="${PYTHONWARNINGS-$pathspec_warning:airflow._shared.module_loading.file_discovery,\
 $pathspec_warning:airflow.sdk._shared.module_loading.file_discovery,\
-ignore:Could not import graphviz:UserWarning:airflow.cli.commands.dag_command}"
+ignore:Could not import graphviz:UserWarning:airflow.cli.commands.dag_command,\
+ignore:Using \`httpx\` with \`starlette.testclient\` is deprecated:Warning}"
 unset pathspec_warning
 # The local standalone's Scheduled jobs page may save job definitions (new, edit, disable) into job_definitions/
 # of this working copy, where git shows each change for review. docker-compose.yaml does not set it, so there it

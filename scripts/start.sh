@@ -6,10 +6,20 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 "$ROOT/scripts/install.sh"
 source "$ROOT/scripts/env.sh"
 # Airflow's home holds the admin password (the passwords file, and the "Password for user 'admin'" line of
-# standalone.log), the metadata database and the connections: its files are the owner's only.
-umask 077
+# standalone.log), the metadata database and the connections: only its owner may enter it. (Not a umask: the
+# job definitions the UI saves into the checkout stay as readable as the checked-in ones.)
 mkdir -p "$AIRFLOW_HOME"
 chmod go-rwx "$AIRFLOW_HOME"
+# The key that signs the API's tokens, made once and kept in the home: the one Airflow generates is 16 bytes
+# (pyjwt warns on every token: "The HMAC key is 24 bytes long, below the minimum recommended 64").
+jwt_secret_file="$AIRFLOW_HOME/jwt_secret"
+if [ -z "${AIRFLOW__API_AUTH__JWT_SECRET:-}" ]; then
+  if [ ! -s "$jwt_secret_file" ]; then
+    (umask 077 && rm -f "$jwt_secret_file" && python3 -c 'import secrets; print(secrets.token_urlsafe(64))' >"$jwt_secret_file")
+  fi
+  AIRFLOW__API_AUTH__JWT_SECRET="$(cat "$jwt_secret_file")"
+  export AIRFLOW__API_AUTH__JWT_SECRET
+fi
 
 # The example inbox is seeded once; drop more files in it to see them move.
 data="${AIRFLOW__SCHEDULED_JOBS__DATA_FOLDER:-$AIRFLOW_HOME/scheduled_jobs_data}"
@@ -69,8 +79,8 @@ if [ -z "$password" ]; then
   echo "The API server did not answer at $API_URL within 240 s; see $log"
   exit 1
 fi
-# Only the owner may read it (umask 077 above); an old file, or a link put in its place, is replaced, not written through.
-(rm -f "$login_file" && printf 'url: %s\nuser: admin\npassword: %s\n' "$API_URL" "$password" >"$login_file")
+# Only the owner may read it; an old file, or a link put in its place, is replaced, not written through.
+(umask 077 && rm -f "$login_file" && printf 'url: %s\nuser: admin\npassword: %s\n' "$API_URL" "$password" >"$login_file")
 cat <<MSG
 
 ==============================================================================
@@ -115,7 +125,7 @@ cat <<MSG
  Airflow is up:  $API_URL   login: admin / $password
  (also in $login_file)
  Example data:   $data/inbox/shop-orders  ->  $data/outbox/erp-orders
- The example jobs run every minute. Airflow's log goes on in $log
+ The example orders move every minute. Airflow's log goes on in $log
  (tail -f it); Airflow's command line here: scripts/airflow dags list
  Ctrl-C stops everything.
 ==============================================================================
