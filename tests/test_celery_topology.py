@@ -251,21 +251,31 @@ def test_celery_topology_cron_two_workers_a_killed_worker_and_duplicates(
     took = running.wait_for(lambda: delivered(sink, first), 240, "the first orders to reach the ERP by cron")
     print(f"phase 1: {ORDERS} orders delivered {took:.0f}s after the topology started")
     assert sink.duplicates() == {}, "a task was delivered twice"
-    scheduled = {
-        row.dag_id
-        for row in running.rows(
-            "SELECT DISTINCT dag_id FROM dag_run WHERE run_type = 'scheduled' AND state = 'success'"
-        )
-    }
-    assert {"orders-incoming", "export-a", "export-b"} <= scheduled
+
+    def scheduled_success() -> set[str]:
+        query = "SELECT DISTINCT dag_id FROM dag_run WHERE run_type = 'scheduled' AND state = 'success'"
+        return {row.dag_id for row in running.rows(query)}
+
+    # Every job first runs at its next fire time, so all three start at once: one export may deliver every
+    # order while the other's run is still ending. Each must end in success, by its schedule.
+    running.wait_for(
+        lambda: {"orders-incoming", "export-a", "export-b"} <= scheduled_success(),
+        120,
+        "a successful scheduled run of the incoming job and of both export jobs",
+    )
     overlapping = running.rows(
         "SELECT a.hostname AS a_host, b.hostname AS b_host FROM task_instance a JOIN task_instance b"
         " ON a.dag_id = 'export-a' AND b.dag_id = 'export-b' AND a.task_id = 'export_route'"
         " AND b.task_id = 'export_route' AND a.start_date < b.end_date AND b.start_date < a.end_date"
         " AND a.hostname <> b.hostname"
     )
-    hosts = {row.hostname for row in running.rows("SELECT DISTINCT hostname FROM task_instance WHERE hostname <> ''")}
-    assert hosts == {"worker-1", "worker-2"}, hosts
+
+    def hosts() -> set[str]:
+        return {
+            row.hostname for row in running.rows("SELECT DISTINCT hostname FROM task_instance WHERE hostname <> ''")
+        }
+
+    running.wait_for(lambda: hosts() == {"worker-1", "worker-2"}, 120, "tasks run on both workers")
     print(f"phase 1: {len(overlapping)} pairs of exports ran at the same time on the two workers")
 
     # 2. kill a worker in the middle of an export: nothing queued is lost.
