@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import TYPE_CHECKING
 
 import pytest
@@ -54,6 +55,71 @@ def test_within_one_batch_the_last_record_of_an_entity_stands_for_it(store: Task
     result = store.add_entities(["r"], [("A", {"n": 1}), ("B", {"n": 1}), ("A", {"n": 2})])
     assert (result.created, result.unchanged) == (2, 1)
     assert [(t["entity_key"], t["payload"]) for t in store.list_tasks("r")] == [("A", '{"n":2}'), ("B", '{"n":1}')]
+
+
+def test_tasks_follow_the_source_order_on_each_route_in_the_routes_order(store: TaskStore) -> None:
+    """Ids ("oldest first") follow the source, route by route; the ids returned are those tasks'."""
+    keys = ["k3", "k10", "k1", "k2", "a"]  # neither sorted nor in the database's collation order
+    store.add_entities(["b", "a"], [("k1", {"v": 0})])  # k1 unchanged below: it makes no task
+    result = store.add_entities(["b", "a"], [(key, {"v": 1 if key != "k1" else 0}) for key in keys], return_ids=True)
+    made = [(t["id"], t["route"], t["entity_key"]) for t in store.list_tasks() if t["id"] in set(result.task_ids)]
+    expected = [(route, key) for route in ["b", "a"] for key in keys if key != "k1"]
+    assert [(route, key) for _, route, key in sorted(made)] == expected
+    assert result.task_ids == sorted(result.task_ids) and len(result.task_ids) == 8
+    assert (result.created, result.unchanged) == (8, 2)
+
+
+def test_a_batch_of_new_changed_and_unchanged_entities_on_two_routes(store: TaskStore) -> None:
+    store.add_entities(["r1"], [("A", {"n": 1}), ("B", {"n": 1})])
+    store.add_entities(["r2"], [("A", {"n": 2})])
+    result = store.add_entities(["r1", "r2"], [("A", {"n": 2}), ("B", {"n": 1}), ("C", {"n": 1}), ("B", {"n": 1})])
+    # r1: A changed, B unchanged, C new; r2: A unchanged, B and C new; and the repeated B once per route.
+    assert (result.created, result.unchanged) == (4, 4)
+    assert [(t["route"], t["entity_key"]) for t in store.list_tasks()][3:] == [
+        ("r1", "A"),
+        ("r1", "C"),
+        ("r2", "B"),
+        ("r2", "C"),
+    ]
+    created_by = store.add_entities(["r1"], [("D", {"n": 1})], created_by=None)
+    assert created_by.created == 1
+
+
+def test_concurrent_ingests_of_the_same_entities_in_opposite_orders_never_deadlock(store: TaskStore) -> None:
+    """Two writers share 2,000 entities, one reading them forwards, one backwards, on two routes: each
+    locks them in the same (route, key) order, so neither waits for the other in a cycle (PostgreSQL would
+    abort one as a deadlock). Whatever the interleaving, an entity's tasks on a route never repeat the
+    content just before (no task for unchanged content), and its newest task holds the content recorded."""
+    import threading
+
+    from scheduled_jobs.store.schema import entities
+
+    keys = [f"E{i:05d}" for i in range(2000)]
+    errors: list[BaseException] = []
+
+    def write(order: list[str], writer: str) -> None:
+        try:
+            for round_ in range(5):
+                store.add_entities(["r1", "r2"], [(key, {"writer": writer, "round": round_}) for key in order])
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    writers = [threading.Thread(target=write, args=args) for args in ((keys, "f"), (keys[::-1], "b"))]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=300)
+    assert not errors, errors
+    history: dict[tuple[str, str], list[str]] = {}
+    for task in store.list_tasks():  # in id order
+        history.setdefault((task["route"], task["entity_key"]), []).append(task["content_hash"])
+    assert set(history) == {(route, key) for route in ("r1", "r2") for key in keys}
+    assert all(a != b for hashes in history.values() for a, b in itertools.pairwise(hashes))
+    with store.engine.connect() as conn:
+        recorded = {(row.route, row.entity_key): row.content_hash for row in conn.execute(sa.select(entities))}
+    assert {slot: hashes[-1] for slot, hashes in history.items()} == recorded
+    # Every write is a change (no two writes carry the same writer and round): ten tasks per entity and route.
+    assert {len(hashes) for hashes in history.values()} == {10}
 
 
 def test_claim_takes_the_oldest_new_tasks_up_to_the_limit(store: TaskStore) -> None:

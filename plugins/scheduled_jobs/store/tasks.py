@@ -18,7 +18,8 @@ from sqlalchemy import bindparam, func, select, update
 
 from scheduled_jobs.models.tasks import Actor, ClaimedTask, TaskStatus, idempotency_key
 from scheduled_jobs.store.engine import create_store_engine
-from scheduled_jobs.store.schema import entities, task_events, tasks, watermarks
+from scheduled_jobs.store.ingest import add_tasks
+from scheduled_jobs.store.schema import task_events, tasks, watermarks
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -36,6 +37,10 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+# One encoder for every payload: json.dumps with these options would build a new one per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
+
+
 def canonical_json(payload: Any) -> str:
     """The payload as stored: compact JSON with sorted keys, so equal content is equal text.
 
@@ -43,9 +48,7 @@ def canonical_json(payload: Any) -> str:
     could never be sent to a destination.
     """
     try:
-        document = json.dumps(
-            payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str
-        )
+        document = _CANONICAL.encode(payload)
     except ValueError as exc:
         if "integer string conversion" in str(exc):
             raise ValueError("a number has more than 4300 digits") from None
@@ -247,53 +250,11 @@ class TaskStore:
                 raise ValueError(f"entity {key[:100]!r}: {exc}") from None
         result.unchanged += (len(records) - len(latest)) * len(routes)
         with self.engine.begin() as conn:
-            for route in routes:
-                changed = self._remember(conn, route, latest, now)
-                result.unchanged += len(latest) - len(changed)
-                rows = [
-                    {
-                        "route": route,
-                        "entity_key": key,
-                        "content_hash": latest[key][1],
-                        "payload": latest[key][0],
-                        "status": TaskStatus.NEW.value,
-                        "attempts": 0,
-                        "created_at": now,
-                        "updated_at": now,
-                        "created_by": maker,
-                    }
-                    for key in latest
-                    if key in changed
-                ]
-                if rows and return_ids:
-                    inserted = conn.execute(tasks.insert().returning(tasks.c.id, sort_by_parameter_order=True), rows)
-                    result.task_ids.extend(int(task_id) for task_id in inserted.scalars())
-                elif rows:
-                    conn.execute(tasks.insert(), rows)
-                result.created += len(rows)
+            created, ids = add_tasks(conn, routes, latest, now, maker, return_ids=return_ids)
+        result.created += created
+        result.unchanged += len(latest) * len(routes) - created
+        result.task_ids.extend(ids)
         return result
-
-    @staticmethod
-    def _remember(conn: Connection, route: str, latest: dict[str, tuple[str, str]], now: dt.datetime) -> set[str]:
-        """Record each entity's content; return the keys that were new or changed (one upsert, no read)."""
-        if conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as upsert_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as upsert_insert  # type: ignore[assignment]
-        values = upsert_insert(entities)
-        statement = values.on_conflict_do_update(
-            index_elements=[entities.c.route, entities.c.entity_key],
-            set_={"content_hash": values.excluded.content_hash, "updated_at": values.excluded.updated_at},
-            where=entities.c.content_hash != values.excluded.content_hash,
-        ).returning(entities.c.entity_key)
-        # In key order: concurrent writers then lock shared entities in the same order, never in a cycle.
-        rows = [
-            {"route": route, "entity_key": k, "content_hash": latest[k][1], "updated_at": now} for k in sorted(latest)
-        ]
-        changed: set[str] = set()
-        for chunk in _chunks(rows, 1000):
-            changed.update(conn.execute(statement, list(chunk)).scalars())
-        return changed
 
     # -- export ---------------------------------------------------------------------------------
 
