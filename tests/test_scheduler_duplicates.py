@@ -1,7 +1,7 @@
 """Duplicate prevention under a real scheduler: ``airflow standalone`` (SQLite, LocalExecutor, triggerer).
 
-Six runs that export one route are triggered at once from the CLI, five from different jobs and one as
-a webhook. Exactly one executes, one waits (deferred, in the triggerer) and then executes, three are
+Six runs that export one route are triggered at once through the REST API, five from different jobs and
+one as a webhook. Exactly one executes, one waits (deferred, in the triggerer) and then executes, three are
 skipped as duplicates, and the webhook run is never skipped.
 """
 

@@ -1,7 +1,8 @@
 """A long run keeps its hold, under a real scheduler (``airflow standalone``), and no trigger holds a password.
 
 The seed's "especially when one process can take at least 1 hour", in minutes: with a lease of one
-minute, an export whose destination holds it for three minutes keeps its configuration all along. A
+minute, an export whose destination holds it well past its lease (until the test has seen more than a
+lease go by; at most three minutes) keeps its configuration all along. A
 second run waits for it (in the triggerer), a third is skipped as a duplicate of the waiting one, and
 no run executes alongside it. The store is PostgreSQL behind a connection with a password: the waiting
 run's row in Airflow's ``trigger`` table names the connection, never the password.
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 JOBS = ["dup-a", "dup-b", "dup-c"]
-HOLD_SECONDS = 180.0
+HOLD_SECONDS = 180.0  # the longest the destination holds the first delivery: the test releases it sooner
 LEASE_MINUTES = 1
 STORE_PASSWORD = "pw-for-the-store-only"
 
@@ -45,8 +46,8 @@ def store_url(postgres_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def holding_sink() -> Iterator[Sink]:
-    """The first delivery is answered after HOLD_SECONDS; every later one at once."""
-    sink = Sink(timeout_sleep=HOLD_SECONDS, plan=lambda number, key: "slow" if number == 1 else "ok").start()
+    """The first delivery is held until the test releases it (at most HOLD_SECONDS); every later one is answered at once."""
+    sink = Sink(hold_seconds=HOLD_SECONDS, plan=lambda number, key: "hold" if number == 1 else "ok").start()
     yield sink
     sink.stop()
 
@@ -114,6 +115,7 @@ def test_a_run_longer_than_its_lease_keeps_its_hold_and_its_trigger_holds_no_pas
     # Still held, and nothing else delivered: no run executed alongside dup-a.
     assert (requests(holding_sink), holding_sink.received) == (1, [])
     assert state_of(airflow, "dup-b", "guard") == "deferred"
+    holding_sink.release.set()  # the destination answers dup-a at last (it held it beyond its lease)
 
     airflow.wait_for(finished_runs(airflow, len(JOBS)), HOLD_SECONDS + 240, "the three runs to finish")
     tasks = task_rows(airflow)

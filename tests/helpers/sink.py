@@ -16,7 +16,7 @@ from helpers.ports import serve_http
 
 # A fault plan gets the request number (1-based) and the idempotency key, and says what to do:
 # "ok", "500", "400", "429" (Retry-After: 1), "timeout" (answer too late), "reset" (drop the connection),
-# "slow" (answer ok after timeout_sleep), or "hold" (wait until released, then answer ok).
+# "slow" (answer ok after timeout_sleep), or "hold" (wait until released, at most hold_seconds, then answer ok).
 FaultPlan = Callable[[int, str], str]
 
 
@@ -24,6 +24,7 @@ FaultPlan = Callable[[int, str], str]
 class Sink:
     plan: FaultPlan = lambda number, key: "ok"
     timeout_sleep: float = 3.0
+    hold_seconds: float = 30.0
     received: list[str] = field(default_factory=list)  # idempotency keys of requests it accepted (2xx)
     bodies: dict[str, Any] = field(default_factory=dict)
     attempts: Counter[str] = field(default_factory=Counter)  # every request, accepted or not
@@ -64,7 +65,7 @@ class Sink:
                     with sink.lock:
                         sink.holding += 1
                     sink.held.set()
-                    sink.release.wait(30)
+                    sink.release.wait(sink.hold_seconds)
                     with sink.lock:
                         sink.holding -= 1
                     action = "ok"
