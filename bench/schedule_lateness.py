@@ -9,8 +9,9 @@ the task store (``--metadata sqlite`` for SQLite files instead), dropped afterwa
   temporary definitions folder, each exporting a route of its own (``bench-NNN``) whose queue is empty,
   so the work is trivial; the routes share one webhook-only incoming and one file outgoing configuration;
 - one file of N plain DAGs ``plain-NNN``: ``airflow.sdk`` DAGs on ``CronTriggerTimetable("* * * * *",
-  timezone="UTC")``, one ``@task`` that returns at once, ``max_active_runs=1`` like the jobs (and a
-  worker's parse builds only its own DAG, as the factory does).
+  timezone="UTC")``, one ``@task`` that returns at once, ``max_active_runs=1`` and the task weight of a
+  job without ``priority:`` (0, absolute) like the jobs, so that neither set goes first for a free slot
+  (a worker's parse builds only its own DAG, as the factory does).
 
 Both sets are unpaused from the start. Once Airflow has registered all 2N DAGs, the next full minute
 is a warm-up; the window is the ``--minutes`` cron ticks after it. From Airflow's metadata database,
@@ -30,10 +31,12 @@ all of ``airflow standalone``, and the whole machine's busy share. These are per
 Usage::
 
     .venv/bin/python bench/schedule_lateness.py [--jobs 25,50,100] [--minutes 5] [--design teardown,inline]
-        [--metadata postgres|sqlite] [--json out.json] [--env KEY=VALUE ...]
+        [--sets ours,plain] [--metadata postgres|sqlite] [--json out.json] [--env KEY=VALUE ...]
 
-Each (N, design) is one standalone of about 5 + --minutes minutes; for each N the designs alternate
-in order, so that the two designs of one N run close in time.
+Each (N, design) is one standalone of about 4 + --minutes minutes; for each N the designs alternate
+in order, so that the two designs of one N run close in time. Both sets share the scheduler and its 4
+slots, so each set's figures include the other's load; ``--sets ours`` or ``--sets plain`` runs one set
+alone (N DAGs instead of 2N), to find the N at which each alone stops keeping up.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ OURS, PLAIN = "ours", "plain"
 WORK_TASK = {OURS: "export_route", PLAIN: "work"}
 DAG_PREFIX = {OURS: "bench-job-", PLAIN: "plain-"}
 KEEP_UP_SECONDS = 60.0
+SET_NAMES = {OURS: "{count} every-minute jobs", PLAIN: "{count} plain DAGs"}
 DURATION_GRACE = 60.0  # seconds after the window for the window's last runs to end
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -79,7 +83,8 @@ COUNT = {count}
 wanted = get_parsing_context().dag_id  # a worker's parse builds only its own DAG, as the factory does
 
 
-@task(task_id="work")
+# The weight of a job's task without ``priority:`` (0, absolute): neither set goes first for a free slot.
+@task(task_id="work", priority_weight=0, weight_rule="absolute")
 def work() -> None:
     return None
 
@@ -103,8 +108,8 @@ for number in range(COUNT):
 # -- the temporary project ------------------------------------------------------------------------------
 
 
-def write_project(base: Path, count: int) -> tuple[Path, Path, Path]:
-    """The definitions, configurations and DAGs folders of one run."""
+def write_project(base: Path, count: int, sets: list[str]) -> tuple[Path, Path, Path]:
+    """The definitions, configurations and DAGs folders of one run: ``count`` DAGs of each of ``sets``."""
     definitions, configurations, dags = base / "job_definitions", base / "configurations", base / "dags"
     for folder in (
         definitions,
@@ -116,9 +121,9 @@ def write_project(base: Path, count: int) -> tuple[Path, Path, Path]:
         folder.mkdir(parents=True)
     (configurations / "incoming" / "bench.yaml").write_text("name: Bench\nentity_key: id\n")  # webhooks only
     (configurations / "outgoing" / "bench.yaml").write_text(
-        "name: Bench outbox\npublisher:\n  type: file\n  destination_folder: outbox/bench\n"
+        "name: Bench\npublisher:\n  type: file\n  destination_folder: outbox/bench\n"  # identifier: bench
     )
-    for number in range(count):
+    for number in range(count if OURS in sets else 0):
         route = f"bench-{number:03d}"
         (configurations / "routes" / f"{route}.yaml").write_text(
             f"name: Bench {number:03d}\nincoming_configuration: bench\noutgoing_configuration: bench\n"
@@ -128,7 +133,16 @@ def write_project(base: Path, count: int) -> tuple[Path, Path, Path]:
         )
     for dag_file in (ROOT / "dags").glob("*.py"):
         shutil.copy(dag_file, dags / dag_file.name)
-    (dags / "plain_dags.py").write_text(PLAIN_DAGS.format(count=count))
+    if PLAIN in sets:
+        (dags / "plain_dags.py").write_text(PLAIN_DAGS.format(count=count))
+    env = {
+        **os.environ,
+        "AIRFLOW__SCHEDULED_JOBS__DEFINITIONS_FOLDER": str(definitions),
+        "AIRFLOW__SCHEDULED_JOBS__CONFIGURATIONS_FOLDER": str(configurations),
+    }
+    checked = subprocess.run([str(BIN / "scheduled-jobs"), "validate"], env=env, capture_output=True, text=True)
+    if checked.returncode != 0:
+        raise RuntimeError(f"the bench's definitions are invalid:\n{checked.stdout}{checked.stderr}")
     return definitions, configurations, dags
 
 
@@ -219,6 +233,7 @@ def moment(value: Any) -> dt.datetime | None:
 
 
 def registered(engine: sa.Engine, count: int) -> bool:
+    """Airflow knows ``count`` DAGs of the bench, unpaused."""
     with engine.connect() as conn:
         found = conn.execute(
             sa.text(
@@ -226,7 +241,7 @@ def registered(engine: sa.Engine, count: int) -> bool:
                 "AND (dag_id LIKE 'bench-job-%' OR dag_id LIKE 'plain-%')"
             )
         ).scalar()
-    return found == 2 * count
+    return found == count
 
 
 def read_runs(engine: sa.Engine) -> list[dict[str, Any]]:
@@ -287,11 +302,11 @@ class SetFigures:
 
 
 def measure(
-    runs: list[dict[str, Any]], count: int, ticks: list[dt.datetime], end: dt.datetime
+    runs: list[dict[str, Any]], count: int, sets: list[str], ticks: list[dt.datetime], end: dt.datetime
 ) -> dict[str, SetFigures]:
     wanted = set(ticks)
     figures = {}
-    for name in (OURS, PLAIN):
+    for name in sets:
         found = {(r["dag_id"], r["run_after"]): r for r in runs if r["set"] == name and r["run_after"] in wanted}
         result = SetFigures(expected=count * len(ticks), runs=len(found))
         for number in range(count):
@@ -348,10 +363,13 @@ def airflow_setting(env: dict[str, str], section: str, key: str) -> str:
     return answer.stdout.strip() or f"? ({answer.stderr.strip()[-200:]})"
 
 
-def one_run(count: int, design: str, minutes: int, metadata: str, extra: dict[str, str]) -> dict[str, Any]:
+def one_run(
+    count: int, design: str, sets: list[str], minutes: int, metadata: str, extra: dict[str, str]
+) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"sj-bench-late-{count}-{design}-")))
-        definitions, configurations, dags = write_project(tmp, count)
+        definitions, configurations, dags = write_project(tmp, count, sets)
+        dag_count = count * len(sets)
         env = {
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__PARALLELISM": PARALLELISM,
@@ -387,18 +405,19 @@ def one_run(count: int, design: str, minutes: int, metadata: str, extra: dict[st
         stack.callback(airflow.stop)
         engine = airflow.metadata()
         stack.callback(engine.dispose)
-        airflow.wait_for(lambda: registered(engine, count), 600, f"the {2 * count} DAGs to be registered", every=2)
+        airflow.wait_for(lambda: registered(engine, dag_count), 600, f"the {dag_count} DAGs to be registered", every=2)
         ready = dt.datetime.now(dt.UTC)
         first = next_minute(ready) + dt.timedelta(minutes=1)  # the next full minute is the warm-up
         ticks = [first + dt.timedelta(minutes=m) for m in range(minutes)]
         end = first + dt.timedelta(minutes=minutes)
         print(
-            f"   registered {2 * count} DAGs after {time.monotonic() - started:.0f} s; "
+            f"   registered {dag_count} DAGs after {time.monotonic() - started:.0f} s; "
             f"window {first:%H:%M} to {end:%H:%M} UTC ({minutes} ticks per DAG)"
         )
         sleep_until(first)
         root = airflow.process.pid if airflow.process is not None else 0
         scheduler = scheduler_pid(root)
+        scheduler_cmdline = " ".join(psutil.Process(scheduler).cmdline())
         cpu_start = CpuSample.take(root, scheduler)
         sleep_until(end)
         cpu_end = CpuSample.take(root, scheduler)
@@ -408,16 +427,18 @@ def one_run(count: int, design: str, minutes: int, metadata: str, extra: dict[st
         executor = forced or airflow_setting(airflow.env, "core", "executor")
         parallelism = airflow_setting(airflow.env, "core", "parallelism")
         in_window = [r for r in runs if r["run_after"] in set(ticks)]
-        figures = measure(runs, count, ticks, end)
+        figures = measure(runs, count, sets, ticks, end)
     return {
         "jobs": count,
         "design": design,
+        "sets_run": sets,
         "metadata": metadata,
         "executor": executor,
         "parallelism": parallelism,
         "window": [first.isoformat(), end.isoformat()],
         "ticks": [t.isoformat() for t in ticks],
         "cpu": cpu_figures(cpu_start, cpu_end),
+        "scheduler_cmdline": scheduler_cmdline,
         "tick_columns": tick_columns(in_window),
         "sets": {name: asdict(result) for name, result in figures.items()},
         "runs": [
@@ -454,7 +475,7 @@ def seconds(value: float | None) -> str:
 
 
 def report(count: int, results: list[dict[str, Any]]) -> None:
-    print(f"\nN = {count} every-minute jobs and {count} plain DAGs")
+    print(f"\nN = {count}: " + " and ".join(SET_NAMES[name].format(count=count) for name in results[0]["sets"]))
     header = (
         f"{'design':9} {'set':6} {'runs':>5} {'missing':>7} {'late p50':>8} {'late p95':>8} {'late max':>8} "
         f"{'dur p50':>7} {'dur p95':>7}  verdict"
@@ -462,8 +483,7 @@ def report(count: int, results: list[dict[str, Any]]) -> None:
     print(header)
     print("-" * len(header))
     for result in results:
-        for name in (OURS, PLAIN):
-            s = result["sets"][name]
+        for name, s in result["sets"].items():
             verdict = "keeps up" if s["keeps_up"] else "falls behind"
             if s["work_not_success"]:
                 verdict += f" ({s['work_not_success']} work tasks not success)"
@@ -473,14 +493,14 @@ def report(count: int, results: list[dict[str, Any]]) -> None:
                 f"{seconds(s['duration_p95']):>7}  {verdict}"
             )
     for result in results:
-        ours, plain = result["sets"][OURS]["late_p95"], result["sets"][PLAIN]["late_p95"]
+        ours, plain = (result["sets"].get(name, {}).get("late_p95") for name in (OURS, PLAIN))
         ratio = f"{ours / plain:.2f}x" if ours is not None and plain else "-"
         cpu = result["cpu"]
         print(
             f"{result['design']}: ours p95 / plain p95 = {ratio}; CPU s/min: scheduler {cpu['scheduler_s_per_min']}, "
             f"scheduler + workers + tasks {cpu['scheduler_tree_s_per_min']}, all of standalone "
             f"{cpu['standalone_s_per_min']}; machine busy {cpu['machine_busy_pct']} % "
-            f"(one standalone for both sets; {result['wall_seconds']:.0f} s wall)"
+            f"(one standalone for {' and '.join(result['sets'])}; {result['wall_seconds']:.0f} s wall)"
         )
 
 
@@ -489,6 +509,9 @@ def main() -> None:
     parser.add_argument("--jobs", default="25,50,100", help="comma-separated N values (default 25,50,100)")
     parser.add_argument("--minutes", type=int, default=5, help="cron ticks measured per DAG (default 5)")
     parser.add_argument("--design", default="teardown,inline", help="guard designs to run: teardown, inline or both")
+    parser.add_argument(
+        "--sets", default="ours,plain", help="ours, plain or both in one standalone (default both, as issue 15 asks)"
+    )
     parser.add_argument("--metadata", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for airflow standalone")
@@ -497,6 +520,11 @@ def main() -> None:
     designs = [d.strip() for d in args.design.split(",") if d.strip()]
     if not set(designs) <= {"teardown", "inline"}:
         parser.error("--design: teardown, inline or both")
+    sets = [name for name in (OURS, PLAIN) if name in {s.strip() for s in args.sets.split(",")}]
+    if not sets:
+        parser.error("--sets: ours, plain or both")
+    if OURS not in sets:
+        designs = designs[:1]  # the design changes only our DAGs
     extra = dict(item.split("=", 1) for item in args.env)
     about = machine()
     print(
@@ -506,7 +534,7 @@ def main() -> None:
     everything: dict[str, Any] = {"machine": about, "minutes": args.minutes, "env": extra, "results": []}
     for index, count in enumerate(counts):
         order = designs if index % 2 == 0 else designs[::-1]  # alternate which design goes first
-        results = [one_run(count, design, args.minutes, args.metadata, extra) for design in order]
+        results = [one_run(count, design, sets, args.minutes, args.metadata, extra) for design in order]
         everything["results"] += results
         print(f"   executor {results[0]['executor']}, parallelism {results[0]['parallelism']}")
         report(count, sorted(results, key=lambda r: designs.index(r["design"])))
