@@ -35,8 +35,10 @@ Usage::
 
 Each (N, design) is one standalone of about 4 + --minutes minutes; for each N the designs alternate
 in order, so that the two designs of one N run close in time. Both sets share the scheduler and its 4
-slots, so each set's figures include the other's load; ``--sets ours`` or ``--sets plain`` runs one set
-alone (N DAGs instead of 2N), to find the N at which each alone stops keeping up.
+slots, so each set's figures include the other's load; and with equal task weights the scheduler's order
+between them is undefined (``-priority_weight, logical_date, map_index``), so once the slots are the
+limit one set may take them all first. ``--sets ours`` or ``--sets plain`` runs one set alone (N DAGs
+instead of 2N), to find the N at which each alone stops keeping up.
 """
 
 from __future__ import annotations
@@ -412,7 +414,7 @@ def one_run(
         end = first + dt.timedelta(minutes=minutes)
         print(
             f"   registered {dag_count} DAGs after {time.monotonic() - started:.0f} s; "
-            f"window {first:%H:%M} to {end:%H:%M} UTC ({minutes} ticks per DAG)"
+            f"window {first:%H:%M} to {end:%H:%M} UTC ({minutes} tick{'s' if minutes > 1 else ''} per DAG)"
         )
         sleep_until(first)
         root = airflow.process.pid if airflow.process is not None else 0
@@ -529,7 +531,7 @@ def main() -> None:
     about = machine()
     print(
         f"machine: {about['cores']} cores, {about['model']}, {about['memory_gib']} GiB; Python {about['python']}, "
-        f"Airflow {about['airflow']}; parallelism {PARALLELISM}; metadata {args.metadata}; settings {extra or 'defaults'}"
+        f"Airflow {about['airflow']}; parallelism {extra.get('AIRFLOW__CORE__PARALLELISM', PARALLELISM)}; metadata {args.metadata}; settings {extra or 'defaults'}"
     )
     everything: dict[str, Any] = {"machine": about, "minutes": args.minutes, "env": extra, "results": []}
     for index, count in enumerate(counts):
