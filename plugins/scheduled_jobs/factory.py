@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from scheduled_jobs.models.configurations import Configurations, Loaded, Route
     from scheduled_jobs.models.connectors import PublisherSettings, SubscriberSettings
-    from scheduled_jobs.models.jobs import Guard
+    from scheduled_jobs.models.jobs import Guard, Overlap
     from scheduled_jobs.operators.base import ScheduledJobOperator
 
 log = logging.getLogger(__name__)
@@ -259,12 +259,16 @@ def _operator_class(path: str) -> type[ScheduledJobOperator]:
     return operator
 
 
-def _operator(job: ScheduledJob) -> ScheduledJobOperator:
-    """The task that does the job's work, as its kind describes it."""
+def _operator(job: ScheduledJob, inline_guard: Overlap | None = None) -> ScheduledJobOperator:
+    """The task that does the job's work, as its kind describes it; with ``inline_guard``, it applies the
+    duplicate rule itself (the ``inline`` guard design)."""
     work = job.definition.work()
     # A guarded job's work records each run in the job run history, under the guard's key.
     operator = _operator_class(work.operator)
-    return operator(**work.arguments, configuration=job.guarded_configuration, **_common(job, work.task_id))
+    common = _common(job, work.task_id)
+    if inline_guard is not None:
+        common["inline_guard"] = inline_guard
+    return operator(**work.arguments, configuration=job.guarded_configuration, **common)
 
 
 # Airflow's dag table holds a display name of 2,000 characters (String(2000)); one value too long fails
@@ -304,12 +308,13 @@ def build_dag(job: ScheduledJob, configurations: Configurations | None = None) -
         is_paused_upon_creation=d.disabled,
         tags=tags,
     ) as dag:
-        work = _operator(job)
         guard = job.guard
+        inline = guard is not None and settings.guard_design() == "inline"
+        work = _operator(job, guard.overlap if guard is not None and inline else None)
         exports = [_realtime_export(job, route, work) for route in job.realtime_routes]
         if exports:
             _watcher(job, [work, *exports])
-        if guard is not None:
+        if guard is not None and not inline:
             _guard(job, guard, work, [work, *exports])
     return dag
 
@@ -356,9 +361,12 @@ def _watcher(job: ScheduledJob, watched: list[ScheduledJobOperator]) -> None:
 
 
 def _guard(job: ScheduledJob, rule: Guard, work: ScheduledJobOperator, last: list[ScheduledJobOperator]) -> None:
-    """The duplicate rule around the work: a guard first, and a teardown that frees the hold.
+    """The duplicate rule around the work (the ``teardown`` guard design): a guard first, and a teardown
+    that frees the hold after the run's last task, the real-time exports included.
 
-    A teardown is left out of the DAG run's state, so a failed export still fails the run.
+    A teardown is left out of the DAG run's state, so a failed export still fails the run. In the
+    ``inline`` design the work task decides and releases itself, and the real-time exports after it run
+    outside the hold (see ``ScheduledJobOperator``).
     """
     priority: dict[str, Any] = {"priority_weight": job.definition.priority, "weight_rule": "absolute"}
     guard = GuardSensor(task_id="guard", configuration=rule.configuration, overlap=rule.overlap, **priority)

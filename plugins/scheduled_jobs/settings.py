@@ -118,6 +118,25 @@ def guard_lease_minutes() -> int:
     return _get_int("guard_lease_minutes", DEFAULT_GUARD_LEASE_MINUTES)
 
 
+GUARD_DESIGNS = ("teardown", "inline")
+"""How a guarded job's DAG applies the duplicate rule (``[scheduled_jobs] guard_design``).
+
+``teardown`` (the default): a ``guard`` sensor before the work and a ``release_guard`` teardown after the
+run's last task, three task instances per run. ``inline``: the work task decides itself, defers to the
+same trigger when it must wait, and frees its hold in its own ``finally``: one task instance per run.
+"""
+
+
+def guard_design() -> str:
+    """``teardown`` or ``inline`` (see ``GUARD_DESIGNS``); read when the DAGs are built."""
+    raw = (_get("guard_design") or GUARD_DESIGNS[0]).strip().lower()
+    if raw not in GUARD_DESIGNS:
+        from scheduled_jobs.exceptions import ScheduledJobsError
+
+        raise ScheduledJobsError(f"[{SECTION}] guard_design: expected one of {', '.join(GUARD_DESIGNS)}, got {raw!r}")
+    return raw
+
+
 def guard_poll_seconds() -> float:
     """How often a waiting run checks, in the triggerer, whether its configuration is free."""
     raw = _get("guard_poll_seconds")

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from scheduled_jobs.catalog import load_configurations
 from scheduled_jobs.exceptions import ScheduledJobsError
 from scheduled_jobs.models.tasks import Actor
-from scheduled_jobs.operators.guard import keep_hold
+from scheduled_jobs.operators.guard import enter_guard, keep_hold, release_hold
 from scheduled_jobs.redaction import Redactor, printable
 from scheduled_jobs.store import TaskStoreHook, job_run_ended, job_run_started
+from scheduled_jobs.triggers.guard import GuardTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from scheduled_jobs.models.configurations import Configurations
+    from scheduled_jobs.models.jobs import Overlap
 
 ERROR_CHARACTERS = 1000
 """The most of an error's text a job run's history keeps."""
 FIGURE_TEXT_CHARACTERS = 200
 MAX_FIGURES = 20
+GUARD_WAIT_TIMEOUT = dt.timedelta(days=7)
+"""The longest an ``inline``-guarded task waits for its configuration: the ``guard`` sensor's default timeout."""
 
 
 def run_figures(result: Any) -> dict[str, Any] | None:
@@ -61,18 +66,33 @@ def error_text(error: BaseException) -> str:
 
 
 class ScheduledJobOperator(BaseOperator):
-    """Base of the job operators: a disabled job processes nothing, and says so in the log."""
+    """Base of the job operators: a disabled job processes nothing, and says so in the log.
+
+    With ``inline_guard`` (the ``inline`` guard design, ``[scheduled_jobs] guard_design``) the task applies
+    the duplicate rule itself before its work: it executes, is skipped as a duplicate, or defers to the
+    guard's trigger and resumes into the work once its configuration is free. It frees its hold in its
+    own ``finally``; a task process killed outright never gets there, and the ledger clears its hold once
+    Airflow says the run is over (or, when Airflow cannot answer, once the lease runs out).
+    """
 
     ui_color = "#e8f1fb"
 
     def __init__(
-        self, *, disabled: bool = False, definition_file: str = "", configuration: str | None = None, **kwargs: Any
+        self,
+        *,
+        disabled: bool = False,
+        definition_file: str = "",
+        configuration: str | None = None,
+        inline_guard: Overlap | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.disabled = disabled
         self.definition_file = definition_file
         self.configuration = configuration
         """The guard's key (``incoming:<id>``, ``route:<id>``) of a guarded job's work: its runs are recorded."""
+        self.inline_guard = inline_guard
+        """The overlap policy when this task applies the duplicate rule itself (the ``inline`` design)."""
 
     def execute(self, context: Context) -> Any:
         if self.disabled:
@@ -82,18 +102,48 @@ class ScheduledJobOperator(BaseOperator):
             )
             self.log.warning(reason)
             raise AirflowSkipException(reason)
+        if self.inline_guard is not None and self.configuration is not None:
+            decided = enter_guard(context, self.configuration, self.inline_guard, self.log)
+            if isinstance(decided, GuardTrigger):
+                self.defer(trigger=decided, method_name="execute_after_wait", timeout=GUARD_WAIT_TIMEOUT)
+        return self._work(context)
+
+    def execute_after_wait(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Where a task that waited for its configuration (the ``inline`` design) resumes: into its work."""
+        self.log.info("The run that held %s is done: this run executes it now", self.configuration)
+        return self._work(context)
+
+    def _work(self, context: Context) -> Any:
         row = self._history_started(context)
+        may_retry = False
         try:
             with keep_hold(context):  # a long run keeps its hold on its configuration
                 result = self.run(context)
+            self._history_ended(row, "success", result, None)
+            return result
         except AirflowSkipException as skip:
             self._history_ended(row, "skipped", None, error_text(skip))
             raise
         except BaseException as exc:
+            may_retry = not isinstance(exc, AirflowFailException)
             self._history_ended(row, "failed", getattr(exc, "figures", None), error_text(exc))
             raise
-        self._history_ended(row, "success", result, None)
-        return result
+        finally:
+            if self.inline_guard is not None:
+                self._release(context, may_retry)
+
+    def _release(self, context: Context, may_retry: bool) -> None:
+        """The ``inline`` design's release: at the end of the work, unless a failed try will be tried again
+        (its retry then finds its own hold, as a retried ``guard`` does). Never the reason a job fails: a
+        hold left behind is cleared once Airflow says the run is over."""
+        ti = context["ti"]
+        if may_retry and self.retries and int(ti.try_number or 1) <= int(self.retries):
+            self.log.info("This try failed and will be tried again: the run keeps its hold on %s", self.configuration)
+            return
+        try:
+            release_hold(context, self.log)
+        except Exception as exc:
+            self.log.warning("Cannot release this run's hold (cleared once the run is over): %r", exc)
 
     def _history_started(self, context: Context) -> int | None:
         """The history row of this try; None for an unguarded job, or when it cannot be written."""

@@ -1,9 +1,13 @@
-"""The guard: the first task of every job that executes a configuration (the seed's duplicate rule).
+"""The guard: the seed's duplicate rule around the work of every job that executes a configuration.
 
 At most one run executes a configuration and at most one waits for it; a further run is skipped as a
 duplicate, its log naming the run it duplicated. Waiting happens in the triggerer (deferrable), not in
-a worker slot. While the work executes, ``keep_hold`` renews the run's lease; the last task of the DAG
-(a teardown) frees what the run holds.
+a worker slot. While the work executes, ``keep_hold`` renews the run's lease.
+
+Two designs share the decision (``enter_guard``) and the release (``release_hold``), chosen by
+``[scheduled_jobs] guard_design``: ``teardown`` (the default) puts a ``GuardSensor`` first and a
+``ReleaseGuardOperator`` teardown last; ``inline`` lets the work task decide itself and free its hold in
+its own ``finally`` (``ScheduledJobOperator``), a crash being covered by the ledger's liveness check.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from airflow.sdk import Context
+    from airflow.sdk.types import Logger
 
     from scheduled_jobs.models.jobs import Overlap
 
@@ -50,47 +55,60 @@ class GuardSensor(BaseSensorOperator):
         self.overlap = overlap
 
     def execute(self, context: Context) -> str:
-        conf = context["dag_run"].conf or {}
-        if not settings.prevent_duplicates():
-            self.log.info("Duplicate prevention is off ([scheduled_jobs] prevent_duplicates = False)")
-            return "allowed"
-        if self.overlap == "allow":
-            self.log.info("overlap: allow: runs of %s may overlap", self.configuration)
-            return "allowed"
-        if conf.get("trigger") == WEBHOOK:
-            self.log.info("Triggered by a webhook: never skipped as a duplicate")
-            return "webhook"
-        ledger = TaskStoreHook().get_ledger()
-        me = _holder(context)
-        lease = dt.timedelta(minutes=settings.guard_lease_minutes())
-        decision = ledger.enter(
-            self.configuration, me, lease, wait_allowed=self.overlap == "buffer_one", is_alive=run_is_alive
-        )
-        if decision.action == "run":
-            self.log.info("%s is free: this run executes it", self.configuration)
-            return "running"
-        if decision.action == "skip":
-            self.log.warning("Skipped as a duplicate: %s", decision.reason)
-            raise AirflowSkipException(f"Duplicate: {decision.reason}")
-        self.log.info(
-            "%s is being executed by %s: this run waits for it (in the triggerer)", self.configuration, decision.holder
-        )
-        self.defer(
-            trigger=GuardTrigger(
-                configuration=self.configuration,
-                dag_id=me.dag_id,
-                run_id=me.run_id,
-                store_conn_id=settings.store_conn_id(),  # never the URL: it may carry a password
-                lease_seconds=lease.total_seconds(),
-                poll_seconds=settings.guard_poll_seconds(),
-            ),
-            method_name="resume",
-            timeout=dt.timedelta(seconds=self.timeout),
-        )
+        decided = enter_guard(context, self.configuration, self.overlap, self.log)
+        if isinstance(decided, GuardTrigger):
+            self.defer(trigger=decided, method_name="resume", timeout=dt.timedelta(seconds=self.timeout))
+        return decided
 
     def resume(self, context: Context, event: dict[str, Any] | None = None) -> str:
         self.log.info("The run that held %s is done: this run executes it now", self.configuration)
         return "running"
+
+
+def enter_guard(context: Context, configuration: str, overlap: Overlap, log: Logger) -> str | GuardTrigger:
+    """The duplicate rule's decision for this run, shared by both guard designs.
+
+    A word (``running``, ``allowed``, ``webhook``) when the run executes now; the ``GuardTrigger`` to
+    defer to when it must wait for the running one; ``AirflowSkipException`` for a duplicate.
+    """
+    conf = context["dag_run"].conf or {}
+    if not settings.prevent_duplicates():
+        log.info("Duplicate prevention is off ([scheduled_jobs] prevent_duplicates = False)")
+        return "allowed"
+    if overlap == "allow":
+        log.info("overlap: allow: runs of %s may overlap", configuration)
+        return "allowed"
+    if conf.get("trigger") == WEBHOOK:
+        log.info("Triggered by a webhook: never skipped as a duplicate")
+        return "webhook"
+    ledger = TaskStoreHook().get_ledger()
+    me = _holder(context)
+    lease = dt.timedelta(minutes=settings.guard_lease_minutes())
+    decision = ledger.enter(configuration, me, lease, wait_allowed=overlap == "buffer_one", is_alive=run_is_alive)
+    if decision.action == "run":
+        log.info("%s is free: this run executes it", configuration)
+        return "running"
+    if decision.action == "skip":
+        log.warning("Skipped as a duplicate: %s", decision.reason)
+        raise AirflowSkipException(f"Duplicate: {decision.reason}")
+    log.info("%s is being executed by %s: this run waits for it (in the triggerer)", configuration, decision.holder)
+    return GuardTrigger(
+        configuration=configuration,
+        dag_id=me.dag_id,
+        run_id=me.run_id,
+        store_conn_id=settings.store_conn_id(),  # never the URL: it may carry a password
+        lease_seconds=lease.total_seconds(),
+        poll_seconds=settings.guard_poll_seconds(),
+    )
+
+
+def release_hold(context: Context, log: Logger) -> int:
+    """Free whatever this run holds in the process ledger (a run waiting for it is handed the slot)."""
+    if not settings.prevent_duplicates():
+        return 0
+    freed = TaskStoreHook().get_ledger().leave(_holder(context))
+    log.info("Released %d hold(s) of this run", freed)
+    return freed
 
 
 @contextmanager
@@ -115,8 +133,4 @@ class ReleaseGuardOperator(BaseOperator):
     ui_color = "#fff4d6"
 
     def execute(self, context: Context) -> int:
-        if not settings.prevent_duplicates():
-            return 0
-        freed = TaskStoreHook().get_ledger().leave(_holder(context))
-        self.log.info("Released %d hold(s) of this run", freed)
-        return freed
+        return release_hold(context, self.log)

@@ -1,0 +1,176 @@
+"""The ``inline`` guard design (``[scheduled_jobs] guard_design = inline``) in real DAG runs (``dag.test()``).
+
+The work task applies the duplicate rule itself: one task instance per run instead of three. The same
+rule as the ``guard`` sensor (tests/test_guard.py): a duplicate is skipped and says of which run, a
+second run waits in the triggerer and executes after the first, webhooks and the switch bypass it. The
+hold is freed in the work's own ``finally``, after a failed run too; the crash of its process is
+tests/test_scheduler_inline_crash.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from conftest import ROOT
+
+from scheduled_jobs.store import TaskStore
+from scheduled_jobs.store.processes import Holder, ProcessLedger
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+ROUTE = "route:orders-to-erp"
+INCOMING = "incoming:shop-orders"
+OTHER = Holder("nightly-erp-export", "scheduled__2026-11-24T02:00:00+00:00")
+WAITER = Holder("manual-erp-export", "manual__2026-11-24T02:01:00+00:00")
+LEASE = dt.timedelta(hours=1)
+
+
+@pytest.fixture(autouse=True)
+def inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__GUARD_DESIGN", "inline")
+
+
+def ledger(project: Path) -> ProcessLedger:
+    return ProcessLedger(TaskStore.from_url(f"sqlite:///{project / 'store.db'}").engine)
+
+
+def held(project: Path) -> list[tuple[str, str, str]]:
+    """What the ledger holds: (configuration, slot, dag_id)."""
+    import sqlalchemy as sa
+
+    from scheduled_jobs.store.schema import processes
+
+    with ledger(project).engine.connect() as conn:
+        return [
+            tuple(row)
+            for row in conn.execute(sa.select(processes.c.configuration, processes.c.slot, processes.c.dag_id))
+        ]
+
+
+def run_dag(dag_id: str, **kwargs: object) -> tuple[str, dict[str, str]]:
+    dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag(dag_id)
+    run = dag.test(**kwargs)
+    return run.state, {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def test_the_work_task_is_the_guard(project: Path) -> None:
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    export = bag.get_dag("orders-to-erp-export")
+    assert [t.task_id for t in export.tasks] == ["export_route"]
+    work = export.get_task("export_route")
+    assert (work.configuration, work.inline_guard, work.priority_weight) == (ROUTE, "buffer_one", 5)
+
+    incoming = bag.get_dag("shop-orders-incoming")
+    assert sorted(t.task_id for t in incoming.tasks) == [
+        "export_orders-to-erp",
+        "run_incoming_configuration",
+        "watcher",
+    ]
+    assert incoming.get_task("run_incoming_configuration").inline_guard == "buffer_one"
+    # The real-time export after it is not guarded itself: it runs outside the incoming configuration's hold.
+    assert incoming.get_task("export_orders-to-erp").inline_guard is None
+    assert [t.task_id for t in bag.get_dag("repair-stuck-tasks").tasks] == ["repair_stuck_tasks"]
+
+
+def test_the_default_design_is_the_teardown(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW__SCHEDULED_JOBS__GUARD_DESIGN")
+    export = DagBag(dag_folder=str(ROOT / "dags")).get_dag("orders-to-erp-export")
+    assert sorted(t.task_id for t in export.tasks) == ["export_route", "guard", "release_guard"]
+    assert export.get_task("export_route").inline_guard is None
+
+
+def test_a_third_run_is_skipped_as_a_duplicate_and_says_of_which(
+    project: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    book = ledger(project)
+    book.enter(ROUTE, OTHER, LEASE)
+    book.enter(ROUTE, WAITER, LEASE)
+    assert run_dag("orders-to-erp-export") == ("success", {"export_route": "skipped"})
+    (skipped,) = book.skipped(ROUTE)
+    assert (skipped["dag_id"], skipped["duplicate_of_dag_id"], skipped["duplicate_of_run_id"]) == (
+        "orders-to-erp-export",
+        WAITER.dag_id,
+        WAITER.run_id,
+    )
+    assert f"Skipped as a duplicate: route:orders-to-erp already has a run waiting ({WAITER})" in capfd.readouterr().out
+    assert sorted(held(project)) == [(ROUTE, "running", OTHER.dag_id), (ROUTE, "waiting", WAITER.dag_id)]
+
+
+def test_a_waiting_run_defers_and_executes_after_the_first(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__GUARD_POLL_SECONDS", "0.2")
+    book = ledger(project)
+    book.enter(ROUTE, OTHER, LEASE)
+    left_at: list[dt.datetime] = []
+    during: list[list[tuple[str, str, str]]] = []
+
+    def first_run_finishes() -> None:
+        time.sleep(3)
+        during.append(held(project))  # the second run waits in its slot meanwhile
+        left_at.append(dt.datetime.now(dt.UTC))
+        book.leave(OTHER)
+
+    threading.Thread(target=first_run_finishes, daemon=True).start()
+    dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("orders-to-erp-export")
+    run = dag.test()
+    (work,) = run.get_task_instances()
+    assert (run.state, work.state) == ("success", "success")
+    assert during == [[(ROUTE, "running", OTHER.dag_id), (ROUTE, "waiting", "orders-to-erp-export")]]
+    assert work.end_date > left_at[0]  # it executed once the first run had left
+    assert book.skipped(ROUTE) == []
+    assert held(project) == []  # released in its own finally
+
+
+def test_the_hold_is_released_after_a_failed_work_and_the_realtime_export_still_runs(project: Path) -> None:
+    inbox = project / "data" / "inbox" / "shop-orders"
+    (inbox / "orders-0000.json").write_text('{"orders": [{"id": "SO-9"}, ', encoding="utf-8")
+    os.utime(inbox / "orders-0000.json", (time.time() - 60, time.time() - 60))  # settled: no longer written
+    state, tasks = run_dag("shop-orders-incoming")
+    assert (state, tasks) == (
+        "failed",
+        {"run_incoming_configuration": "failed", "export_orders-to-erp": "success", "watcher": "failed"},
+    )
+    assert held(project) == []
+    assert ledger(project).enter(INCOMING, WAITER, LEASE).action == "run"
+
+
+def test_a_duplicate_incoming_run_skips_its_realtime_export_and_the_watcher(project: Path) -> None:
+    book = ledger(project)
+    book.enter(INCOMING, OTHER, LEASE)
+    book.enter(INCOMING, WAITER, LEASE)
+    assert run_dag("shop-orders-incoming") == (
+        "success",
+        {"run_incoming_configuration": "skipped", "export_orders-to-erp": "skipped", "watcher": "skipped"},
+    )
+    assert not (project / "data" / "outbox" / "erp-orders").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "conf"),
+    [({"AIRFLOW__SCHEDULED_JOBS__PREVENT_DUPLICATES": "false"}, None), ({}, {"trigger": "webhook"})],
+)
+def test_the_switch_and_webhooks_bypass_the_rule(
+    project: Path, monkeypatch: pytest.MonkeyPatch, setting: dict[str, str], conf: dict[str, str] | None
+) -> None:
+    for key, value in setting.items():
+        monkeypatch.setenv(key, value)
+    book = ledger(project)
+    book.enter(ROUTE, OTHER, LEASE)
+    book.enter(ROUTE, WAITER, LEASE)
+    assert run_dag("orders-to-erp-export", run_conf=conf) == ("success", {"export_route": "success"})
+    assert book.skipped(ROUTE) == []
+    assert len(held(project)) == 2  # the others' holds stay as they were
+
+
+def test_a_disabled_job_skips_before_it_takes_anything(project: Path) -> None:
+    definition = project / "job_definitions" / "orders-to-erp-export.yaml"
+    definition.write_text(definition.read_text() + "disabled: true\n")
+    assert run_dag("orders-to-erp-export") == ("success", {"export_route": "skipped"})
+    assert held(project) == []
+    assert ledger(project).skipped(ROUTE) == []
