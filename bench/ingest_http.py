@@ -24,7 +24,6 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins")]
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="sj-bench-home-"))
 
-from store_bench import emptied_store, parse_arguments, serve_in_process  # noqa: E402
+from store_bench import emptied_store, parse_arguments, scratch_database, serve_in_process  # noqa: E402
 
 from scheduled_jobs.connectors.http import HttpSubscriber, HttpSubscriberSettings  # noqa: E402
 from scheduled_jobs.ingesting import ingest  # noqa: E402
@@ -181,24 +180,15 @@ CONSOLE_INDEXES = (
 
 
 def without_console_indexes(url: str, repeat: int) -> list[float]:
-    """Ours in a new database on the same server whose task table lacks migration 0005's four indexes:
-    what the console's searches cost ingest."""
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"sj_bench_ingest_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        scratch = sa.make_url(url).set(database=name).render_as_string(hide_password=False)
+    """Ours in a database whose task table lacks migration 0005's four indexes: what the console's searches
+    cost ingest."""
+    with scratch_database(url, "sj_bench_ingest_bare") as scratch:
         store = TaskStore.from_url(scratch)
         with store.engine.begin() as conn:
             for index in CONSOLE_INDEXES:
                 conn.execute(sa.text(f"DROP INDEX {index}"))
         store.engine.dispose()
         return [ours(scratch) for _ in range(repeat)]
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def main() -> None:
@@ -212,7 +202,8 @@ def main() -> None:
         f"{args.entities} entities, pages of {PAGE}; {platform.machine()}, {os.cpu_count()} cores, "
         f"best of {args.repeat}"
     )
-    measure("PostgreSQL", args.store, args.entities, args.repeat)
+    with scratch_database(args.store, "sj_bench_ingest") as url:
+        measure("PostgreSQL (a new database on the server of --store)", url, args.entities, args.repeat)
     if args.sqlite != "none":
         path = args.sqlite or str(Path(tempfile.mkdtemp(prefix="sj-bench-sqlite-")) / "store.db")
         measure(

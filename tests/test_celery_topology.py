@@ -390,7 +390,7 @@ def test_celery_topology_cron_two_workers_a_killed_worker_and_duplicates(
 
     running.wait_for(crm_runs_over, 240, "the four crm runs to end")
     guards = running.rows(
-        "SELECT dag_id, state, hostname FROM task_instance WHERE dag_id LIKE 'crm-%' AND task_id = 'guard'"
+        "SELECT dag_id, state, hostname FROM task_instance WHERE dag_id LIKE 'crm-%' AND task_id = 'export_route'"
     )
     states = sorted(row.state for row in guards)
     assert states == ["skipped", "skipped", "success", "success"], guards
@@ -399,5 +399,5 @@ def test_celery_topology_cron_two_workers_a_killed_worker_and_duplicates(
             sa.text("SELECT count(*) FROM scheduled_jobs_skipped_run WHERE configuration = 'route:orders-to-crm'")
         ).scalar()
     assert skipped == 2
-    print(f"phase 3: guards ran on {sorted({row.hostname for row in guards})}")
+    print(f"phase 3: the guarded exports ran on {sorted({row.hostname for row in guards})}")
     assert crm.duplicates() == {}

@@ -35,7 +35,8 @@ def outbox(project: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-GUARDED = {"guard": "success", "release_guard": "success"}
+# The duplicate rule runs inside the work task (guard_design inline, the default): no tasks of its own.
+GUARDED: dict[str, str] = {}
 INCOMING_OK = (
     "success",
     {**GUARDED, "run_incoming_configuration": "success", "export_orders-to-erp": "success", "watcher": "skipped"},
@@ -121,14 +122,14 @@ def test_a_malformed_file_is_rejected_and_the_others_are_stored_and_exported_in_
 
 
 def test_a_duplicate_run_skips_the_realtime_export_and_the_watcher(project: Path) -> None:
-    """A skipped guard skips the export after it, though the export also runs after a failed incoming run."""
+    """A run skipped as a duplicate skips the export after it, though the export also runs after a failed incoming run."""
     from scheduled_jobs.store.processes import Holder, ProcessLedger
 
     ledger = ProcessLedger(store_at(project).engine)
     for run_id in ("scheduled__2026-11-24T02:00:00+00:00", "manual__2026-11-24T02:01:00+00:00"):
         ledger.enter("incoming:shop-orders", Holder("shop-orders-incoming-2", run_id), dt.timedelta(hours=1))
     state, tasks = run_dag("shop-orders-incoming")
-    assert tasks["guard"] == "skipped"
+    assert tasks["run_incoming_configuration"] == "skipped"
     assert (state, tasks["export_orders-to-erp"], tasks["watcher"]) == ("success", "skipped", "skipped")
     assert outbox(project) == []
 

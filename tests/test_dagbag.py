@@ -45,33 +45,25 @@ def test_each_dag_carries_the_definition(project: Path) -> None:
     assert export.is_paused_upon_creation is False
     assert export.tags == {"scheduled-job", "outgoing"}
     assert "Push new orders to the ERP, 100 at a time." in export.doc_md
-    assert sorted(t.task_id for t in export.tasks) == ["export_route", "guard", "release_guard"]
-    assert {t.priority_weight for t in export.tasks} == {5}
+    # The duplicate rule inside the work task (guard_design inline, the default): one task instance per run.
+    assert [t.task_id for t in export.tasks] == ["export_route"]
     task = export.get_task("export_route")
-    guard = export.get_task("guard")
-    assert (guard.configuration, guard.overlap, guard.downstream_task_ids) == (
-        "route:orders-to-erp",
-        "buffer_one",
-        {"export_route", "release_guard"},
-    )
-    assert export.get_task("release_guard").is_teardown is True
+    assert (task.configuration, task.inline_guard) == ("route:orders-to-erp", "buffer_one")
     assert (task.task_id, task.priority_weight, task.weight_rule) == ("export_route", 5, "absolute")
     assert (task.route, task.tasks_to_export) == ("orders-to-erp", 100)
 
     incoming = bag.get_dag("shop-orders-incoming")
     assert sorted((t.task_id, t.priority_weight) for t in incoming.tasks) == [
         ("export_orders-to-erp", 10),
-        ("guard", 10),
-        ("release_guard", 10),
         ("run_incoming_configuration", 10),
         ("watcher", 10),
     ]
-    assert incoming.get_task("guard").configuration == "incoming:shop-orders"
-    assert incoming.get_task("release_guard").upstream_task_ids == {
-        "guard",
-        "run_incoming_configuration",
-        "export_orders-to-erp",
-    }
+    work = incoming.get_task("run_incoming_configuration")
+    assert (work.configuration, work.inline_guard, work.upstream_task_ids) == (
+        "incoming:shop-orders",
+        "buffer_one",
+        set(),
+    )
     realtime = incoming.get_task("export_orders-to-erp")
     assert realtime.upstream_task_ids == {"run_incoming_configuration"}
     # Also after a failed incoming run (a rejected file); the watcher then fails the run.
@@ -193,7 +185,7 @@ def test_each_realtime_route_gets_an_export_dag_on_its_asset_with_its_priority(p
         assert (task.task_id, task.route, task.tasks_to_export) == ("export_route", route, None)
         assert (task.priority_weight, task.weight_rule) == (priority, "absolute")
         assert task.retries >= 1
-        assert "guard" not in dag.task_ids, "webhooks are exempt from duplicate prevention"
+        assert task.inline_guard is None, "webhooks are exempt from duplicate prevention"
     incoming = bag.get_dag("shop-orders-incoming")
     assert "export_orders-to-erp" in incoming.task_ids, "the incoming job still exports its real-time routes"
 

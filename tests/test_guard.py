@@ -1,4 +1,5 @@
-"""The guard in real DAG runs (``dag.test()``): duplicates skipped, waiting deferred, the exemptions."""
+"""The ``teardown`` guard design in real DAG runs (``dag.test()``): duplicates skipped, waiting deferred, the
+exemptions. The default, ``inline``, is tested the same way in test_guard_inline.py."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ ROUTE = "route:orders-to-erp"
 OTHER = Holder("nightly-erp-export", "scheduled__2026-11-24T02:00:00+00:00")
 WAITER = Holder("manual-erp-export", "manual__2026-11-24T02:01:00+00:00")
 STORE_PASSWORD = "pw-that-must-stay-in-the-connection"
+
+
+@pytest.fixture(autouse=True)
+def teardown_design(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__GUARD_DESIGN", "teardown")
 
 
 def ledger(project: Path) -> ProcessLedger:

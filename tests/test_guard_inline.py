@@ -1,4 +1,4 @@
-"""The ``inline`` guard design (``[scheduled_jobs] guard_design = inline``) in real DAG runs (``dag.test()``).
+"""The ``inline`` guard design (``[scheduled_jobs] guard_design = inline``, the default) in real DAG runs (``dag.test()``).
 
 The work task applies the duplicate rule itself: one task instance per run instead of three. The same
 rule as the ``guard`` sensor (tests/test_guard.py): a duplicate is skipped and says of which run, a
@@ -79,8 +79,12 @@ def test_the_work_task_is_the_guard(project: Path) -> None:
     assert [t.task_id for t in bag.get_dag("repair-stuck-tasks").tasks] == ["repair_stuck_tasks"]
 
 
-def test_the_default_design_is_the_teardown(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_design_is_inline_and_teardown_is_a_setting(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW__SCHEDULED_JOBS__GUARD_DESIGN")
+    export = DagBag(dag_folder=str(ROOT / "dags")).get_dag("orders-to-erp-export")
+    assert [t.task_id for t in export.tasks] == ["export_route"]
+    assert export.get_task("export_route").inline_guard == "buffer_one"
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__GUARD_DESIGN", "teardown")
     export = DagBag(dag_folder=str(ROOT / "dags")).get_dag("orders-to-erp-export")
     assert sorted(t.task_id for t in export.tasks) == ["export_route", "guard", "release_guard"]
     assert export.get_task("export_route").inline_guard is None

@@ -103,7 +103,9 @@ def test_a_run_longer_than_its_lease_keeps_its_hold_and_its_trigger_holds_no_pas
     airflow.wait_for(lambda: requests(holding_sink) == 1, 240, "dup-a's delivery to be held")
     held_at = time.monotonic()
     trigger_all(airflow, ["dup-b"])
-    airflow.wait_for(lambda: state_of(airflow, "dup-b", "guard") == "deferred", 120, "dup-b to wait in the triggerer")
+    airflow.wait_for(
+        lambda: state_of(airflow, "dup-b", "export_route") == "deferred", 120, "dup-b to wait in the triggerer"
+    )
     triggers = stored_trigger_kwargs(airflow)
     assert len(triggers) == 1 and '"store_conn_id"' in triggers[0], triggers
     assert STORE_PASSWORD not in triggers[0], triggers
@@ -111,22 +113,27 @@ def test_a_run_longer_than_its_lease_keeps_its_hold_and_its_trigger_holds_no_pas
     # dup-a's lease (one minute, from its guard) has run out; Airflow still says dup-a runs.
     time.sleep(max(0.0, held_at + 75 - time.monotonic()))
     trigger_all(airflow, ["dup-c"])
-    airflow.wait_for(lambda: state_of(airflow, "dup-c", "guard") == "skipped", 120, "dup-c to be skipped")
+    airflow.wait_for(lambda: state_of(airflow, "dup-c", "export_route") == "skipped", 120, "dup-c to be skipped")
     # Still held, and nothing else delivered: no run executed alongside dup-a.
     assert (requests(holding_sink), holding_sink.received) == (1, [])
-    assert state_of(airflow, "dup-b", "guard") == "deferred"
+    assert state_of(airflow, "dup-b", "export_route") == "deferred"
     holding_sink.release.set()  # the destination answers dup-a at last (it held it beyond its lease)
 
     airflow.wait_for(finished_runs(airflow, len(JOBS)), HOLD_SECONDS + 240, "the three runs to finish")
     tasks = task_rows(airflow)
-    assert {job: tasks[(job, "guard")].state for job in JOBS} == {
+    # The duplicate rule runs inside the export task (guard_design inline, the default).
+    assert {job: tasks[(job, "export_route")].state for job in JOBS} == {
         "dup-a": "success",
         "dup-b": "success",
         "dup-c": "skipped",
     }
-    first, second = tasks[("dup-a", "export_route")], tasks[("dup-b", "export_route")]
-    assert (first.state, second.state) == ("success", "success")
-    assert second.start_date >= first.end_date  # the waiting run began once the long one was done
+    # dup-b's task started (and deferred) while dup-a worked: its work's own record says when the work began.
+    with store.engine.connect() as conn:
+        worked = {
+            row.dag_id: (row.started_at, row.ended_at)
+            for row in conn.execute(sa.text("SELECT dag_id, started_at, ended_at FROM scheduled_jobs_job_run"))
+        }
+    assert worked["dup-b"][0] >= worked["dup-a"][1]  # the waiting run began once the long one was done
     assert requests(holding_sink) == 2 and len(holding_sink.received) == 2 and holding_sink.duplicates() == {}
     (skipped,) = ProcessLedger(store.engine).skipped(f"route:{ROUTE}")
     assert (skipped["dag_id"], skipped["duplicate_of_dag_id"]) == ("dup-c", "dup-b")
