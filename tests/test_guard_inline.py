@@ -131,6 +131,31 @@ def test_a_waiting_run_defers_and_executes_after_the_first(project: Path, monkey
     assert held(project) == []  # released in its own finally
 
 
+def test_a_job_disabled_while_its_run_waits_skips_when_it_resumes_and_holds_nothing(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A definition set to ``disabled: true`` while a run waits (the worker builds the task again from the
+    file when it resumes): the resumed task does no work, says why, and frees the slot it was handed."""
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__GUARD_POLL_SECONDS", "0.2")
+    book = ledger(project)
+    book.enter(ROUTE, OTHER, LEASE)
+    dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("orders-to-erp-export")
+
+    def disabled_then_first_run_finishes() -> None:
+        deadline = time.monotonic() + 120
+        while (ROUTE, "waiting", "orders-to-erp-export") not in held(project) and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the run waits (deferred)
+        dag.get_task("export_route").disabled = True  # what the worker's new parse of the edited file holds
+        book.leave(OTHER)
+
+    threading.Thread(target=disabled_then_first_run_finishes, daemon=True).start()
+    run = dag.test()
+    (work,) = run.get_task_instances()
+    assert (run.state, work.state) == ("success", "skipped")
+    assert held(project) == []
+    assert not (project / "data" / "outbox" / "erp-orders").exists()
+
+
 def test_the_hold_is_released_after_a_failed_work_and_the_realtime_export_still_runs(project: Path) -> None:
     inbox = project / "data" / "inbox" / "shop-orders"
     (inbox / "orders-0000.json").write_text('{"orders": [{"id": "SO-9"}, ', encoding="utf-8")
@@ -178,3 +203,34 @@ def test_a_disabled_job_skips_before_it_takes_anything(project: Path) -> None:
     assert run_dag("orders-to-erp-export") == ("success", {"export_route": "skipped"})
     assert held(project) == []
     assert ledger(project).skipped(ROUTE) == []
+
+
+@pytest.mark.parametrize(
+    ("try_number", "max_tries", "failure", "kept"),
+    [
+        (1, 0, RuntimeError("destination down"), False),  # no retries: the run is over
+        (1, 2, RuntimeError("destination down"), True),  # Airflow tries again: the retry finds its hold
+        (3, 2, RuntimeError("destination down"), False),  # the last try
+        (3, 4, RuntimeError("destination down"), True),  # a user cleared the failed task: max_tries grew
+        (1, 2, None, False),  # success
+    ],
+)
+def test_a_failed_try_keeps_its_hold_exactly_when_airflow_will_try_again(
+    project: Path, try_number: int, max_tries: int, failure: Exception | None, kept: bool
+) -> None:
+    """Airflow's own rule (``try_number <= max_tries``), not the operator's ``retries``, which a clear does
+    not raise."""
+    from types import SimpleNamespace
+
+    book = ledger(project)
+    me = Holder("orders-to-erp-export", "manual__2026-12-06T00:00:00+00:00")
+    book.enter(ROUTE, me, LEASE)
+    task = DagBag(dag_folder=str(ROOT / "dags")).get_dag("orders-to-erp-export").get_task("export_route")
+    task.retries = 2  # what the operator says; Airflow's max_tries decides
+    context = {
+        "dag": SimpleNamespace(dag_id=me.dag_id),
+        "run_id": me.run_id,
+        "ti": SimpleNamespace(try_number=try_number, max_tries=max_tries),
+    }
+    task._release(context, may_retry=failure is not None)
+    assert held(project) == ([(ROUTE, "running", me.dag_id)] if kept else [])

@@ -85,6 +85,23 @@ def test_a_batch_of_new_changed_and_unchanged_entities_on_two_routes(store: Task
     assert created_by.created == 1
 
 
+def test_a_batch_too_big_for_one_statement_is_written_in_pieces_with_the_same_outcome(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole inbox file is one batch; PostgreSQL refuses a statement over 1 GiB, so a big batch is
+    written in pieces (here: 60 characters of payload per statement), in one transaction, with the same
+    counts, order and ids as one statement."""
+    from scheduled_jobs.store import ingest
+
+    monkeypatch.setattr(ingest, "BYTES_PER_STATEMENT", 60)
+    test_tasks_follow_the_source_order_on_each_route_in_the_routes_order(store)
+    assert len(store.list_tasks()) == 2 + 8
+    with store.engine.begin() as conn:  # the next scenario starts from an empty store
+        conn.execute(sa.text("DELETE FROM scheduled_jobs_task"))
+        conn.execute(sa.text("DELETE FROM scheduled_jobs_entity"))
+    test_a_batch_of_new_changed_and_unchanged_entities_on_two_routes(store)
+
+
 def test_concurrent_ingests_of_the_same_entities_in_opposite_orders_never_deadlock(store: TaskStore) -> None:
     """Two writers share 2,000 entities, one reading them forwards, one backwards, on two routes: each
     locks them in the same (route, key) order, so neither waits for the other in a cycle (PostgreSQL would

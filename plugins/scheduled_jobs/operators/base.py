@@ -95,13 +95,7 @@ class ScheduledJobOperator(BaseOperator):
         """The overlap policy when this task applies the duplicate rule itself (the ``inline`` design)."""
 
     def execute(self, context: Context) -> Any:
-        if self.disabled:
-            reason = (
-                f"Scheduled job {self.dag_id!r} is disabled (disabled: true in {self.definition_file}); "
-                "nothing was processed"
-            )
-            self.log.warning(reason)
-            raise AirflowSkipException(reason)
+        self._skip_when_disabled()
         if self.inline_guard is not None and self.configuration is not None:
             decided = enter_guard(context, self.configuration, self.inline_guard, self.log)
             if isinstance(decided, GuardTrigger):
@@ -109,9 +103,22 @@ class ScheduledJobOperator(BaseOperator):
         return self._work(context)
 
     def execute_after_wait(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        """Where a task that waited for its configuration (the ``inline`` design) resumes: into its work."""
+        """Where a task that waited for its configuration (the ``inline`` design) resumes: into its work,
+        unless its job was disabled meanwhile (the task is built again from the definition file)."""
+        if self.disabled:
+            self._release(context, may_retry=False)
+            self._skip_when_disabled()
         self.log.info("The run that held %s is done: this run executes it now", self.configuration)
         return self._work(context)
+
+    def _skip_when_disabled(self) -> None:
+        if self.disabled:
+            reason = (
+                f"Scheduled job {self.dag_id!r} is disabled (disabled: true in {self.definition_file}); "
+                "nothing was processed"
+            )
+            self.log.warning(reason)
+            raise AirflowSkipException(reason)
 
     def _work(self, context: Context) -> Any:
         row = self._history_started(context)
@@ -137,7 +144,9 @@ class ScheduledJobOperator(BaseOperator):
         (its retry then finds its own hold, as a retried ``guard`` does). Never the reason a job fails: a
         hold left behind is cleared once Airflow says the run is over."""
         ti = context["ti"]
-        if may_retry and self.retries and int(ti.try_number or 1) <= int(self.retries):
+        # Airflow's own rule (max_tries grows when a user clears a failed task), not the operator's retries.
+        max_tries = int(getattr(ti, "max_tries", 0) or 0)
+        if may_retry and max_tries and int(ti.try_number or 1) <= max_tries:
             self.log.info("This try failed and will be tried again: the run keeps its hold on %s", self.configuration)
             return
         try:

@@ -5,9 +5,9 @@ duplicate, its log naming the run it duplicated. Waiting happens in the triggere
 a worker slot. While the work executes, ``keep_hold`` renews the run's lease.
 
 Two designs share the decision (``enter_guard``) and the release (``release_hold``), chosen by
-``[scheduled_jobs] guard_design``: ``teardown`` (the default) puts a ``GuardSensor`` first and a
-``ReleaseGuardOperator`` teardown last; ``inline`` lets the work task decide itself and free its hold in
-its own ``finally`` (``ScheduledJobOperator``), a crash being covered by the ledger's liveness check.
+``[scheduled_jobs] guard_design``: ``inline`` (the default) lets the work task decide itself and free its
+hold in its own ``finally`` (``ScheduledJobOperator``), a crash being covered by the ledger's liveness
+check; ``teardown`` puts a ``GuardSensor`` first and a ``ReleaseGuardOperator`` teardown last.
 """
 
 from __future__ import annotations

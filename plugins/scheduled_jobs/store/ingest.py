@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 Latest = dict[str, tuple[str, str]]
 """Entity key -> (canonical JSON payload, its SHA-256), in source order: what one batch holds per entity."""
 
+BYTES_PER_STATEMENT = 64 * 1024 * 1024
+"""Payload characters one PostgreSQL statement carries at most: a bigger batch (a whole inbox file is one)
+is written in several, in the same transaction; PostgreSQL refuses any message over 1 GiB."""
 _SQLITE_CHUNK = 1000
 """Rows per upsert: 4,000 parameters, below SQLite's 32,766."""
 
@@ -68,6 +71,80 @@ _POSTGRESQL = text(
 )
 
 
+# A batch too big for one statement: first the entities (keys and hashes only, in one statement, so locks
+# are still taken in (route, key) order), then the tasks of the changed ones in source-order pieces.
+_POSTGRESQL_ENTITIES = text(
+    f"""
+    INSERT INTO {entities.name} AS e (route, entity_key, content_hash, updated_at)
+    SELECT r.route, i.entity_key, i.content_hash, :now
+    FROM unnest(:routes) AS r(route) CROSS JOIN unnest(:keys, :hashes) AS i(entity_key, content_hash)
+    ORDER BY r.route, i.entity_key
+    ON CONFLICT (route, entity_key) DO UPDATE
+        SET content_hash = excluded.content_hash, updated_at = excluded.updated_at
+        WHERE e.content_hash <> excluded.content_hash
+    RETURNING e.route, e.entity_key
+    """
+).bindparams(
+    bindparam("routes", type_=ARRAY(Text)),
+    bindparam("keys", type_=ARRAY(Text)),
+    bindparam("hashes", type_=ARRAY(Text)),
+    bindparam("now", type_=DateTime),
+)
+_POSTGRESQL_TASKS = text(
+    f"""
+    INSERT INTO {tasks.name}
+        (route, entity_key, content_hash, payload, status, attempts, created_at, updated_at, created_by)
+    SELECT :route, i.entity_key, i.content_hash, i.payload, 'new', 0, :now, :now, :created_by
+    FROM unnest(:keys, :hashes, :payloads) WITH ORDINALITY AS i(entity_key, content_hash, payload, source_order)
+    ORDER BY i.source_order
+    RETURNING id
+    """
+).bindparams(
+    bindparam("route", type_=Text),
+    bindparam("keys", type_=ARRAY(Text)),
+    bindparam("hashes", type_=ARRAY(Text)),
+    bindparam("payloads", type_=ARRAY(Text)),
+    bindparam("now", type_=DateTime),
+    bindparam("created_by", type_=Text),
+)
+
+
+def _add_postgresql_in_pieces(
+    conn: Connection, routes: Sequence[str], latest: Latest, now: dt.datetime, created_by: str | None
+) -> list[int]:
+    keys = list(latest)
+    changed = {
+        (row.route, row.entity_key)
+        for row in conn.execute(
+            _POSTGRESQL_ENTITIES,
+            {"routes": list(routes), "keys": keys, "hashes": [latest[key][1] for key in keys], "now": now},
+        )
+    }
+    ids: list[int] = []
+    for route in routes:
+        piece: list[str] = []
+        size = 0
+        for key in [*(key for key in keys if (route, key) in changed), None]:
+            if piece and (key is None or size + len(latest[key][0]) > BYTES_PER_STATEMENT):
+                found = conn.execute(
+                    _POSTGRESQL_TASKS,
+                    {
+                        "route": route,
+                        "keys": piece,
+                        "hashes": [latest[k][1] for k in piece],
+                        "payloads": [latest[k][0] for k in piece],
+                        "now": now,
+                        "created_by": created_by,
+                    },
+                )
+                ids.extend(int(task_id) for task_id in found.scalars())
+                piece, size = [], 0
+            if key is not None:
+                piece.append(key)
+                size += len(latest[key][0])
+    return sorted(ids)
+
+
 def add_tasks(
     conn: Connection,
     routes: Sequence[str],
@@ -84,7 +161,11 @@ def add_tasks(
     """
     if not latest or not routes:
         return 0, []
-    if conn.dialect.name == "postgresql":
+    postgresql = conn.dialect.name == "postgresql"
+    if postgresql and sum(len(document) for document, _ in latest.values()) > BYTES_PER_STATEMENT:
+        ids = _add_postgresql_in_pieces(conn, routes, latest, now, created_by)
+        return len(ids), ids if return_ids else []
+    if postgresql:
         keys = list(latest)
         found = conn.execute(
             _POSTGRESQL,
