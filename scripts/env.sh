@@ -54,6 +54,9 @@ unset pathspec_warning
 # of this working copy, where git shows each change for review. docker-compose.yaml does not set it, so there it
 # is off (the setting's default): production's definitions change through the repository only.
 export AIRFLOW__SCHEDULED_JOBS__UI_EDITING="${AIRFLOW__SCHEDULED_JOBS__UI_EDITING:-True}"
+# This checkout's own store follows its code: an older schema (after a git pull) is upgraded on first use. A
+# deployment leaves it off and runs `scheduled-jobs db upgrade` once (docker-compose.yaml, deploy/helm).
+export AIRFLOW__SCHEDULED_JOBS__STORE_AUTO_MIGRATE="${AIRFLOW__SCHEDULED_JOBS__STORE_AUTO_MIGRATE:-True}"
 # dag-factory (installed for the benchmark) would otherwise report telemetry from every process.
 export AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY=False
 export PATH="$ROOT/.venv/bin:$PATH"

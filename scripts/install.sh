@@ -16,6 +16,10 @@ if [ "${1:-}" = "--dev" ]; then
 fi
 "$ROOT/.venv/bin/uv" pip install --quiet --python "$ROOT/.venv/bin/python" "${requirements[@]}"
 "$ROOT/.venv/bin/uv" pip install --quiet --python "$ROOT/.venv/bin/python" --no-deps -e "$ROOT"
+# setuptools' editable build leaves its egg-info in plugins/, which the editable install puts on sys.path: Airflow
+# would then find the package's entry points twice ("Plugin 'scheduled_jobs' already registered" as an import
+# error). The installed dist-info is the one that counts.
+rm -rf "$ROOT/plugins/airflow_scheduled_jobs.egg-info"
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 if [ "${1:-}" = "--dev" ] && [ -z "${SCHEDULED_JOBS_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then

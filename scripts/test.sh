@@ -12,5 +12,10 @@ ruff check .
 ruff format --check .
 echo "== mypy (strict)"
 mypy
-echo "== pytest"
-exec python -m pytest "$@"
+echo "== pytest (Airflow of the lock, requirements.txt)"
+if [ $# -gt 0 ]; then
+  exec python -m pytest "$@"  # a chosen set of tests: on the lock only
+fi
+python -m pytest
+echo "== compatibility: the built wheel on the oldest supported Airflow minors"
+exec bash "$ROOT/scripts/compat.sh"

@@ -29,10 +29,15 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 _HOME = Path(tempfile.mkdtemp(prefix="sj-airflow-home-"))
+INSTALLED = os.environ.get("SCHEDULED_JOBS_TEST_INSTALLED", "") == "1"
+"""The compatibility runs (scripts/compat.sh): the package is the built wheel installed into a fresh environment of
+another Airflow, not this checkout's plugins/ folder, which is then neither on sys.path nor Airflow's plugins folder."""
+_PLUGINS = _HOME / "plugins" if INSTALLED else ROOT / "plugins"
+_PLUGINS.mkdir(exist_ok=True)
 _BASE_ENV = {
     "AIRFLOW_HOME": str(_HOME),
     "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(_PLUGINS),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
@@ -41,8 +46,14 @@ _BASE_ENV = {
 os.environ.update(_BASE_ENV)
 for key in [k for k in os.environ if k.startswith(("AIRFLOW__SCHEDULED_JOBS__", "AIRFLOW_CONN_"))]:
     del os.environ[key]
-if str(ROOT / "plugins") not in sys.path:
+if not INSTALLED and str(ROOT / "plugins") not in sys.path:
     sys.path.insert(0, str(ROOT / "plugins"))
+if INSTALLED:
+    import scheduled_jobs
+
+    assert not Path(scheduled_jobs.__file__).resolve().is_relative_to(ROOT / "plugins"), (
+        f"SCHEDULED_JOBS_TEST_INSTALLED=1, but scheduled_jobs comes from this checkout: {scheduled_jobs.__file__}"
+    )
 
 POSTGRES_URL = os.environ.get("SCHEDULED_JOBS_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 _postgres_skipped: list[str] = []

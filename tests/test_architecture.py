@@ -18,7 +18,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "base",
         (
             "exceptions",
+            "compat",
             "settings",
+            "dag_files",
             "identifiers",
             "jsondata",
             "redaction",
@@ -37,7 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("connectors", ("connectors",)),
     ("loops", ("ingesting", "exporting")),
     ("operators", ("operators", "triggers")),
-    ("top", ("factory", "cli", "web", "__init__")),
+    ("top", ("factory", "cli", "web", "provider_info", "__init__")),
 ]
 
 
@@ -68,7 +70,11 @@ def _imports(path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             # ``from scheduled_jobs import settings`` names the module settings, not the package.
             if node.module == "scheduled_jobs":
-                names = [f"scheduled_jobs.{alias.name}" for alias in node.names]
+                # ``__version__`` and the like are the package's own names (its __init__), not modules.
+                names = [
+                    "scheduled_jobs.__init__" if alias.name.startswith("__") else f"scheduled_jobs.{alias.name}"
+                    for alias in node.names
+                ]
             else:
                 names = [node.module]
         elif isinstance(node, ast.ImportFrom) and node.level:

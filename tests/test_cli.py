@@ -189,7 +189,8 @@ RST_MARKUP = re.compile(r"``|`[^`\n]+`_|:(?:class|func|meth|mod|attr|ref|doc|dat
 
 def test_every_help_is_plain_text_without_rst_markup(project: Path) -> None:
     paths = _command_paths()
-    assert len(paths) == 9, paths  # scheduled-jobs; validate, preview, tasks; tasks list, show, retry, skip, delete
+    # scheduled-jobs; validate, preview, tasks, dag-files, db; tasks list, show, retry, skip, delete; db upgrade, check
+    assert len(paths) == 13, paths
     for path in paths:
         result = run(*path, "--help")
         assert result.returncode == 0, (path, result.stderr)
@@ -206,8 +207,8 @@ def test_the_rst_check_finds_markup() -> None:
 
 def _timetable_times(dag: object, after: dt.datetime, count: int) -> list[dt.datetime]:
     """Fire times of the DAG's own timetable, as the scheduler computes them (serialized, then core)."""
-    from airflow.serialization.encoders import coerce_to_core_timetable
     from airflow.timetables.base import TimeRestriction
+    from helpers.airflow_compat import coerce_to_core_timetable
 
     timetable = coerce_to_core_timetable(dag.timetable)  # type: ignore[attr-defined]
     restriction = TimeRestriction(

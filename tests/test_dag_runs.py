@@ -9,8 +9,8 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 from conftest import ROOT, connection_json
+from helpers.airflow_compat import DagBag
 
 from scheduled_jobs.store import TaskStore
 

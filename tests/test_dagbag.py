@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
-from airflow.dag_processing.dagbag import DagBag
 from airflow.timetables.base import TimeRestriction
 from conftest import ROOT
+from helpers.airflow_compat import DagBag
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -92,7 +92,7 @@ def test_a_disabled_job_has_no_schedule_starts_paused_and_says_disabled(project:
 
 def test_the_scheduler_reads_back_the_schedule_the_dag_list_shows(project: Path) -> None:
     """What the DAG processor stores and the scheduler and API server read: the plugin's timetables."""
-    from airflow.serialization.serialized_objects import DagSerialization
+    from helpers.airflow_compat import DagSerialization
 
     bag = dagbag()
     shown = {}
@@ -299,8 +299,8 @@ def test_one_job_does_not_keep_every_job_out_of_a_postgres_metadata_database(
     from airflow.models import import_all_models
     from airflow.models.base import Base
     from airflow.models.dagbundle import DagBundleModel
-    from airflow.serialization.definitions.dag import SerializedDAG
-    from airflow.serialization.serialized_objects import DagSerialization, LazyDeserializedDAG
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+    from helpers.airflow_compat import DagSerialization, SerializedDAG
     from sqlalchemy.orm import Session
 
     _write_job(project, "hostile", f"identifier: hostile\njob: repair_stuck_tasks\n{definition}")

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
-from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.definitions import dag as dag_module
 from conftest import ROOT, connection_json
+from helpers.airflow_compat import DagBag
 from helpers.databases import fresh_database
 from helpers.sink import Sink
 

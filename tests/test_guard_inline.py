@@ -16,8 +16,8 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 from conftest import ROOT
+from helpers.airflow_compat import DagBag
 
 from scheduled_jobs.store import TaskStore
 from scheduled_jobs.store.processes import Holder, ProcessLedger

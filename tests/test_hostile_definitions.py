@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 from conftest import ROOT
+from helpers.airflow_compat import DagBag
 from helpers.hostile_yaml import BOMB_DEFINITION, BOMB_INCOMING
 
 from scheduled_jobs.catalog import load_catalog

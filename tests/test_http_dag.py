@@ -10,8 +10,8 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 from conftest import ROOT
+from helpers.airflow_compat import DagBag
 from helpers.sink import Sink
 from werkzeug import Response
 

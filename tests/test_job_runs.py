@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
-from airflow.dag_processing.dagbag import DagBag
 from conftest import ROOT
+from helpers.airflow_compat import DagBag
 from helpers.live_api import store_of
 
 from scheduled_jobs.exceptions import DeliveryError, ScheduledJobsError

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
-from airflow.dag_processing.dagbag import DagBag
 from conftest import ROOT
+from helpers.airflow_compat import DagBag
 
 from scheduled_jobs.catalog import housekeeping_warnings, load_catalog
 from scheduled_jobs.store import utcnow

@@ -17,8 +17,8 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 import sqlalchemy as sa
-from airflow.dag_processing.dagbag import DagBag
 from conftest import ROOT, connection_json
+from helpers.airflow_compat import DagBag
 from helpers.echo import Echo
 from helpers.live_api import PREFIX, Server, store_of
 from helpers.ports import free_port

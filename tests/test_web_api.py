@@ -342,7 +342,7 @@ def dags_in_airflow(project: Path) -> None:
     Only then does Airflow know the routes' assets, so that a webhook can record an event on one.
     """
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from helpers.airflow_compat import DagBag, sync_bag_to_db
 
     from scheduled_jobs.factory import build_dags
 

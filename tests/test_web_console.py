@@ -742,8 +742,8 @@ def test_processes_show_the_last_runs_with_state_duration_figures_and_skips(
 def test_a_run_our_history_left_running_shows_airflows_state_once_it_is_over(
     client: httpx.Client, project: Any, any_store: TaskStore
 ) -> None:
-    from airflow.dag_processing.dagbag import DagBag
     from conftest import ROOT
+    from helpers.airflow_compat import DagBag
 
     run = DagBag(dag_folder=str(ROOT / "dags")).get_dag("repair-stuck-tasks").test()
     assert str(run.state).endswith("success")

@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
 from scheduled_jobs import settings
-from scheduled_jobs.exceptions import Problem
+from scheduled_jobs.exceptions import MissingSettingError, Problem
 from scheduled_jobs.identifiers import identifier_from_name
 from scheduled_jobs.models.configurations import KIND_LABELS, KINDS, Configurations, Loaded, Shelf
 from scheduled_jobs.models.jobs import (
@@ -44,7 +45,6 @@ from scheduled_jobs.yaml_files import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterable
-    from pathlib import Path
 
     from pydantic import BaseModel
 
@@ -256,7 +256,11 @@ def _route_problems(configurations: Configurations) -> Iterable[Problem]:
 
 def load_configurations(folder: Path | None = None) -> Configurations:
     """Load every configuration under ``folder`` (default: the setting); invalid files become problems."""
-    folder = folder or settings.configurations_folder()
+    try:
+        folder = folder or settings.configurations_folder()
+    except MissingSettingError as exc:
+        # No folder to name: where it would say one, a message names the setting instead.
+        return Configurations(folder=Path("[scheduled_jobs] configurations_folder"), problems=[exc.problem])
     configurations = Configurations(folder=folder)
     if not folder.is_dir():
         configurations.problems.append(
@@ -287,10 +291,14 @@ def load_catalog(
     ``configurations``: already loaded (the cache's), instead of loading ``configurations_folder``.
     Never raises for bad input: every problem is collected, and every valid job is still returned.
     """
-    folder = definitions_folder or settings.definitions_folder()
     if configurations is None:
         configurations = load_configurations(configurations_folder)
     catalog = Catalog(configurations=configurations, problems=list(configurations.problems))
+    try:
+        folder = definitions_folder or settings.definitions_folder()
+    except MissingSettingError as exc:
+        catalog.problems.append(exc.problem)
+        return catalog
     paths = files if files is not None else find_yaml_files(folder)
     if files is None and not folder.is_dir():
         catalog.problems.append(
@@ -431,7 +439,10 @@ def current_configurations() -> Configurations:
 
     A stat per file costs far less than parsing every configuration on each webhook call.
     """
-    folder = settings.configurations_folder()
+    try:
+        folder = settings.configurations_folder()
+    except MissingSettingError:
+        return load_configurations()  # its problem says which setting; nothing on disk to cache
     key = (folder, Limits.from_settings(), _fingerprint(folder))
     return _configurations_cache.get(key, lambda: load_configurations(folder))
 
@@ -442,7 +453,10 @@ def current_catalog() -> Catalog:
     A stat per file costs far less than parsing a thousand YAML files on every page view.
     """
     configurations = current_configurations()
-    definitions = settings.definitions_folder()
+    try:
+        definitions = settings.definitions_folder()
+    except MissingSettingError:
+        return load_catalog(configurations=configurations)  # its problem says which setting
     # The configurations object is the cache's: a new one (a changed file) is a new key.
     key = (
         definitions,

@@ -14,12 +14,20 @@ from typing import TYPE_CHECKING, Any
 from scheduled_jobs import settings
 from scheduled_jobs.catalog import Catalog, ScheduledJob, housekeeping_warnings, job_files, load_catalog
 from scheduled_jobs.cron import describe, fire_times
-from scheduled_jobs.exceptions import InvalidDefinitionsError, Problem, ScheduledJobsError, UnknownJobError
+from scheduled_jobs.exceptions import (
+    InvalidDefinitionsError,
+    MissingSettingError,
+    Problem,
+    ScheduledJobsError,
+    UnknownJobError,
+)
 from scheduled_jobs.models.tasks import Actor
 from scheduled_jobs.redaction import Redactor, is_unicode, printable
 from scheduled_jobs.yaml_files import find_yaml_files
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.engine import Engine
 
     from scheduled_jobs.store import ActionResult, TaskFilter
@@ -53,7 +61,14 @@ def _shown(problem: Problem) -> Problem:
 
 def validate(paths: list[str]) -> int:
     """Print ``path: key: reason`` per problem; exit 1 when there is any."""
-    folder = settings.definitions_folder()
+    try:
+        folder = settings.definitions_folder()
+    except MissingSettingError:
+        folder = None
+    if folder is None:  # every missing setting at once (both folders' problems), not only the first
+        for problem in load_catalog().problems:
+            print(problem)
+        return 1
     if paths:
         asked = _as_in_folder(_definition_files(paths), folder)
         missing = [Problem(str(p), "(file)", "does not exist") for p in asked if not p.exists()]
@@ -536,7 +551,10 @@ job's next fire times, and find tasks in the task store and retry, skip or delet
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from scheduled_jobs import __version__
+
     parser = argparse.ArgumentParser(prog="scheduled-jobs", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"airflow-scheduled-jobs {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser(
         "validate",
@@ -556,7 +574,74 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--count", type=_positive, default=5, help="how many fire times (default 5)")
     show.add_argument("--from", dest="start", type=_aware, default=None, help="start after this ISO time (default now)")
     _tasks_parser(commands)
+    files = commands.add_parser(
+        "dag-files",
+        help="write the two DAG files into a DAGs folder",
+        description="Write the two small DAG files that build the scheduled jobs' DAGs (scheduled_jobs_dags.py) "
+        "and show invalid job files as import errors (scheduled_jobs_problems.py) into FOLDER, normally Airflow's "
+        "[core] dags_folder. A file there that differs is left alone unless --force.",
+    )
+    files.add_argument("folder", metavar="FOLDER", type=Path, help="the DAGs folder")
+    files.add_argument("--force", action="store_true", help="replace files that differ")
+    db = commands.add_parser(
+        "db",
+        help="upgrade or check the task store's schema",
+        description="The task store's schema (the connection [scheduled_jobs] store_conn_id, else the SQLite file "
+        "in AIRFLOW_HOME). Run db upgrade once per deployment after installing a new version (a Helm migration "
+        "job, the compose init service); workers and the API server only check the revision. db check exits 1 "
+        "when the schema is not the one this version needs.",
+    )
+    db_actions = db.add_subparsers(dest="action", required=True)
+    db_actions.add_parser("upgrade", help="migrate the task store to this version's schema")
+    db_actions.add_parser("check", help="exit 0 when the task store's schema is this version's, else 1")
     return parser
+
+
+def dag_files(folder: Path, *, force: bool) -> int:
+    from scheduled_jobs import dag_files
+
+    try:
+        done = dag_files.write(folder, force=force)
+    except FileExistsError as exc:
+        print(f"error: {exc}: differs from this version's DAG file; --force replaces it", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {folder}: cannot write the DAG files: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    for line in done:
+        print(line)
+    return 0
+
+
+def db(action: str) -> int:
+    import logging
+
+    from scheduled_jobs.store import (
+        TaskStoreHook,
+        create_store_engine,
+        current_revision,
+        schema_problem,
+        upgrade,
+        where,
+    )
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    engine = create_store_engine(TaskStoreHook().url, check_schema=False)
+    try:
+        if action == "upgrade":
+            before, after = upgrade(engine)
+            said = "already at" if before == after else f"upgraded from {before or 'nothing'} to"
+            print(f"task store {where(engine)}: {said} schema revision {after}")
+            return 0
+        revision = current_revision(engine)
+        problem = schema_problem(revision, engine)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
+        print(f"task store {where(engine)}: schema revision {revision}, this version's")
+        return 0
+    finally:
+        engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -566,6 +651,10 @@ def main(argv: list[str] | None = None) -> int:
             return validate(args.paths)
         if args.command == "tasks":
             return _tasks(args)
+        if args.command == "dag-files":
+            return dag_files(args.folder, force=args.force)
+        if args.command == "db":
+            return _store_errors(lambda: db(args.action))
         return preview(args.job, args.count, args.start)
     except UsageError as exc:
         print(f"scheduled-jobs: error: {exc}", file=sys.stderr)
@@ -583,17 +672,26 @@ def main(argv: list[str] | None = None) -> int:
 def _tasks(args: argparse.Namespace) -> int:
     import logging
 
-    from sqlalchemy.exc import SQLAlchemyError
-
     # Alembic says "Context impl ..." at INFO on the first use of a store in a process: on stdout it would
     # come before the table and break `| awk` and the like.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    try:
+
+    def run() -> int:
         if args.action == "list":
             return tasks_list(args)
         if args.action == "show":
             return tasks_show(args)
         return tasks_act(args)
+
+    return _store_errors(run)
+
+
+def _store_errors(run: Callable[[], int]) -> int:
+    """``run``, with a failure of the task store said in one line: exit 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return run()
     except SQLAlchemyError as exc:
         # The driver's text may name the server; never its password (userinfo of any URL is masked).
         original = getattr(exc, "orig", None)

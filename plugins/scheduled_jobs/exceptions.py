@@ -40,6 +40,18 @@ class InvalidDefinitionsError(ScheduledJobsError):
         super().__init__("\n".join([header, *(str(p) for p in self.problems)]))
 
 
+class MissingSettingError(ScheduledJobsError):
+    """A setting of ``[scheduled_jobs]`` that has no default is not set."""
+
+    def __init__(self, section: str, key: str, reason: str) -> None:
+        self.problem = Problem(f"[{section}]", key, reason)
+        super().__init__(f"[{section}] {key}: {reason}")
+
+
+class StoreSchemaError(ScheduledJobsError):
+    """The task store's schema is not the revision this version of the package needs."""
+
+
 class UnknownJobError(ScheduledJobsError):
     """No job definition has the identifier or path the user asked for."""
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, TriggerRule, get_parsing_context
-from airflow.sdk.exceptions import AirflowFailException
 
 from scheduled_jobs import realtime, settings
 from scheduled_jobs.catalog import Catalog, ScheduledJob, find_job_file, load_catalog, load_configurations
+from scheduled_jobs.compat import AirflowFailException
 from scheduled_jobs.exceptions import InvalidDefinitionsError
 from scheduled_jobs.models.connectors.files import FilePublisherSettings, FileSubscriberSettings
 from scheduled_jobs.models.connectors.http import HttpPublisherSettings, HttpSubscriberSettings

@@ -11,6 +11,10 @@ from pathlib import Path
 
 SECTION = "scheduled_jobs"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+IN_CHECKOUT = Path(__file__).resolve().parents[1].name == "plugins" and (PROJECT_ROOT / "pyproject.toml").is_file()
+"""This package runs from its own source checkout (plugins/scheduled_jobs, itself or installed editable), where
+the folders default to the checkout's job_definitions/ and configurations/. An installed package has no such
+default: a silent guess inside site-packages would build no DAG and say nothing."""
 
 DEFAULT_STUCK_AFTER_MINUTES = 30
 DEFAULT_MAX_ATTEMPTS = 3
@@ -21,7 +25,7 @@ LEASE_REFRESH_SECONDS = 30.0
 
 
 def _get(key: str) -> str | None:
-    from airflow.sdk import conf
+    from scheduled_jobs.compat import conf
 
     value = conf.get(SECTION, key, fallback=None)
     return value if value not in (None, "") else None
@@ -46,12 +50,30 @@ def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")).expanduser()
 
 
+def _folder(key: str, checkout_default: str, holds: str) -> Path:
+    raw = _get(key)
+    if raw is not None:
+        return Path(raw).expanduser()
+    if IN_CHECKOUT:
+        return PROJECT_ROOT / checkout_default
+    from scheduled_jobs.exceptions import MissingSettingError
+
+    raise MissingSettingError(
+        SECTION,
+        key,
+        f"is not set: set it to the folder that holds {holds}, in airflow.cfg or as AIRFLOW__{SECTION.upper()}__"
+        f"{key.upper()} (an installed package has no default)",
+    )
+
+
 def definitions_folder() -> Path:
-    return Path(_get("definitions_folder") or PROJECT_ROOT / "job_definitions").expanduser()
+    """``[scheduled_jobs] definitions_folder``: one YAML file per scheduled job."""
+    return _folder("definitions_folder", "job_definitions", "the job definition files (one YAML file per job)")
 
 
 def configurations_folder() -> Path:
-    return Path(_get("configurations_folder") or PROJECT_ROOT / "configurations").expanduser()
+    """``[scheduled_jobs] configurations_folder``: the incoming configurations, routes and outgoing configurations."""
+    return _folder("configurations_folder", "configurations", "the incoming, outgoing and route configurations")
 
 
 DEFAULT_YAML_MAX_BYTES = 1024 * 1024
@@ -96,6 +118,30 @@ def stuck_after_minutes() -> int:
 
 def max_attempts() -> int:
     return _get_int("max_attempts", DEFAULT_MAX_ATTEMPTS)
+
+
+def store_auto_migrate() -> bool:
+    """Whether a process may upgrade an older task store's schema itself (``[scheduled_jobs] store_auto_migrate``).
+
+    Off by default: a deployment upgrades once, with ``scheduled-jobs db upgrade`` (a Helm migration job, the compose
+    init service), and its workers and API servers only check the revision. An empty store is created on first use
+    either way. This checkout's standalone turns it on (scripts/env.sh).
+    """
+    return _get_bool("store_auto_migrate", default=False)
+
+
+def _get_bool(key: str, *, default: bool) -> bool:
+    raw = _get(key)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    from scheduled_jobs.exceptions import ScheduledJobsError
+
+    raise ScheduledJobsError(f"[{SECTION}] {key}: expected true or false, got {raw!r}")
 
 
 def ui_editing() -> bool:
@@ -146,7 +192,7 @@ def guard_poll_seconds() -> float:
 
 def default_timezone() -> str:
     """Airflow's ``[core] default_timezone``, spelled as an IANA name."""
-    from airflow.sdk import conf
+    from scheduled_jobs.compat import conf
 
     value = conf.get("core", "default_timezone", fallback="utc") or "utc"
     return "UTC" if value.lower() == "utc" else value

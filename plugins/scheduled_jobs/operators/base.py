@@ -6,9 +6,9 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from scheduled_jobs.catalog import load_configurations
+from scheduled_jobs.compat import AirflowFailException, AirflowSkipException
 from scheduled_jobs.exceptions import ScheduledJobsError
 from scheduled_jobs.models.tasks import Actor
 from scheduled_jobs.operators.guard import enter_guard, keep_hold, release_hold

@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseSensorOperator
-from airflow.sdk.exceptions import AirflowSkipException
 
 from scheduled_jobs import settings
 from scheduled_jobs.airflow_runs import run_is_alive
+from scheduled_jobs.compat import AirflowSkipException
 from scheduled_jobs.store import Holder, TaskStoreHook, keep_renewed
 from scheduled_jobs.triggers.guard import GuardTrigger
 

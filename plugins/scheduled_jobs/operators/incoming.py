@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowSkipException
-
+from scheduled_jobs.compat import AirflowSkipException
 from scheduled_jobs.connectors import subscriber_for
 from scheduled_jobs.exceptions import IncomingRunError
 from scheduled_jobs.ingesting import ingest

@@ -142,7 +142,8 @@ def require_dag_run_trigger(user: BaseUser) -> None:
 
 def _connection_secret(conn_id: str) -> str | None:
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from scheduled_jobs.compat import AirflowNotFoundException
 
     try:
         return BaseHook.get_connection(conn_id).password or None
