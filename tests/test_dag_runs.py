@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from conftest import ROOT, connection_json
-from helpers.airflow_compat import DagBag
+from helpers.airflow_compat import DagBag, dag_test
 
 from scheduled_jobs.store import TaskStore
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def run_dag(dag_id: str) -> tuple[str, dict[str, str]]:
     dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag(dag_id)
     assert dag is not None, f"no DAG {dag_id}"
-    run = dag.test()
+    run = dag_test(dag)
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     return run.state, states
 

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from airflow.sdk.definitions import dag as dag_module
 from conftest import ROOT, connection_json
-from helpers.airflow_compat import DagBag
+from helpers.airflow_compat import DagBag, dag_test
 from helpers.databases import fresh_database
 from helpers.sink import Sink
 
@@ -43,7 +43,7 @@ def ledger(project: Path) -> ProcessLedger:
 
 def run_dag(dag_id: str, **kwargs: object) -> tuple[str, dict[str, str]]:
     dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag(dag_id)
-    run = dag.test(**kwargs)
+    run = dag_test(dag, **kwargs)
     return run.state, {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 
@@ -77,7 +77,7 @@ def test_a_waiting_run_defers_and_runs_after_the_first(project: Path, monkeypatc
 
     threading.Thread(target=first_run_finishes, daemon=True).start()
     dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("orders-to-erp-export")
-    run = dag.test()
+    run = dag_test(dag)
     instances = {ti.task_id: ti for ti in run.get_task_instances()}
     assert {k: ti.state for k, ti in instances.items()} == {
         "guard": "success",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from conftest import ROOT
-from helpers.airflow_compat import DagBag
+from helpers.airflow_compat import DagBag, dag_test
 
 from scheduled_jobs.store import TaskStore
 from scheduled_jobs.store.processes import Holder, ProcessLedger
@@ -56,7 +56,7 @@ def held(project: Path) -> list[tuple[str, str, str]]:
 
 def run_dag(dag_id: str, **kwargs: object) -> tuple[str, dict[str, str]]:
     dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag(dag_id)
-    run = dag.test(**kwargs)
+    run = dag_test(dag, **kwargs)
     return run.state, {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 
@@ -122,7 +122,7 @@ def test_a_waiting_run_defers_and_executes_after_the_first(project: Path, monkey
 
     threading.Thread(target=first_run_finishes, daemon=True).start()
     dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("orders-to-erp-export")
-    run = dag.test()
+    run = dag_test(dag)
     (work,) = run.get_task_instances()
     assert (run.state, work.state) == ("success", "success")
     assert during == [[(ROUTE, "running", OTHER.dag_id), (ROUTE, "waiting", "orders-to-erp-export")]]
@@ -149,7 +149,7 @@ def test_a_job_disabled_while_its_run_waits_skips_when_it_resumes_and_holds_noth
         book.leave(OTHER)
 
     threading.Thread(target=disabled_then_first_run_finishes, daemon=True).start()
-    run = dag.test()
+    run = dag_test(dag)
     (work,) = run.get_task_instances()
     assert (run.state, work.state) == ("success", "skipped")
     assert held(project) == []

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from conftest import ROOT
-from helpers.airflow_compat import DagBag
+from helpers.airflow_compat import DagBag, dag_test
 from helpers.sink import Sink
 from werkzeug import Response
 
@@ -108,7 +108,7 @@ expression: "*/5 * * * *"
 """,
     )
     dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("shop-api-orders")
-    run = dag.test()
+    run = dag_test(dag)
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states == {
         "run_incoming_configuration": "success",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 from conftest import ROOT
-from helpers.airflow_compat import DagBag
+from helpers.airflow_compat import DagBag, dag_test
 from helpers.live_api import store_of
 
 from scheduled_jobs.exceptions import DeliveryError, ScheduledJobsError
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 def run_dag(dag_id: str) -> tuple[Any, dict[str, str]]:
     dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag(dag_id)
     assert dag is not None, f"no DAG {dag_id}"
-    run = dag.test()
+    run = dag_test(dag)
     return run, {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 from conftest import ROOT
-from helpers.airflow_compat import DagBag
+from helpers.airflow_compat import DagBag, dag_test
 
 from scheduled_jobs.catalog import housekeeping_warnings, load_catalog
 from scheduled_jobs.store import utcnow
@@ -136,7 +136,7 @@ def _run_prune(project: Path, retention_days: int, batch_size: int) -> tuple[Any
         encoding="utf-8",
     )
     dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("prune-tasks")
-    run = dag.test()
+    run = dag_test(dag)
     return run, {ti.task_id: ti.state for ti in run.get_task_instances()}["prune_tasks"]
 
 

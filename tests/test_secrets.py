@@ -18,7 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from conftest import ROOT, connection_json
-from helpers.airflow_compat import DagBag
+from helpers.airflow_compat import DagBag, dag_test
 from helpers.echo import Echo
 from helpers.live_api import PREFIX, Server, store_of
 from helpers.ports import free_port
@@ -172,7 +172,7 @@ def export_through(project: Path, store: TaskStore, capfd: pytest.CaptureFixture
     """The route's export job, run by ``dag.test()``; its run and what it wrote (the task log)."""
     outgoing_job(project)
     store.add_entities([ROUTE], [("1", {"id": "1", "answer": "401"}), ("2", {"id": "2", "answer": "500"})])
-    run = DagBag(dag_folder=str(ROOT / "dags")).get_dag("orders-to-echo-export").test()
+    run = dag_test(DagBag(dag_folder=str(ROOT / "dags")).get_dag("orders-to-echo-export"))
     assert {ti.task_id: ti.state for ti in run.get_task_instances()} == {
         "export_route": "success",
     }
@@ -283,7 +283,7 @@ incoming_configuration: echo-orders
 expression: "* * * * *"
 """,
     )
-    run = DagBag(dag_folder=str(ROOT / "dags")).get_dag("echo-orders").test()
+    run = dag_test(DagBag(dag_folder=str(ROOT / "dags")).get_dag("echo-orders"))
     output = capfd.readouterr()
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states["run_incoming_configuration"] == "failed"

@@ -743,9 +743,9 @@ def test_a_run_our_history_left_running_shows_airflows_state_once_it_is_over(
     client: httpx.Client, project: Any, any_store: TaskStore
 ) -> None:
     from conftest import ROOT
-    from helpers.airflow_compat import DagBag
+    from helpers.airflow_compat import DagBag, dag_test
 
-    run = DagBag(dag_folder=str(ROOT / "dags")).get_dag("repair-stuck-tasks").test()
+    run = dag_test(DagBag(dag_folder=str(ROOT / "dags")).get_dag("repair-stuck-tasks"))
     assert str(run.state).endswith("success")
     with any_store.engine.begin() as conn:
         conn.execute(sa.delete(job_runs))

@@ -645,6 +645,11 @@ def db(action: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    # Alembic announces its plugins and migrations at INFO, which Airflow 3.1's logging set-up prints: never
+    # between the lines of this command's output.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "validate":
