@@ -1,6 +1,7 @@
 # Apache Airflow's official image with this package installed as a wheel: what a company image does to add a
 # provider. Installing it never changes the image's Airflow (apache-airflow is pinned to the image's own version
-# on the same pip line, as Airflow's docs ask). The two DAG files are written into the image's DAGs folder; job
+# on the same pip line, as Airflow's docs ask; pip's only-if-needed upgrades keep the image's other libraries at the
+# versions of its constraints file). The two DAG files are written into the image's DAGs folder; job
 # definitions and configurations come from outside (compose mounts them; the Helm chart syncs them with git).
 #   docker build -t airflow-scheduled-jobs:0.1.0 .
 #   docker build --build-arg AIRFLOW_VERSION=3.1.8 -t airflow-scheduled-jobs:0.1.0-airflow3.1.8 .

@@ -30,16 +30,20 @@ for version in "${versions[@]}"; do
   echo "== Airflow $version: $(basename "$wheel") in a fresh environment ($venv)"
   rm -rf "$venv"
   "$uv" venv --quiet --python "$ROOT/.venv/bin/python" "$venv"
-  "$uv" pip install --quiet --python "$venv/bin/python" "apache-airflow==$version" "$wheel" \
+  # Airflow is installed with its constraints file in practice; without one, the resolver takes releases made after
+  # that Airflow and not tested with it (Airflow 3.2.2 with today's cadwyn and fastapi cannot build its own execution
+  # API: "Model 'TITerminalStatePayload' needs a discriminator field"). The constraints files live on GitHub, which
+  # CI cannot reach; the index can: resolve as of the release day of that Airflow, which is what its constraints
+  # file recorded. The wheel under test is a local file and is not held back.
+  case "$version" in
+    3.1.8) as_of="2026-03-12T00:00:00Z" ;;  # apache_airflow-3.1.8 uploaded 2026-03-11T19:27Z
+    3.2.2) as_of="2026-05-30T00:00:00Z" ;;  # apache_airflow-3.2.2 uploaded 2026-05-29T05:19Z
+    *) echo "scripts/compat.sh: no release day recorded for Airflow $version; add it beside 3.1.8 and 3.2.2" >&2; exit 2 ;;
+  esac
+  "$uv" pip install --quiet --python "$venv/bin/python" --exclude-newer "$as_of" "apache-airflow==$version" "$wheel" \
     pytest pytest-httpserver pytest-timeout hypothesis
   found="$("$venv/bin/python" -c 'from importlib.metadata import version; print(version("apache-airflow"))')"
   [ "$found" = "$version" ] || { echo "installing the wheel changed apache-airflow $version to $found" >&2; exit 1; }
-  known=()
-  case "$version" in
-    # KNOWN GAP, not a pass (issue 21 stays open; README "Install into your Airflow" says so): on Airflow 3.1 a
-    # webhook connection created after a first push that found none is still not found by the same API server.
-    3.1.*) known=(--deselect "tests/test_web_api.py::test_webhook_secret_from_an_airflow_connection") ;;
-  esac
   (cd "$ROOT" && PATH="$venv/bin:$PATH" SCHEDULED_JOBS_TEST_INSTALLED=1 AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY=False \
-    "$venv/bin/python" -m pytest -m "not e2e" -q -p no:cacheprovider "${known[@]}" "${tests[@]}")
+    "$venv/bin/python" -m pytest -m "not e2e" -q -p no:cacheprovider "${tests[@]}")
 done
