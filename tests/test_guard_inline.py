@@ -115,7 +115,12 @@ def test_a_waiting_run_defers_and_executes_after_the_first(project: Path, monkey
     during: list[list[tuple[str, str, str]]] = []
 
     def first_run_finishes() -> None:
-        time.sleep(3)
+        # The first run leaves once the second has entered as waiting (a fixed sleep lost that race on a loaded
+        # machine, before the second run had even been parsed); if it never waits, the snapshot says so.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(held(project)) < 2:
+            time.sleep(0.1)
+        time.sleep(1)  # and keeps its hold a while longer: the waiting run must not go on meanwhile
         during.append(held(project))  # the second run waits in its slot meanwhile
         left_at.append(dt.datetime.now(dt.UTC))
         book.leave(OTHER)
