@@ -257,6 +257,30 @@ def test_a_publisher_that_could_outlast_the_stuck_threshold_is_rejected(project:
     assert load_catalog(project / "job_definitions", project / "configurations").problems == []
 
 
+def test_a_publisher_that_could_outlast_the_default_stuck_threshold_is_rejected_without_a_repair_job(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no repair job the default ``[scheduled_jobs] stuck_after_minutes`` is the threshold: a repair
+    job added later without the key uses it, and the Processes page counts stuck tasks by it."""
+    outgoing = project / "configurations" / "outgoing" / "erp-api.yaml"
+    outgoing.write_text(
+        "name: ERP API\npublisher:\n  type: http\n  connection: erp\n  timeout_seconds: 120\n"
+        "  retry: {attempts: 3, max_retry_after_seconds: 10}\n",
+        encoding="utf-8",
+    )
+    (project / "job_definitions" / "repair-stuck-tasks.yaml").unlink()
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__STUCK_AFTER_MINUTES", "6")
+    catalog = load_catalog(project / "job_definitions", project / "configurations")
+    assert [str(p) for p in catalog.problems] == [
+        f"{outgoing}: publisher.timeout_seconds: one request can take up to 410 s (timeout_seconds 120 x "
+        "retry.attempts 3, plus waits), longer than the stuck-task threshold of 6 minutes of the "
+        "[scheduled_jobs] stuck_after_minutes setting; lower timeout_seconds or retry.attempts, or raise "
+        "stuck_after_minutes"
+    ]
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__STUCK_AFTER_MINUTES", "8")
+    assert load_catalog(project / "job_definitions", project / "configurations").problems == []
+
+
 def test_connector_settings_are_checked(project: Path) -> None:
     incoming = project / "configurations" / "incoming" / "api.yaml"
     incoming.write_text(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -118,9 +119,35 @@ def test_a_file_dated_in_the_future_waits_unless_settling_is_off(
     os.utime(tmp_path / "a.json", (in_an_hour, in_an_hour))
     with caplog.at_level("INFO", logger="scheduled_jobs.connectors.files"):
         assert list(subscriber(tmp_path, "*.json").batches()) == []
-    assert "its modification time is in the future, left for a later run (settle_seconds: 5)" in caplog.text
+    assert re.search(
+        r"its modification time is in the future; it changed \d+\.\d s ago, left for a later run \(settle_seconds: 5\)",
+        caplog.text,
+    ), caplog.text
     (batch,) = subscriber(tmp_path, "*.json", settle_seconds=0).batches()
     assert isinstance(batch, Batch)
+
+
+@pytest.mark.parametrize("year", [2100, 9999])
+def test_a_file_dated_far_in_the_future_is_taken_once_it_has_settled_not_left_forever(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, year: int
+) -> None:
+    """``touch -d 2100``, or a producer with a broken clock: its modification time says nothing of when
+    it was written, so its change time (which no producer can set) decides when it has settled."""
+    import datetime as dt
+
+    (tmp_path / "a.json").write_text('[{"id": 1}]')
+    far = dt.datetime(year, 1, 1, tzinfo=dt.UTC).timestamp()
+    os.utime(tmp_path / "a.json", (far, far))
+    waiting = subscriber(tmp_path, "*.json", settle_seconds=0.5)
+    with caplog.at_level("INFO", logger="scheduled_jobs.connectors.files"):
+        assert list(waiting.batches()) == []  # just written: it may still be being written
+    assert "its modification time is in the future" in caplog.text
+    time.sleep(0.6)
+    (batch,) = waiting.batches()  # the next run reads it
+    assert isinstance(batch, Batch)
+    assert batch.records == [{"id": 1}]
+    batch.acknowledge()
+    assert names(tmp_path / "processed") == ["a.json"]
 
 
 def test_temporary_and_hidden_files_are_never_read(tmp_path: Path) -> None:

@@ -272,3 +272,48 @@ def test_a_slow_export_renews_its_claims_so_repair_leaves_them_alone(
     assert result.exported == 15
     assert sink.duplicates() == {}
     assert set(sink.received) == expected
+
+
+def test_a_live_export_is_never_repaired_while_one_delivery_outlasts_the_stuck_threshold(
+    sink: Sink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One publish (concurrency 1) takes longer than the stuck threshold but stays within its deadline:
+    its claim is renewed while it is in flight, so neither repair nor a second exporter beside it takes
+    the task, and the destination gets each record once."""
+    import threading
+
+    from scheduled_jobs import exporting
+
+    monkeypatch.setattr(exporting, "LEASE_REFRESH_SECONDS", 0.1)
+    store = TaskStore.from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    expected = fill(store, 3)
+    sink.timeout_sleep = 1.5  # each delivery: 1.5 s, the stuck threshold 0.6 s, the deadline 3 s
+    sink.plan = lambda number, key: "slow"
+    repaired: list[int] = []
+    stop = threading.Event()
+
+    def repair_loop() -> None:
+        while not stop.is_set():
+            repaired.extend(store.repair(dt.timedelta(seconds=0.6), max_attempts=5).reset)
+            time.sleep(0.05)
+
+    def second_exporter() -> None:  # takes whatever repair hands back, as a second export run would
+        while not sink.attempts and not stop.is_set():  # once the first export holds the claims
+            time.sleep(0.01)
+        while not stop.is_set():
+            export_route(store, publisher(timeout_seconds=3), ROUTE)
+            time.sleep(0.05)
+
+    helpers = [threading.Thread(target=repair_loop), threading.Thread(target=second_exporter)]
+    for thread in helpers:
+        thread.start()
+    try:
+        result = export_route(store, publisher(timeout_seconds=3), ROUTE)
+    finally:
+        stop.set()
+        for thread in helpers:
+            thread.join()
+    assert repaired == []
+    assert sink.duplicates() == {}
+    assert result.exported == 3
+    assert sorted(sink.received) == sorted(expected)

@@ -333,12 +333,20 @@ def load_catalog(
 def stuck_threshold_problems(catalog: Catalog) -> list[Problem]:
     """Outgoing configurations whose one request could outlast the stuck-task threshold.
 
-    Repair would then hand a task that is still being pushed to a second exporter.
+    Repair would then hand a task that is still being pushed to a second exporter (the export renews
+    its claims while a publish is in flight, but a publish that outlives the threshold must not be
+    needed for that). The threshold is the lowest of every repair job's and of the default
+    ``[scheduled_jobs] stuck_after_minutes``: a repair job without the key, and the Processes page, use it.
     """
-    repairs = [(j.definition, j.identifier) for j in catalog.jobs.values() if isinstance(j.definition, RepairJob)]
-    if catalog.configurations is None or not repairs:
+    if catalog.configurations is None:
         return []
-    minutes, holder = min((d.stuck_after_minutes or settings.stuck_after_minutes(), i) for d, i in repairs)
+    thresholds = [
+        (j.definition.stuck_after_minutes or settings.stuck_after_minutes(), 0, f"repair job {j.identifier!r}")
+        for j in catalog.jobs.values()
+        if isinstance(j.definition, RepairJob)
+    ]
+    thresholds.append((settings.stuck_after_minutes(), 1, "the [scheduled_jobs] stuck_after_minutes setting"))
+    minutes, _, holder = min(thresholds)
     problems = []
     for loaded in catalog.configurations.outgoing.valid.values():
         publisher = loaded.model.publisher
@@ -346,6 +354,7 @@ def stuck_threshold_problems(catalog: Catalog) -> list[Problem]:
         retry = getattr(publisher, "retry", None)
         if timeout is None or retry is None:
             continue
+        # timeout_seconds is each try's total deadline (connectors/deadline.py), so this bound is true.
         worst = retry.worst_case_seconds(timeout) + settings.LEASE_REFRESH_SECONDS
         if worst >= minutes * 60:
             problems.append(
@@ -354,7 +363,7 @@ def stuck_threshold_problems(catalog: Catalog) -> list[Problem]:
                     "publisher.timeout_seconds",
                     f"one request can take up to {worst:.0f} s (timeout_seconds {timeout:g} x retry.attempts "
                     f"{retry.attempts}, plus waits), longer than the stuck-task threshold of {minutes} minutes "
-                    f"of repair job {holder!r}; lower timeout_seconds or retry.attempts, or raise stuck_after_minutes",
+                    f"of {holder}; lower timeout_seconds or retry.attempts, or raise stuck_after_minutes",
                 )
             )
     return problems

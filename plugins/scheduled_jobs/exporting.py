@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
@@ -100,6 +101,7 @@ class _ClaimedBatch:
         self.failures: list[tuple[int, str, bool]] = []
         self.pushes: dict[int, Push] = {}
         self.renewed = time.monotonic()
+        self._renewing = threading.Lock()
 
     def record(self, task: ClaimedTask, outcome: _Outcome) -> None:
         self.pushes[task.id] = outcome.push
@@ -111,29 +113,58 @@ class _ClaimedBatch:
 
     def renew_lease(self) -> None:
         """Renew this batch's claim and the next batch's, already claimed, so repair leaves both alone."""
-        if time.monotonic() - self.renewed < LEASE_REFRESH_SECONDS:
-            return
-        tokens = [self.token]
-        if self.prefetched is not None and self.prefetched.done() and not self.prefetched.exception():
-            tokens += [task.claim_token for task in self.prefetched.result()[:1]]
-        self.store.touch(tokens)
-        self.renewed = time.monotonic()
+        with self._renewing:
+            if time.monotonic() - self.renewed < LEASE_REFRESH_SECONDS:
+                return
+            tokens = [self.token]
+            if self.prefetched is not None and self.prefetched.done() and not self.prefetched.exception():
+                tokens += [task.claim_token for task in self.prefetched.result()[:1]]
+            self.store.touch(tokens)
+            self.renewed = time.monotonic()
+
+
+class _Lease:
+    """A thread that renews the claims of the batch in flight every ``LEASE_REFRESH_SECONDS``.
+
+    Renewed while a publish is in flight, not only between publishes: one delivery may take longer
+    than the stuck threshold (a slow destination, within its deadline), and repair must not hand its
+    task to a second exporter meanwhile. A dead exporter renews nothing, so repair still takes its
+    tasks; a live one always ends its publishes, each bounded by its connector's deadline.
+    """
+
+    def __init__(self, route: str) -> None:
+        self.batch: _ClaimedBatch | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{route}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(LEASE_REFRESH_SECONDS):
+            batch = self.batch
+            if batch is None:
+                continue
+            try:
+                batch.renew_lease()
+            except Exception:  # the store is away for a moment: settling says if a claim was lost
+                log.warning("The claims of the batch in flight could not be renewed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _publish_batch(batch: _ClaimedBatch, publisher: Publisher[Any], pool: ThreadPoolExecutor | None) -> None:
     if pool is None:
         for task in batch.tasks:
             batch.record(task, _outcome(publisher, task))
-            batch.renew_lease()
         return
     pending: dict[Future[_Outcome], ClaimedTask] = {
         pool.submit(_outcome, publisher, task): task for task in batch.tasks
     }
     while pending:
-        done, _ = wait(pending, timeout=LEASE_REFRESH_SECONDS, return_when=FIRST_COMPLETED)
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
         for future in done:
             batch.record(pending.pop(future), future.result())
-        batch.renew_lease()
 
 
 def export_route(
@@ -171,6 +202,7 @@ def export_route(
         return store_thread.submit(store.claim, route, size, up_to, claimed_by=actor) if size > 0 else None
 
     settling: list[tuple[Future[int], int]] = []
+    lease = _Lease(route)
     try:
         claiming = next_claim()
         while claiming is not None:
@@ -180,8 +212,9 @@ def export_route(
             if remaining is not None:
                 remaining -= len(claimed)
             claiming = next_claim()
-            batch = _ClaimedBatch(store, claimed, claiming)
+            batch = lease.batch = _ClaimedBatch(store, claimed, claiming)
             _publish_batch(batch, publisher, pool)
+            lease.batch = None  # settled next: its claims are the settling's to check
             settled = store_thread.submit(
                 store.settle, batch.token, batch.finished, batch.failures, actor=actor, pushes=batch.pushes
             )
@@ -195,6 +228,7 @@ def export_route(
                 result.lost_claims += lost
                 log.warning("%d tasks had lost their claim (repaired as stuck) before they were settled", lost)
     finally:
+        lease.stop()
         store_thread.shutdown(wait=True)
         if pool is not None:
             pool.shutdown(wait=True)

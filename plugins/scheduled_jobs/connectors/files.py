@@ -349,9 +349,19 @@ class FileSubscriber(Subscriber[FileSubscriberSettings]):
         """Why the file may still be written ("" once it has not changed for settle_seconds)."""
         if self.settings.settle_seconds == 0:
             return ""
-        age = time.time() - status.st_mtime
-        if age < 0:  # a share whose clock is ahead of this worker's: wait until the file's time has passed
-            return "its modification time is in the future"
+        now = time.time()
+        age = now - status.st_mtime
+        if age < 0:
+            # ``touch -d 2100`` or a producer's skewed clock: the modification time says nothing of when
+            # the file was last written, and waiting for it could be for ever. The change time can be set
+            # by no producer (the file system sets it on every write), so it decides. Only a share whose own
+            # clock is ahead puts that in the future too; then the wait is bounded by that skew.
+            changed = now - status.st_ctime
+            if changed < 0:
+                return "its modification and change times are in the future (the file system's clock is ahead)"
+            if changed < self.settings.settle_seconds:
+                return f"its modification time is in the future; it changed {changed:.1f} s ago"
+            return ""
         if age < self.settings.settle_seconds:
             return f"changed {age:.1f} s ago"
         return ""

@@ -12,6 +12,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from scheduled_jobs import jsondata
 from scheduled_jobs.connectors.base import Batch, Publisher, RejectedSource, Subscriber, dig
+from scheduled_jobs.connectors.deadline import current, deadline
 from scheduled_jobs.exceptions import DeliveryError, RequestRefusedError, SourceError
 from scheduled_jobs.models.connectors.http import (
     ENDPOINT_FIELD,
@@ -76,6 +77,52 @@ def _body_excerpt(response: requests.Response, redact: Redactor) -> str:
         response.close()
     text = bytes(head[:window]).decode("utf-8", errors="replace")
     return printable(redact.excerpt(text, BODY_EXCERPT_CHARACTERS, whole=whole))
+
+
+class AnswerRefusedError(Exception):
+    """An answer not read whole: over its size limit, past its deadline, or broken off. ``reason`` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _cut_off(settings: HttpSettings) -> str:
+    return f"no complete answer within timeout_seconds {settings.timeout_seconds:g} s, so it was cut off there"
+
+
+def read_body(response: requests.Response, settings: HttpSettings, limit: int) -> bytes:
+    """The answer's body, read in chunks: at most ``limit`` bytes, before the try's deadline.
+
+    ``AnswerRefusedError`` otherwise, and the connection is dropped, not kept for a next request with
+    half an answer in it. A body that ended after the deadline passed counts as cut off: a socket the
+    watchdog shut down looks like the end of an answer without a length.
+    """
+    import requests
+
+    found = current()
+    try:
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise AnswerRefusedError(f"response of {declared} bytes is larger than max_response_bytes {limit}")
+        content = bytearray()
+        try:
+            for chunk in response.iter_content(chunk_size=65536):
+                content += chunk
+                if len(content) > limit:
+                    raise AnswerRefusedError(f"response is larger than max_response_bytes {limit}")
+                if found is not None and found.passed():
+                    raise AnswerRefusedError(_cut_off(settings))
+        except requests.RequestException as exc:
+            if found is not None and found.passed():
+                raise AnswerRefusedError(_cut_off(settings)) from None
+            raise AnswerRefusedError(f"the answer broke off ({type(exc).__name__})") from None
+        if found is not None and found.expired:
+            raise AnswerRefusedError(_cut_off(settings))
+    except AnswerRefusedError:
+        response.close()
+        raise
+    return bytes(content)
 
 
 def _network_reason(exc: BaseException) -> str:
@@ -150,13 +197,25 @@ def send(
 
     tries = f"(after {settings.retry.attempts} tries)"
     where = redact(f"{settings.method} {clean_url(url)}")
-    options = {"timeout": settings.timeout_seconds, "check_response": False, "allow_redirects": False}
+    # Streamed: the caller reads the body with read_body(), in chunks, within its limit and deadline.
+    # "stream" is also passed as an option for the HTTP providers that read it from there.
+    session.stream = True
+    options = {
+        "timeout": settings.timeout_seconds,
+        "check_response": False,
+        "allow_redirects": False,
+        "stream": True,
+    }
     try:
         response = hook.run_and_check(session, session.prepare_request(request), options)
     except (requests.ConnectionError, requests.Timeout) as exc:
         name, retried = _failure(exc)
-        reason = _network_reason(exc)
-        problem = f"{name} on {where}" + (f": {redact(reason)}" if reason else "")
+        found = current()
+        if found is not None and found.expired:  # the watchdog cut the last try off
+            problem = f"{where}: {_cut_off(settings)}"
+        else:
+            reason = _network_reason(exc)
+            problem = f"{name} on {where}" + (f": {redact(reason)}" if reason else "")
         raise RequestRefusedError(f"{problem} {tries}" if retried else problem, retryable=True) from None
     if accepted(response.status_code):
         return cast("requests.Response", response)
@@ -252,11 +311,22 @@ class HttpPublisher(Publisher[HttpPublisherSettings]):
         url = hook.url_from_endpoint(self.endpoint_for(task))
         headers = {self.settings.idempotency_header: idempotency_key(task)}
         request = Request(self.settings.method, url, json=task.payload, headers=headers)
-        try:
-            redact = self._redactor or Redactor()
-            response = send(hook, session, request, self.settings, accepted=self._accepted, url=url, redact=redact)
-        except RequestRefusedError as exc:
-            raise DeliveryError(str(exc), retryable=exc.retryable, status_code=exc.status_code) from None
+        redact = self._redactor or Redactor()
+        # The whole answer is read (so that its connection can be kept alive), within the try's deadline.
+        with deadline(self.settings.timeout_seconds):
+            try:
+                response = send(hook, session, request, self.settings, accepted=self._accepted, url=url, redact=redact)
+            except RequestRefusedError as exc:
+                raise DeliveryError(str(exc), retryable=exc.retryable, status_code=exc.status_code) from None
+            try:
+                read_body(response, self.settings, self.settings.max_response_bytes)
+            except AnswerRefusedError as exc:
+                where = redact(f"{self.settings.method} {clean_url(url)}")
+                raise DeliveryError(
+                    f"{where}: HTTP {response.status_code}, but {exc.reason}; it counts as not delivered",
+                    retryable=True,
+                    status_code=response.status_code,
+                ) from None
         return int(response.status_code)
 
     def close(self) -> None:
@@ -287,18 +357,12 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
             raise SourceError(url, str(exc)) from None
 
     def _body(self, response: requests.Response, source: str) -> Any:
-        limit = self.settings.max_response_bytes
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise SourceError(source, f"response of {declared} bytes is larger than max_response_bytes {limit}")
-        content = bytearray()
-        for chunk in response.iter_content(chunk_size=65536):
-            content += chunk
-            if len(content) > limit:
-                response.close()
-                raise SourceError(source, f"response is larger than max_response_bytes {limit}")
         try:
-            return jsondata.loads(bytes(content))
+            content = read_body(response, self.settings, self.settings.max_response_bytes)
+        except AnswerRefusedError as exc:
+            raise SourceError(source, exc.reason) from None
+        try:
+            return jsondata.loads(content)
         except ValueError as exc:
             kind = printable(response.headers.get("Content-Type", "no content type"))[:80]
             raise SourceError(source, f"the page is refused ({kind}): {exc}") from None
@@ -307,7 +371,6 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
         hook = _hook(self.settings, _is_2xx)
         self._redactor = _redactor(hook, self.settings)  # before anything is sent, so before anything can echo it
         session = hook.get_conn(headers=self.settings.headers)
-        session.stream = True  # bodies are read in chunks, so max_response_bytes bounds the memory used
         url: str | None = hook.url_from_endpoint(self.settings.endpoint)
         assert url is not None
         home = origin(url)
@@ -325,8 +388,9 @@ class HttpSubscriber(Subscriber[HttpSubscriberSettings]):
                 assert url is not None
                 source = self.redact(f"{clean_url(url)} (page {page})")
                 try:
-                    response = self._get(hook, session, url, params)
-                    body = self._body(response, source)
+                    with deadline(self.settings.timeout_seconds):  # each try of the page, its body included
+                        response = self._get(hook, session, url, params)
+                        body = self._body(response, source)
                     found = dig(body, self.settings.records_path)
                 except SourceError as exc:
                     yield self._rejected(source, exc.reason)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
+from scheduled_jobs.connectors.deadline import WATCHED_POOLS, current
 from scheduled_jobs.models.connectors.retry import is_transient_status
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
     from requests.adapters import HTTPAdapter
     from urllib3.connectionpool import ConnectionPool
+    from urllib3.poolmanager import PoolManager
     from urllib3.response import BaseHTTPResponse
 
     from scheduled_jobs.models.connectors.retry import RetrySettings
@@ -44,6 +46,13 @@ class ConnectorRetry(Retry):
 
     def get_backoff_time(self) -> float:
         return self.settings.backoff(len(self.history))
+
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        """Wait before the next try, which then gets a deadline of its own (``connectors/deadline.py``)."""
+        super().sleep(response)
+        found = current()
+        if found is not None:
+            found.restart()
 
     def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
         try:
@@ -91,10 +100,20 @@ def retry_for(settings: RetrySettings, accepted: Callable[[int], bool]) -> Conne
 
 
 def adapter_for(settings: RetrySettings, accepted: Callable[[int], bool]) -> HTTPAdapter:
-    """The adapter the HTTP hook mounts: its default (TCP keep-alive, as HttpHook sets it) with our retries."""
+    """The adapter the HTTP hook mounts: its default (TCP keep-alive, as HttpHook sets it) with our
+    retries, and connections whose sockets the thread's deadline watches (``connectors/deadline.py``)."""
     from requests_toolbelt.adapters.socket_options import TCPKeepAliveAdapter  # type: ignore[import-untyped]
 
-    adapter: HTTPAdapter = TCPKeepAliveAdapter(
-        idle=120, count=20, interval=30, max_retries=retry_for(settings, accepted)
-    )
+    class WatchedAdapter(TCPKeepAliveAdapter):  # type: ignore[misc]
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = WATCHED_POOLS
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> PoolManager:
+            manager: PoolManager = super().proxy_manager_for(proxy, **kwargs)
+            if not proxy.lower().startswith("socks"):  # SOCKS pools are their own: bodies check between chunks
+                manager.pool_classes_by_scheme = WATCHED_POOLS
+            return manager
+
+    adapter: HTTPAdapter = WatchedAdapter(idle=120, count=20, interval=30, max_retries=retry_for(settings, accepted))
     return adapter

@@ -25,6 +25,7 @@ class HttpSettings(ConnectorSettings):
     endpoint: str = ""
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float = Field(default=30, gt=0, le=600)
+    """The total deadline of each try: connecting, sending and the whole answer (``connectors/deadline.py``)."""
     retry: RetrySettings = Field(default_factory=RetrySettings)
 
 
@@ -71,6 +72,7 @@ class HttpSubscriberSettings(HttpSettings):
     max_pages: int = Field(default=100, gt=0, le=100_000)
     max_records: int = Field(default=100_000, gt=0)
     max_response_bytes: int = Field(default=20_000_000, gt=0)
+    """The most of one page that is read (default 20 MB); a larger page is rejected, never read whole."""
 
 
 class HttpPublisherSettings(HttpSettings):
@@ -79,6 +81,9 @@ class HttpPublisherSettings(HttpSettings):
     type: Literal["http"] = "http"
     method: Method = "POST"
     success_status_codes: list[int] = Field(default_factory=lambda: [200, 201, 202, 204], min_length=1)
+    max_response_bytes: int = Field(default=1_048_576, gt=0)
+    """The most of a destination's answer that is read (default 1 MiB); a longer answer fails the
+    task as retryable, and the rest is never read."""
     idempotency_header: str = "Idempotency-Key"
     """Carries ``<route>-<task id>`` on every try, so a destination can drop a repeat."""
 
