@@ -689,12 +689,31 @@ def test_a_claim_beside_a_running_prune_neither_errors_nor_waits(postgres_server
     for n in range(2):
         store.add_entities(["r"], [(f"k{i}", {"n": n}) for i in range(20)])
     _aged(store, 30, list(range(1, 21)))
-    with store.engine.connect() as holder, holder.begin():
-        holder.execute(sa.text("SELECT id FROM scheduled_jobs_task WHERE status = 'new' FOR UPDATE"))
+    # A real claim of the newest tasks (21-40), held open after its statement: prune keeps those tasks
+    # FOR KEY SHARE, which a claim's lock (FOR NO KEY UPDATE) does not conflict with.
+    claimer = TaskStore.from_url(postgres_server_url)
+    claiming, done = threading.Event(), threading.Event()
+
+    @sa.event.listens_for(claimer.engine, "after_cursor_execute")
+    def _hold_claim(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("UPDATE", "WITH")) and not claiming.is_set():
+            claiming.set()
+            done.wait(30)
+
+    claims: list[Any] = []
+    holder = threading.Thread(target=lambda: claims.append(claimer.claim("r", 100)))
+    holder.start()
+    try:
+        assert claiming.wait(30)
         started = time.monotonic()
         pruned = prune_tasks(store.engine, utcnow() - dt.timedelta(days=7))
         assert time.monotonic() - started < 1.5
+    finally:
+        done.set()
+        holder.join(30)
     assert pruned.tasks_deleted == 20
+    assert claims and len(claims[0]) == 20
+    claimer.engine.dispose()
     prune_engine.dispose()
 
 

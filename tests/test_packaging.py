@@ -356,3 +356,83 @@ def test_the_compatibility_run_tests_the_wheel_not_the_checkout() -> None:
         assert not Path(scheduled_jobs.__file__).resolve().is_relative_to(ROOT / "plugins")
     else:
         assert settings.IN_CHECKOUT
+
+
+# -- every [scheduled_jobs] setting checked when read (issue 22, item 2) ----------------------------------------
+
+BAD_SETTINGS = [
+    ("guard_design", "inlien", "got 'inlien', expected one of: inline, teardown"),
+    ("max_attempts", "-1", "got '-1', expected a whole number from 1 to 1000"),
+    ("prevent_duplicates", "maybe", "got 'maybe', expected true or false"),
+    ("webhook_max_bytes", "1e999", "got '1e999', expected a whole number from 1 to 1073741824"),
+    ("stuck_after_minutes", "thirty", "got 'thirty', expected a whole number from 1 to 525600"),
+    ("guard_lease_minutes", "9" * 40, "expected a whole number from 1 to 525600"),
+    ("guard_poll_seconds", "nan", "got 'nan', expected a number of seconds from 0.1 to 3600"),
+    ("guard_poll_seconds", "-5", "got '-5', expected a number of seconds from 0.1 to 3600"),
+    ("ui_editing", "yes please", "got 'yes please', expected true or false"),
+    ("store_auto_migrate", "2", "got '2', expected true or false"),
+    ("yaml_max_bytes", "0", "got '0', expected a whole number from 1 to 1073741824"),
+    ("yaml_max_nodes", "\uff11\uff12", "got '\uff11\uff12', expected a whole number from 1 to 100000000"),
+    ("webhook_max_records", "10_000", "got '10_000', expected a whole number from 1 to 10000000"),
+    ("store_conn_id", "my store\n", "got 'my store\\n', expected an Airflow connection id"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "reason"), BAD_SETTINGS, ids=[f"{k}={v[:12]}" for k, v, _ in BAD_SETTINGS])
+def test_a_bad_setting_is_a_problem_naming_the_setting_the_value_and_what_is_allowed(
+    monkeypatch: pytest.MonkeyPatch, key: str, value: str, reason: str
+) -> None:
+    from scheduled_jobs.exceptions import Problem, SettingError
+
+    monkeypatch.setenv(f"AIRFLOW__SCHEDULED_JOBS__{key.upper()}", value)
+    with pytest.raises(SettingError) as raised:
+        getattr(settings, key)()
+    problem = raised.value.problem
+    assert (problem.path, problem.key) == ("[scheduled_jobs]", key)
+    assert reason in problem.reason, problem.reason
+    assert f"AIRFLOW__SCHEDULED_JOBS__{key.upper()}" in problem.reason
+    assert "\n" not in str(problem) and len(str(problem)) < 400
+    assert settings.problems() == [Problem("[scheduled_jobs]", key, problem.reason)]
+
+
+def test_a_huge_or_hostile_setting_value_is_shown_cut_and_escaped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__GUARD_DESIGN", "\u202einline\x1b[31m" + "x" * 10_000)
+    (problem,) = settings.problems()
+    text = str(problem)
+    assert len(text) < 400 and "\x1b" not in text and "\u202e" not in text
+    assert "\\u202einline\\x1b[31m" in text and "characters)" in text
+
+
+def test_every_setting_the_provider_declares_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set(settings.CHECKED) | {"definitions_folder", "configurations_folder"} == set(OPTIONS)
+    for key in [k for k in os.environ if k.startswith("AIRFLOW__SCHEDULED_JOBS__")]:
+        monkeypatch.delenv(key)
+    assert settings.problems() == []
+
+
+def test_a_bad_setting_in_the_folders_catalog_does_not_raise_but_is_a_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = _unseen_project(tmp_path)
+    for key, value in project.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__YAML_MAX_BYTES", "1MB")
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__STUCK_AFTER_MINUTES", "0")
+    problems = [str(p) for p in load_catalog().problems]
+    assert any(p.startswith("[scheduled_jobs]: yaml_max_bytes: got '1MB'") for p in problems), problems
+    assert any(p.startswith("[scheduled_jobs]: stuck_after_minutes: got '0'") for p in problems), problems
+
+
+def test_a_typo_in_guard_design_is_the_import_error_and_fails_validate(tmp_path: Path) -> None:
+    env = _env(tmp_path, **_unseen_project(tmp_path), AIRFLOW__SCHEDULED_JOBS__GUARD_DESIGN="inlien")
+    found = _bag(env)
+    errors = found["errors"]
+    assert list(errors) == [dag_files.PROBLEMS_FILE], errors  # type: ignore[call-overload]
+    expected = "[scheduled_jobs]: guard_design: got 'inlien', expected one of: inline, teardown"
+    assert expected in errors[dag_files.PROBLEMS_FILE]  # type: ignore[index]
+    validate = _run([SCHEDULED_JOBS, "validate"], env)
+    assert validate.returncode == 1, validate.stdout + validate.stderr
+    lines = [line for line in validate.stdout.splitlines() if line.startswith("[scheduled_jobs]")]
+    assert len(lines) == 1 and lines[0].startswith(expected), validate.stdout
+    one_file = _run([SCHEDULED_JOBS, "validate", env["AIRFLOW__SCHEDULED_JOBS__DEFINITIONS_FOLDER"]], env)
+    assert one_file.returncode == 1 and expected in one_file.stdout, one_file.stdout + one_file.stderr

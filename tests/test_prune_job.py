@@ -13,7 +13,9 @@ from conftest import ROOT
 from helpers.airflow_compat import DagBag, dag_test
 
 from scheduled_jobs.catalog import housekeeping_warnings, load_catalog
+from scheduled_jobs.models.tasks import Actor
 from scheduled_jobs.store import utcnow
+from scheduled_jobs.store.schema import tasks
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -190,3 +192,169 @@ def test_a_pruned_entity_with_unchanged_content_still_makes_no_new_task(any_stor
     result = store.add_entities([ROUTE], [("A", {"id": "A", "version": 2})])
     assert result.created == 0
     assert _ids(store) == {newest}
+
+
+# -- prune beside a concurrent writer (issue 22, item 4) -------------------------------------------------------
+
+
+def _entity_store(url: str) -> TaskStore:
+    from scheduled_jobs.store import TaskStore
+
+    store = TaskStore.from_url(url)
+    with store.engine.begin() as conn:
+        if store.engine.dialect.name == "postgresql":
+            conn.execute(
+                sa.text(
+                    "TRUNCATE scheduled_jobs_task, scheduled_jobs_entity, scheduled_jobs_task_event RESTART IDENTITY"
+                )
+            )
+    return store
+
+
+def _tasks_of(store: TaskStore, key: str) -> list[int]:
+    with store.engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.text("SELECT id FROM scheduled_jobs_task WHERE entity_key = :k ORDER BY id"), {"k": key}
+            ).scalars()
+        )
+
+
+def _prune_in_thread(store: TaskStore, outcome: list[Any], batch_size: int = 100) -> Any:
+    import threading
+
+    from scheduled_jobs.store import prune_tasks
+
+    def run() -> None:
+        try:
+            outcome.append(prune_tasks(store.engine, utcnow() - dt.timedelta(days=7), batch_size=batch_size))
+        except Exception as exc:  # the test reports it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="prune")
+    thread.start()
+    return thread
+
+
+@pytest.mark.postgres
+def test_prune_beside_an_uncommitted_delete_of_the_newest_task_keeps_the_entity_a_task(
+    postgres_server_url: str,
+) -> None:
+    """Connection 1 deletes A's newest task (as the console's delete does: lock, then delete) and holds its
+    transaction open; prune runs to its end on connection 2; then connection 1 commits. Prune still saw the
+    newest task (not committed away yet) and, before the fix, deleted the older one: A had no task left."""
+    store = _entity_store(postgres_server_url)
+    older = _task(store, "A", 1, "finished", 60)
+    newest = _task(store, "A", 2, "finished", 50)
+    other_old = _task(store, "B", 1, "finished", 60)
+    other_newest = _task(store, "B", 2, "finished", 50)
+    deleter = sa.create_engine(postgres_server_url)
+    outcome: list[Any] = []
+    with deleter.connect() as conn:
+        conn.execute(sa.text("SET lock_timeout = '5s'"))
+        conn.commit()
+        with conn.begin():
+            locked = conn.execute(
+                sa.text("SELECT id FROM scheduled_jobs_task WHERE id = :i FOR UPDATE SKIP LOCKED"), {"i": newest}
+            ).scalars()
+            assert list(locked) == [newest]
+            conn.execute(sa.text("DELETE FROM scheduled_jobs_task WHERE id = :i"), {"i": newest})
+            pruner = _prune_in_thread(store, outcome)
+            pruner.join(30)
+            assert not pruner.is_alive(), "prune waited for the deleting transaction"
+        # committed here, after prune ended
+    deleter.dispose()
+    assert outcome and not isinstance(outcome[0], Exception), outcome
+    assert _tasks_of(store, "A") == [older], "A lost its newest task to the delete and its older one to prune"
+    assert _tasks_of(store, "B") == [other_newest], "prune still prunes the entities nobody touches"
+    assert other_old not in _tasks_of(store, "B")
+
+
+@pytest.mark.postgres
+def test_a_delete_of_the_newest_task_while_a_prune_batch_holds_it_waits_for_nothing_and_removes_nothing(
+    postgres_server_url: str,
+) -> None:
+    """The other order: prune's batch is open (held mid-transaction after its locks); the console's delete of
+    A's newest task runs beside it. It must neither wait nor take the task prune relies on."""
+    import threading
+
+    from scheduled_jobs.store import TaskIds, delete_tasks
+
+    store = _entity_store(postgres_server_url)
+    older = _task(store, "A", 1, "finished", 60)
+    newest = _task(store, "A", 2, "finished", 50)
+    from scheduled_jobs.store import TaskStore
+
+    pruning = TaskStore.from_url(postgres_server_url)
+    held, release = threading.Event(), threading.Event()
+    statements: list[str] = []
+
+    @sa.event.listens_for(pruning.engine, "after_cursor_execute")
+    def _hold(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+        if statement.lstrip().upper().startswith("DELETE") and not held.is_set():
+            held.set()
+            release.wait(30)  # prune's batch has deleted, not committed
+
+    outcome: list[Any] = []
+    pruner = _prune_in_thread(pruning, outcome)
+    try:
+        assert held.wait(30)
+        started = dt.datetime.now(dt.UTC)
+        result = delete_tasks(store.engine, TaskIds((newest,)), Actor("user", user="ada"))
+        waited = (dt.datetime.now(dt.UTC) - started).total_seconds()
+    finally:
+        release.set()
+        pruner.join(30)
+    assert waited < 2.0
+    assert outcome and not isinstance(outcome[0], Exception), outcome
+    assert _tasks_of(store, "A") != [], "prune and a delete together left A without a task"
+    if result.changed:  # the delete went first: prune must then have kept the older task
+        assert _tasks_of(store, "A") == [older]
+    else:  # prune went first: the newest task stays until prune's batch is over
+        assert result.not_eligible == 1
+        assert _tasks_of(store, "A") == [newest]
+        assert delete_tasks(store.engine, TaskIds((newest,)), Actor("user", user="ada")).changed == 1
+
+
+@pytest.mark.postgres
+def test_a_settle_of_the_newest_task_beside_prune_neither_waits_nor_stops_it(postgres_server_url: str) -> None:
+    """An exporter's settle holds A's newest task in its transaction (it stays a task: only its status
+    changes): prune goes on and deletes A's older task without waiting for the settle."""
+    store = _entity_store(postgres_server_url)
+    older = _task(store, "A", 1, "finished", 60)
+    store.add_entities([ROUTE], [("A", {"id": "A", "version": 2})])
+    (claimed,) = store.claim(ROUTE, 10)
+    settler = sa.create_engine(postgres_server_url)
+    outcome: list[Any] = []
+    with settler.connect() as conn, conn.begin():
+        # The lock a settle takes (lock_tasks, wait=True), then its update.
+        conn.execute(
+            sa.select(tasks.c.id).where(tasks.c.id == claimed.id).with_for_update(of=tasks, key_share=True)
+        ).all()
+        conn.execute(sa.update(tasks).where(tasks.c.id == claimed.id).values(status="finished"))
+        pruner = _prune_in_thread(store, outcome)
+        pruner.join(30)
+        assert not pruner.is_alive(), "prune waited for a settle"
+    settler.dispose()
+    assert outcome and not isinstance(outcome[0], Exception), outcome
+    assert outcome[0].tasks_deleted == 1
+    assert _tasks_of(store, "A") == [claimed.id]
+    assert older not in _tasks_of(store, "A")
+
+
+def test_prune_beside_a_delete_on_sqlite_keeps_the_entity_a_task(tmp_path: Path) -> None:
+    """SQLite: the deleting transaction holds the database; prune waits for it, then sees the delete."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = _entity_store(url)
+    older = _task(store, "A", 1, "finished", 60)
+    newest = _task(store, "A", 2, "finished", 50)
+    outcome: list[Any] = []
+    with store.engine.connect() as conn, conn.begin():
+        conn.execute(sa.text("DELETE FROM scheduled_jobs_task WHERE id = :i"), {"i": newest})
+        pruner = _prune_in_thread(store, outcome)
+        pruner.join(0.5)
+        assert pruner.is_alive(), "prune waits for the database lock"
+    pruner.join(30)
+    assert outcome and not isinstance(outcome[0], Exception), outcome
+    assert _tasks_of(store, "A") == [older]

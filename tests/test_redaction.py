@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
+import unicodedata
 from urllib.parse import quote, quote_plus
 
+import pytest
 from airflow.sdk.definitions.connection import Connection
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduled_jobs.redaction import Redactor, clean_url, printable, redactor_for
 
@@ -88,4 +93,67 @@ def test_an_excerpt_cut_from_a_longer_text_keeps_no_start_of_a_secret() -> None:
 
 
 def test_printable_puts_remote_text_on_one_line() -> None:
-    assert printable("a\r\nfake log line\x1b[31m") == "a fake log line [31m"
+    assert printable("a\r\nfake log line\x1b[31m") == "a fake log line [31m"  # C0 and C1 controls: one space
+
+
+# -- line and format control characters (issue 22, item 5) ---------------------------------------------------
+
+HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+"""Controls, format characters (bidi overrides, embeds, isolates, zero-width), line and paragraph separators, and
+lone surrogates: none may reach a page, a log line or a terminal as itself."""
+
+
+def _hidden(text: str) -> list[str]:
+    return [c for c in text if unicodedata.category(c) in HIDDEN]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a\u2028b\u2029c", "a\\u2028b\\u2029c"),
+        ("next\x85line", "next line"),
+        ("Orders \u202etropxe\u202c", "Orders \\u202etropxe\\u202c"),
+        ("\u202a\u202b\u202d", "\\u202a\\u202b\\u202d"),
+        ("\u2066\u2067\u2068x\u2069", "\\u2066\\u2067\\u2068x\\u2069"),
+        ("zero\u200bwidth\u200c\u200d\u2060\ufeff", "zero\\u200bwidth\\u200c\\u200d\\u2060\\ufeff"),
+        ("soft\xadhyphen\u061c\u180e", "soft\\xadhyphen\\u061c\\u180e"),
+        ("tag\U000e0041\U000e007f", "tag\\U000e0041\\U000e007f"),
+        ("lone \udcff", "lone \\udcff"),
+        ("ok: ünïcödé 日本 \U0001f600 a\xa0b", "ok: ünïcödé 日本 \U0001f600 a\xa0b"),
+    ],
+)
+def test_printable_shows_line_and_format_controls_as_visible_escapes(text: str, expected: str) -> None:
+    assert printable(text) == expected
+
+
+def test_printable_leaves_no_hidden_character_of_any_code_point() -> None:
+    """Every code point of those categories, in this Python's Unicode, one at a time and all at once."""
+    every = "".join(chr(cp) for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) in HIDDEN)
+    assert "\u2028" in every and "\u202e" in every and "\U000e0001" in every
+    assert _hidden(printable(every)) == []
+    for character in every:
+        shown = printable(character)
+        assert _hidden(shown) == [], hex(ord(character))
+        assert shown.isascii() and shown.isprintable(), hex(ord(character))
+
+
+_ANY_TEXT = st.text(
+    st.one_of(
+        st.characters(categories=["Cc", "Cf", "Zl", "Zp", "Cs"]),
+        st.characters(codec=None),
+        st.sampled_from("\u2028\u2029\x85\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\ufeff"),
+    ),
+    max_size=60,
+)
+
+
+@given(_ANY_TEXT)
+@settings(max_examples=400, deadline=None)
+def test_printable_property_one_line_no_hidden_characters(text: str) -> None:
+    shown = printable(text)
+    assert _hidden(shown) == []
+    assert printable(shown) == shown  # what it shows is already safe to show
+    # Every other character is kept, in order: only the hidden ones change.
+    assert [c for c in shown if not c.isascii()] == [c for c in text if not c.isascii() and c not in _hidden(text)]
+    if not _hidden(text):
+        assert shown == text

@@ -38,7 +38,7 @@ from ruamel.yaml.tokens import CommentToken
 
 from scheduled_jobs import settings
 from scheduled_jobs.catalog import MAX_IDENTIFIER_LENGTH, current_configurations, load_catalog
-from scheduled_jobs.exceptions import MissingSettingError, ScheduledJobsError
+from scheduled_jobs.exceptions import ScheduledJobsError, SettingError
 from scheduled_jobs.identifiers import IDENTIFIER_PATTERN, identifier_from_name
 from scheduled_jobs.models.jobs import KIND_BY_TAG, JobKind
 from scheduled_jobs.redaction import is_unicode
@@ -501,14 +501,18 @@ def version_of(data: bytes) -> str:
 
 def saving_refused() -> str | None:
     """Why the UI may not save definitions now, or None when it may (the setting, then the folder)."""
-    if not settings.ui_editing():
+    try:
+        editing = settings.ui_editing()
+    except SettingError as exc:
+        return str(exc)
+    if not editing:
         return (
             "saving from the UI is off ([scheduled_jobs] ui_editing is false): definitions come from the repository; "
             "copy or download the YAML below and commit it to the definitions folder"
         )
     try:
         folder = settings.definitions_folder()
-    except MissingSettingError as exc:
+    except SettingError as exc:
         return str(exc)
     if folder.is_symlink():
         return f"the definitions folder {folder} is a symbolic link, which the UI never writes through"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import ValidationError
 
 from scheduled_jobs import settings
-from scheduled_jobs.exceptions import MissingSettingError, Problem
+from scheduled_jobs.exceptions import Problem, SettingError
 from scheduled_jobs.identifiers import identifier_from_name
 from scheduled_jobs.models.configurations import KIND_LABELS, KINDS, Configurations, Loaded, Shelf
 from scheduled_jobs.models.jobs import (
@@ -258,7 +258,7 @@ def load_configurations(folder: Path | None = None) -> Configurations:
     """Load every configuration under ``folder`` (default: the setting); invalid files become problems."""
     try:
         folder = folder or settings.configurations_folder()
-    except MissingSettingError as exc:
+    except SettingError as exc:
         # No folder to name: where it would say one, a message names the setting instead.
         return Configurations(folder=Path("[scheduled_jobs] configurations_folder"), problems=[exc.problem])
     configurations = Configurations(folder=folder)
@@ -269,7 +269,11 @@ def load_configurations(folder: Path | None = None) -> Configurations:
             )
         )
         return configurations
-    limits = Limits.from_settings()
+    try:
+        limits = Limits.from_settings()
+    except SettingError as exc:  # no file is read under a limit nobody chose
+        configurations.problems.append(exc.problem)
+        return configurations
     for kind in KINDS:  # routes last: they refer to the other two
         _load_shelf(folder, kind, configurations.shelf(kind), configurations.problems, limits)
     configurations.problems.extend(_route_problems(configurations))
@@ -294,10 +298,14 @@ def load_catalog(
     if configurations is None:
         configurations = load_configurations(configurations_folder)
     catalog = Catalog(configurations=configurations, problems=list(configurations.problems))
+    # A bad setting is a problem like a bad file's: the problems DAG file's import error, a validate line.
+    catalog.problems.extend(p for p in settings.problems() if p not in catalog.problems)
     try:
         folder = definitions_folder or settings.definitions_folder()
-    except MissingSettingError as exc:
-        catalog.problems.append(exc.problem)
+        limits = Limits.from_settings()
+    except SettingError as exc:
+        if exc.problem not in catalog.problems:
+            catalog.problems.append(exc.problem)
         return catalog
     paths = files if files is not None else find_yaml_files(folder)
     if files is None and not folder.is_dir():
@@ -309,7 +317,6 @@ def load_catalog(
     schema = _job_schema(configurations)
     default_timezone = settings.default_timezone()
     by_identifier: dict[str, list[Path]] = {}
-    limits = Limits.from_settings()
     for path in paths:
         read = _read(path, schema, limits)
         # Invalid files count too: which file an identifier means would be ambiguous.
@@ -340,12 +347,16 @@ def stuck_threshold_problems(catalog: Catalog) -> list[Problem]:
     """
     if catalog.configurations is None:
         return []
+    try:
+        default_minutes = settings.stuck_after_minutes()
+    except SettingError:  # the setting's own problem says why; no threshold to check against
+        return []
     thresholds = [
-        (j.definition.stuck_after_minutes or settings.stuck_after_minutes(), 0, f"repair job {j.identifier!r}")
+        (j.definition.stuck_after_minutes or default_minutes, 0, f"repair job {j.identifier!r}")
         for j in catalog.jobs.values()
         if isinstance(j.definition, RepairJob)
     ]
-    thresholds.append((settings.stuck_after_minutes(), 1, "the [scheduled_jobs] stuck_after_minutes setting"))
+    thresholds.append((default_minutes, 1, "the [scheduled_jobs] stuck_after_minutes setting"))
     minutes, _, holder = min(thresholds)
     problems = []
     for loaded in catalog.configurations.outgoing.valid.values():
@@ -450,9 +461,13 @@ def current_configurations() -> Configurations:
     """
     try:
         folder = settings.configurations_folder()
-    except MissingSettingError:
+    except SettingError:
         return load_configurations()  # its problem says which setting; nothing on disk to cache
-    key = (folder, Limits.from_settings(), _fingerprint(folder))
+    try:
+        limits = Limits.from_settings()
+    except SettingError:
+        return load_configurations(folder)  # its problem says which setting
+    key = (folder, limits, _fingerprint(folder))
     return _configurations_cache.get(key, lambda: load_configurations(folder))
 
 
@@ -464,14 +479,20 @@ def current_catalog() -> Catalog:
     configurations = current_configurations()
     try:
         definitions = settings.definitions_folder()
-    except MissingSettingError:
+    except SettingError:
         return load_catalog(configurations=configurations)  # its problem says which setting
-    # The configurations object is the cache's: a new one (a changed file) is a new key.
+    try:
+        limits = Limits.from_settings()
+    except SettingError:
+        return load_catalog(configurations=configurations)  # its problem says which setting
+    # The configurations object is the cache's: a new one (a changed file) is a new key. The settings'
+    # problems too: a setting fixed or broken is seen without a changed file.
     key = (
         definitions,
         id(configurations),
-        Limits.from_settings(),
+        limits,
         settings.default_timezone(),
+        tuple(settings.problems()),
         _fingerprint(definitions),
     )
     return _catalog_cache.get(key, lambda: load_catalog(definitions, configurations=configurations))

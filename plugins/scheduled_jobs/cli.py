@@ -16,9 +16,9 @@ from scheduled_jobs.catalog import Catalog, ScheduledJob, housekeeping_warnings,
 from scheduled_jobs.cron import describe, fire_times
 from scheduled_jobs.exceptions import (
     InvalidDefinitionsError,
-    MissingSettingError,
     Problem,
     ScheduledJobsError,
+    SettingError,
     UnknownJobError,
 )
 from scheduled_jobs.models.tasks import Actor
@@ -63,7 +63,7 @@ def validate(paths: list[str]) -> int:
     """Print ``path: key: reason`` per problem; exit 1 when there is any."""
     try:
         folder = settings.definitions_folder()
-    except MissingSettingError:
+    except SettingError:
         folder = None
     if folder is None:  # every missing setting at once (both folders' problems), not only the first
         for problem in load_catalog().problems:
@@ -77,7 +77,10 @@ def validate(paths: list[str]) -> int:
         catalog = load_catalog(folder, files=existing)
         wanted = {str(p) for p in asked}
         config_folder = str(settings.configurations_folder())
-        problems = missing + [p for p in catalog.problems if p.path in wanted or p.path.startswith(config_folder)]
+        settings_path = f"[{settings.SECTION}]"  # a bad setting concerns every file
+        problems = missing + [
+            p for p in catalog.problems if p.path in wanted or p.path.startswith((config_folder, settings_path))
+        ]
         checked = [p for p in asked if p.exists()]
     else:
         catalog = load_catalog(folder)

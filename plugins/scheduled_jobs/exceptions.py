@@ -40,12 +40,20 @@ class InvalidDefinitionsError(ScheduledJobsError):
         super().__init__("\n".join([header, *(str(p) for p in self.problems)]))
 
 
-class MissingSettingError(ScheduledJobsError):
-    """A setting of ``[scheduled_jobs]`` that has no default is not set."""
+class SettingError(ScheduledJobsError):
+    """A setting of ``[scheduled_jobs]`` cannot be used: ``problem`` says which, and why."""
 
     def __init__(self, section: str, key: str, reason: str) -> None:
         self.problem = Problem(f"[{section}]", key, reason)
         super().__init__(f"[{section}] {key}: {reason}")
+
+
+class MissingSettingError(SettingError):
+    """A setting of ``[scheduled_jobs]`` that has no default is not set."""
+
+
+class InvalidSettingError(SettingError):
+    """A setting of ``[scheduled_jobs]`` holds a value outside what it allows (a typo, a number out of range)."""
 
 
 class StoreSchemaError(ScheduledJobsError):

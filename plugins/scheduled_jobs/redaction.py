@@ -26,6 +26,15 @@ MIN_SECRET_LENGTH = 4
 _SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|auth|sig|credential|session|cookie|code", re.IGNORECASE)
 _USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/?#@\s]*@", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+# Format characters (Unicode category Cf: bidi embeds, overrides and isolates, zero-width characters, the BOM,
+# tags), line and paragraph separators (Zl, Zp) and lone surrogates (Cs), as of Unicode 15.1 (Python 3.13), a
+# superset of the older tables. Written out rather than computed at import: a scan of every code point costs a
+# fifth of a second, in every process. tests/test_redaction.py checks it against this Python's unicodedata.
+_HIDDEN = re.compile(
+    "[\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+    "\ud800-\udfff\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]"
+)
 # An Authorization value, "<scheme> <credentials>" (RFC 9110 11.4): a destination may echo the credentials alone.
 _SCHEME_AND_CREDENTIALS = re.compile(r"[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*\s+(\S+)")
 # Extra keys HttpHook takes as request options, not as headers (airflow.providers.http.hooks.http).
@@ -78,9 +87,20 @@ def looks_secret(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def printable(text: str) -> str:
-    """``text`` on one line: control characters of remote data (newlines, terminal escapes) become a space."""
-    return _CONTROL.sub(" ", text)
+    """``text`` on one line, as remote data may be shown on a page, in a log line or on a terminal.
+
+    Control characters (newlines, U+0085, terminal escapes: C0 and C1) become a space, a run of them one space.
+    Every format character (bidi overrides, embeds and isolates, zero-width ones), U+2028, U+2029 and a lone
+    surrogate becomes a visible escape (``\\u202e``): a space in their place would hide that the text tried
+    to reorder or split what a reader sees.
+    """
+    return _HIDDEN.sub(_escape, _CONTROL.sub(" ", text))
 
 
 def is_unicode(text: str) -> bool:

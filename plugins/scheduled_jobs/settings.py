@@ -6,8 +6,16 @@ each call, so a changed environment is seen without a restart of the process.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from scheduled_jobs.exceptions import Problem
 
 SECTION = "scheduled_jobs"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -31,19 +39,64 @@ def _get(key: str) -> str | None:
     return value if value not in (None, "") else None
 
 
-def _get_int(key: str, default: int) -> int:
+def _invalid(key: str, raw: str, expected: str) -> Exception:
+    """The error of a value outside what ``key`` allows: the value as typed (escaped, cut), what it may be,
+    and where it is set."""
+    from scheduled_jobs.exceptions import InvalidSettingError
+    from scheduled_jobs.redaction import shown
+
+    return InvalidSettingError(
+        SECTION,
+        key,
+        f"got {shown(raw, 60)}, expected {expected} (set in airflow.cfg or as AIRFLOW__{SECTION.upper()}__"
+        f"{key.upper()})",
+    )
+
+
+# ASCII digits only: int() would also take "١٢", "1_000" and " 12 ".
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,18}", re.ASCII)
+
+
+def _get_int(key: str, default: int, *, minimum: int = 1, maximum: int) -> int:
+    raw = _get(key)
+    if raw is None:
+        return default
+    if not _WHOLE_NUMBER.fullmatch(raw.strip()) or not minimum <= int(raw) <= maximum:
+        raise _invalid(key, raw, f"a whole number from {minimum} to {maximum}")
+    return int(raw)
+
+
+def _get_seconds(key: str, default: float, *, minimum: float, maximum: float) -> float:
     raw = _get(key)
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = float(raw) if len(raw) <= 40 else math.nan
     except ValueError:
-        from scheduled_jobs.exceptions import ScheduledJobsError
+        value = math.nan
+    if not (math.isfinite(value) and minimum <= value <= maximum):  # nan compares false: refused too
+        raise _invalid(key, raw, f"a number of seconds from {minimum:g} to {maximum:g}")
+    return value
 
-        raise ScheduledJobsError(
-            f"[{SECTION}] {key}: expected a whole number, got {raw!r} "
-            f"(set in airflow.cfg or AIRFLOW__{SECTION.upper()}__{key.upper()})"
-        ) from None
+
+def _get_bool(key: str, *, default: bool) -> bool:
+    raw = _get(key)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise _invalid(key, raw, "true or false")
+
+
+def _get_text(key: str) -> str | None:
+    """A text setting, refused when it holds a NUL or another control character (no path or id has one)."""
+    raw = _get(key)
+    if raw is not None and any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in raw):
+        raise _invalid(key, raw, "text without control characters")
+    return raw
 
 
 def airflow_home() -> Path:
@@ -51,7 +104,7 @@ def airflow_home() -> Path:
 
 
 def _folder(key: str, checkout_default: str, holds: str) -> Path:
-    raw = _get(key)
+    raw = _get_text(key)
     if raw is not None:
         return Path(raw).expanduser()
     if IN_CHECKOUT:
@@ -80,44 +133,52 @@ DEFAULT_YAML_MAX_BYTES = 1024 * 1024
 DEFAULT_YAML_MAX_NODES = 10_000
 
 
-def _get_positive(key: str, default: int) -> int:
-    value = _get_int(key, default)
-    if value < 1:
-        from scheduled_jobs.exceptions import ScheduledJobsError
-
-        raise ScheduledJobsError(f"[{SECTION}] {key}: must be at least 1, got {value}")
-    return value
+MAX_BYTES_LIMIT = 1024**3
+"""The largest byte limit a setting may give (1 GiB): a file or a webhook body is held in memory whole."""
 
 
 def yaml_max_bytes() -> int:
     """The largest definition or configuration file read (1 MiB by default); a larger one is a problem."""
-    return _get_positive("yaml_max_bytes", DEFAULT_YAML_MAX_BYTES)
+    return _get_int("yaml_max_bytes", DEFAULT_YAML_MAX_BYTES, maximum=MAX_BYTES_LIMIT)
 
 
 def yaml_max_nodes() -> int:
     """The most values (YAML nodes: scalars, lists, mappings) one file may hold (10,000 by default)."""
-    return _get_positive("yaml_max_nodes", DEFAULT_YAML_MAX_NODES)
+    return _get_int("yaml_max_nodes", DEFAULT_YAML_MAX_NODES, maximum=100_000_000)
 
 
 def data_folder() -> Path:
     """Where relative folders in configurations (inboxes, outboxes) are resolved."""
-    return Path(_get("data_folder") or airflow_home() / "scheduled_jobs_data").expanduser()
+    return Path(_get_text("data_folder") or airflow_home() / "scheduled_jobs_data").expanduser()
+
+
+# Airflow's own rule for a connection id (airflow.utils.helpers.validate_key): letters, digits, "_", "-", ".".
+_CONN_ID = re.compile(r"[A-Za-z0-9_.-]{1,250}", re.ASCII)
 
 
 def store_conn_id() -> str:
-    return _get("store_conn_id") or DEFAULT_STORE_CONN_ID
+    raw = _get("store_conn_id")
+    if raw is None:
+        return DEFAULT_STORE_CONN_ID
+    if not _CONN_ID.fullmatch(raw):
+        raise _invalid("store_conn_id", raw, "an Airflow connection id (letters, digits, _ - and ., at most 250)")
+    return raw
 
 
 def default_store_path() -> Path:
     return airflow_home() / "scheduled_jobs_store.db"
 
 
+MAX_MINUTES = 525_600
+"""The longest a minutes setting may say: a year (a longer one is a typo, and overflows a timedelta soon after)."""
+
+
 def stuck_after_minutes() -> int:
-    return _get_int("stuck_after_minutes", DEFAULT_STUCK_AFTER_MINUTES)
+    return _get_int("stuck_after_minutes", DEFAULT_STUCK_AFTER_MINUTES, maximum=MAX_MINUTES)
 
 
 def max_attempts() -> int:
-    return _get_int("max_attempts", DEFAULT_MAX_ATTEMPTS)
+    return _get_int("max_attempts", DEFAULT_MAX_ATTEMPTS, maximum=1000)
 
 
 def store_auto_migrate() -> bool:
@@ -130,38 +191,22 @@ def store_auto_migrate() -> bool:
     return _get_bool("store_auto_migrate", default=False)
 
 
-def _get_bool(key: str, *, default: bool) -> bool:
-    raw = _get(key)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    from scheduled_jobs.exceptions import ScheduledJobsError
-
-    raise ScheduledJobsError(f"[{SECTION}] {key}: expected true or false, got {raw!r}")
-
-
 def ui_editing() -> bool:
     """Whether the pages may save job definitions (``[scheduled_jobs] ui_editing``; off by default).
 
     Off, the form still validates and shows the YAML to copy or download: definitions come from the repository.
     """
-    raw = (_get("ui_editing") or "false").strip().lower()
-    return raw in ("true", "1", "yes", "on")
+    return _get_bool("ui_editing", default=False)
 
 
 def prevent_duplicates() -> bool:
     """The seed's switch: ``AIRFLOW__SCHEDULED_JOBS__PREVENT_DUPLICATES=false`` turns the guard off."""
-    raw = (_get("prevent_duplicates") or "true").strip().lower()
-    return raw not in ("false", "0", "no", "off")
+    return _get_bool("prevent_duplicates", default=True)
 
 
 def guard_lease_minutes() -> int:
     """How long a run's hold on its configuration outlives the run if nothing else says it is over."""
-    return _get_int("guard_lease_minutes", DEFAULT_GUARD_LEASE_MINUTES)
+    return _get_int("guard_lease_minutes", DEFAULT_GUARD_LEASE_MINUTES, maximum=MAX_MINUTES)
 
 
 GUARD_DESIGNS = ("inline", "teardown")
@@ -176,18 +221,17 @@ before the work and a ``release_guard`` teardown after the run's last task, thre
 
 def guard_design() -> str:
     """``inline`` or ``teardown`` (see ``GUARD_DESIGNS``); read when the DAGs are built."""
-    raw = (_get("guard_design") or GUARD_DESIGNS[0]).strip().lower()
-    if raw not in GUARD_DESIGNS:
-        from scheduled_jobs.exceptions import ScheduledJobsError
-
-        raise ScheduledJobsError(f"[{SECTION}] guard_design: expected one of {', '.join(GUARD_DESIGNS)}, got {raw!r}")
-    return raw
+    raw = _get("guard_design")
+    if raw is None:
+        return GUARD_DESIGNS[0]
+    if raw.strip().lower() not in GUARD_DESIGNS:
+        raise _invalid("guard_design", raw, f"one of: {', '.join(GUARD_DESIGNS)}")
+    return raw.strip().lower()
 
 
 def guard_poll_seconds() -> float:
     """How often a waiting run checks, in the triggerer, whether its configuration is free."""
-    raw = _get("guard_poll_seconds")
-    return float(raw) if raw else 5.0
+    return _get_seconds("guard_poll_seconds", 5.0, minimum=0.1, maximum=3600)
 
 
 def default_timezone() -> str:
@@ -203,7 +247,7 @@ DEFAULT_WEBHOOK_MAX_BYTES = 10 * 1024 * 1024
 
 def webhook_max_bytes() -> int:
     """The largest webhook body accepted (10 MiB by default); a larger one is answered 413."""
-    return _get_int("webhook_max_bytes", DEFAULT_WEBHOOK_MAX_BYTES)
+    return _get_int("webhook_max_bytes", DEFAULT_WEBHOOK_MAX_BYTES, maximum=MAX_BYTES_LIMIT)
 
 
 DEFAULT_WEBHOOK_MAX_RECORDS = 10_000
@@ -214,4 +258,41 @@ def webhook_max_records() -> int:
 
     The byte limit alone lets one small-record body hold hundreds of thousands of entities.
     """
-    return _get_int("webhook_max_records", DEFAULT_WEBHOOK_MAX_RECORDS)
+    return _get_int("webhook_max_records", DEFAULT_WEBHOOK_MAX_RECORDS, maximum=10_000_000)
+
+
+CHECKED: dict[str, Callable[[], object]] = {
+    "data_folder": data_folder,
+    "store_conn_id": store_conn_id,
+    "store_auto_migrate": store_auto_migrate,
+    "prevent_duplicates": prevent_duplicates,
+    "guard_design": guard_design,
+    "guard_lease_minutes": guard_lease_minutes,
+    "guard_poll_seconds": guard_poll_seconds,
+    "stuck_after_minutes": stuck_after_minutes,
+    "max_attempts": max_attempts,
+    "ui_editing": ui_editing,
+    "yaml_max_bytes": yaml_max_bytes,
+    "yaml_max_nodes": yaml_max_nodes,
+    "webhook_max_bytes": webhook_max_bytes,
+    "webhook_max_records": webhook_max_records,
+}
+"""Every setting with a value to check, read as the code reads it. The two folders are the catalog's own
+problems (``catalog.load_catalog``: not set, or not a folder)."""
+
+
+def problems() -> list[Problem]:
+    """A problem per setting of ``CHECKED`` whose value cannot be used: all of them at once.
+
+    ``catalog.load_catalog`` reports them with the files' problems, so a typo is the problems DAG file's
+    import error and a ``scheduled-jobs validate`` line, not only a log line of the DAG processor.
+    """
+    from scheduled_jobs.exceptions import SettingError
+
+    found = []
+    for read in CHECKED.values():
+        try:
+            read()
+        except SettingError as exc:
+            found.append(exc.problem)
+    return found

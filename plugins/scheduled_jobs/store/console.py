@@ -365,10 +365,14 @@ def _act(engine: Engine, selection: Selection, action: str, apply: Any) -> Actio
     return result
 
 
-def _free(conn: Connection, ids: Sequence[int], eligible: Sequence[ColumnElement[bool]]) -> list[int]:
+def _free(
+    conn: Connection, ids: Sequence[int], eligible: Sequence[ColumnElement[bool]], *, deleting: bool = False
+) -> list[int]:
     """The eligible ones of ``ids``, locked ``SKIP LOCKED`` on PostgreSQL: an action never waits for a row
-    another transaction holds (an exporter's settle, a requeue); such a row is busy, counted not eligible."""
-    return [int(r.id) for r in lock_tasks(conn, select(tasks.c.id).where(tasks.c.id.in_(ids), *eligible), wait=False)]
+    another transaction holds (an exporter's settle, a requeue, a prune batch that keeps it as an entity's
+    newest task); such a row is busy, counted not eligible."""
+    query = select(tasks.c.id).where(tasks.c.id.in_(ids), *eligible)
+    return [int(r.id) for r in lock_tasks(conn, query, wait=False, deleting=deleting)]
 
 
 def _update_returning(
@@ -433,7 +437,7 @@ def delete_tasks(engine: Engine, selection: Selection, actor: Actor) -> ActionRe
 
     def apply(conn: Connection, ids: Sequence[int], conditions: Sequence[ColumnElement[bool]]) -> list[int]:
         eligible = (tasks.c.status != TaskStatus.PROCESSING.value, *conditions)
-        free = _free(conn, ids, eligible)
+        free = _free(conn, ids, eligible, deleting=True)
         if not free:
             return []
         statement = delete(tasks).where(tasks.c.id.in_(free), *eligible).returning(tasks.c.id)
@@ -481,14 +485,26 @@ def prune_tasks(engine: Engine, older_than: dt.datetime, *, batch_size: int = 10
     while True:
         with engine.begin() as conn:
             started = time.monotonic()  # the lock held from here (BEGIN IMMEDIATE may have waited for it)
-            found = lock_tasks(conn, select(tasks.c.id).where(tasks.c.id > after, *old).limit(batch_size), wait=False)
+            candidates = select(tasks.c.id, tasks.c.route, tasks.c.entity_key).where(tasks.c.id > after, *old)
+            found = lock_tasks(conn, candidates.limit(batch_size), wait=False, deleting=True)
             ids = [int(r.id) for r in found]
             if not ids:
                 break
-            deleted = [
-                int(i)
-                for i in conn.execute(delete(tasks).where(tasks.c.id.in_(ids), *old).returning(tasks.c.id)).scalars()
-            ]
+            # "A newer task exists" is only true while that task does: a delete beside prune, not committed
+            # yet, is invisible to prune's statements. So each candidate goes only below a newest task held
+            # FOR KEY SHARE until this batch commits, which no delete can take meanwhile.
+            newest = _held_newest(conn, ids)
+            safe = [task for task in ids if newest.get(task, 0) > task]
+            deleted = (
+                [
+                    int(i)
+                    for i in conn.execute(
+                        delete(tasks).where(tasks.c.id.in_(safe), *old).returning(tasks.c.id)
+                    ).scalars()
+                ]
+                if safe
+                else []
+            )
             if deleted:
                 result.events_deleted += int(
                     conn.execute(delete(task_events).where(task_events.c.task_id.in_(deleted))).rowcount
@@ -501,3 +517,31 @@ def prune_tasks(engine: Engine, older_than: dt.datetime, *, batch_size: int = 10
         if sqlite:
             time.sleep(max(SQLITE_PRUNE_PAUSE, time.monotonic() - started))
     return result
+
+
+def _held_newest(conn: Connection, candidates: Sequence[int]) -> dict[int, int]:
+    """Each candidate's id to the id of its entity's newest task (on its route), held ``FOR KEY SHARE SKIP
+    LOCKED`` on PostgreSQL until the transaction ends.
+
+    A candidate whose entity's newest task another transaction holds for a delete (or has just deleted) is
+    left out: prune keeps it this time. A settle's or a claim's lock (``FOR NO KEY UPDATE``) does not
+    conflict, so prune goes on beside the exports. SQLite's ``BEGIN IMMEDIATE`` already holds everything.
+    """
+    candidate, newer = tasks.alias("candidate"), tasks.alias("newer")
+    # One backward step on the (route, entity_key, id) index per candidate.
+    newest_of = (
+        select(newer.c.id)
+        .where(newer.c.route == candidate.c.route, newer.c.entity_key == candidate.c.entity_key)
+        .order_by(newer.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    found = conn.execute(select(candidate.c.id, newest_of.label("newest")).where(candidate.c.id.in_(candidates)))
+    newest = {int(row.id): int(row.newest) for row in found if row.newest is not None}
+    # Then those rows by id (a join of the two would read the whole table on PostgreSQL); one deleted
+    # meanwhile is gone, one a delete holds is skipped.
+    lock = select(tasks.c.id).where(tasks.c.id.in_(set(newest.values()))).order_by(tasks.c.id)
+    if conn.dialect.name == "postgresql":
+        lock = lock.with_for_update(read=True, key_share=True, skip_locked=True, of=tasks)
+    held = {int(i) for i in conn.execute(lock).scalars()} if newest else set()
+    return {task: top for task, top in newest.items() if top in held}

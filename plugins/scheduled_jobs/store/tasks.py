@@ -125,7 +125,7 @@ def record_events(conn: Connection, kind: str, actor: Actor | None, details: Map
     conn.execute(task_events.insert(), rows)
 
 
-def lock_tasks(conn: Connection, query: Select[Any], *, wait: bool) -> Sequence[Any]:
+def lock_tasks(conn: Connection, query: Select[Any], *, wait: bool, deleting: bool = False) -> Sequence[Any]:
     """The rows of ``query`` (over the task table) in ascending id order, locked on PostgreSQL.
 
     The rule that keeps writers out of a deadlock: a writer that may wait for a row lock (``wait=True``:
@@ -133,10 +133,15 @@ def lock_tasks(conn: Connection, query: Select[Any], *, wait: bool) -> Sequence[
     other writer over many rows (user actions, requeue, repair, prune) takes them ``SKIP LOCKED`` and
     so never waits. The caller then changes only the rows it got, under the same conditions. SQLite
     needs none of it: ``BEGIN IMMEDIATE`` holds the whole database.
+
+    The lock is ``FOR NO KEY UPDATE`` for a writer that only changes a task (what an ``UPDATE`` takes
+    anyway), ``FOR UPDATE`` for one that deletes it (``deleting``). Prune holds each entity's newest task
+    ``FOR KEY SHARE`` while it deletes the older ones: only a delete conflicts with that, so no delete can
+    take the task prune's decision rests on, and no claim or settle is held up by it.
     """
     query = query.order_by(tasks.c.id)
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=not wait, of=tasks)
+        query = query.with_for_update(skip_locked=not wait, of=tasks, key_share=not deleting)
     return conn.execute(query).all()
 
 
@@ -282,8 +287,9 @@ class TaskStore:
         if up_to_id is not None:
             chosen = chosen.where(candidate.c.id <= up_to_id)
         if self.engine.dialect.name == "postgresql":
-            # Concurrent exporters skip each other's rows instead of waiting for them.
-            chosen = chosen.with_for_update(skip_locked=True)
+            # Concurrent exporters skip each other's rows instead of waiting for them. NO KEY UPDATE: a claim
+            # only updates its rows, and so never skips one that prune holds FOR KEY SHARE (lock_tasks).
+            chosen = chosen.with_for_update(skip_locked=True, key_share=True)
         picked = chosen.cte("picked").prefix_with("MATERIALIZED")
         statement = (
             update(tasks)
