@@ -9,6 +9,7 @@ last one). Standard library only; it serves 127.0.0.1 and nothing else.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -30,7 +31,7 @@ def orders(count: int) -> list[dict[str, object]]:
 
 def handler_for(all_orders: list[dict[str, object]]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             url = urlsplit(self.path)
             if url.path != "/v1/orders":
                 self._answer(404, {"error": "not found"})
@@ -53,7 +54,7 @@ def handler_for(all_orders: list[dict[str, object]]) -> type[BaseHTTPRequestHand
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's name)
+        def log_message(self, format: str, *args: object) -> None:
             pass  # quiet: the tutorial's shell shows Airflow's output, not each request
 
     return Handler
@@ -66,10 +67,8 @@ def main() -> None:
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), handler_for(orders(args.orders)))
     print(f"shop API: http://127.0.0.1:{args.port}/v1/orders ({args.orders} orders)", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":
