@@ -7,6 +7,6 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 "$ROOT/.venv/bin/python" scripts/docs_reference.py --check || "$ROOT/.venv/bin/python" scripts/docs_reference.py
 if [ "${1:-serve}" = "build" ]; then
-  exec "$ROOT/.venv/bin/mkdocs" build --strict --quiet
+  NO_MKDOCS_2_WARNING=1 exec "$ROOT/.venv/bin/mkdocs" build --strict
 fi
-exec "$ROOT/.venv/bin/mkdocs" serve --strict --dev-addr 127.0.0.1:8000
+NO_MKDOCS_2_WARNING=1 exec "$ROOT/.venv/bin/mkdocs" serve --strict --dev-addr 127.0.0.1:8000

@@ -12,6 +12,8 @@ ruff check .
 ruff format --check .
 echo "== mypy (strict)"
 mypy
+echo "== docs (mkdocs build --strict; the references generated from the code)"
+"$ROOT/scripts/docs.sh" build
 echo "== pytest (Airflow of the lock, requirements.txt)"
 if [ $# -gt 0 ]; then
   exec python -m pytest "$@"  # a chosen set of tests: on the lock only

@@ -109,6 +109,29 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+ALLOWED: dict[str, str] = {
+    "definitions_folder": "a path without control characters",
+    "configurations_folder": "a path without control characters",
+    "data_folder": "a path without control characters",
+    "store_conn_id": "an Airflow connection id: letters, digits, _, -, ., at most 250 characters",
+    "store_auto_migrate": "true or false (also 1/0, yes/no, on/off)",
+    "stuck_after_minutes": "1 to 525600 (a year)",
+    "max_attempts": "1 to 1000",
+    "prevent_duplicates": "true or false (also 1/0, yes/no, on/off)",
+    "guard_lease_minutes": "1 to 525600 (a year)",
+    "guard_poll_seconds": "0.1 to 3600",
+    "guard_design": "inline or teardown",
+    "webhook_max_bytes": "1 to 1073741824 (1 GiB)",
+    "webhook_max_records": "1 to 10000000",
+    "yaml_max_bytes": "1 to 1073741824 (1 GiB)",
+    "ui_editing": "true or false (also 1/0, yes/no, on/off)",
+    "yaml_max_nodes": "1 to 100000000",
+}
+"""What each setting accepts: settings.py checks every value when it is read, and says this when one is not."""
+for _key, _allowed in ALLOWED.items():
+    OPTIONS[_key]["description"] += f" Allowed: {_allowed}."
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-scheduled-jobs",
