@@ -217,3 +217,21 @@ def request_parse(dag_ids: list[str]) -> int:
                 session.add(DagPriorityParsingRequest(bundle_name=bundle_name, relative_fileloc=relative_fileloc))
                 asked += 1
         return asked
+
+
+def known_dag_ids() -> frozenset[str]:
+    """Every DAG id Airflow's database holds (the web app's per-DAG authorization, ``web.access``)."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return frozenset(session.scalars(select(DagModel.dag_id)))
+
+
+def dag_team(dag_id: str) -> str | None:
+    """The team that owns a DAG (through its bundle), as Airflow's own API asks it; None: no team."""
+    from airflow.models.dag import DagModel
+
+    team: str | None = DagModel.get_team_name(dag_id)
+    return team

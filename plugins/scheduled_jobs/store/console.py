@@ -59,6 +59,8 @@ class TaskFilter:
     """Exclusive (as every ``*_before``)."""
     updated_after: dt.datetime | None = None
     updated_before: dt.datetime | None = None
+    routes: frozenset[str] | None = None
+    """The routes the caller may see (``web.access``); None: every route. Never from the caller's input."""
 
     def __post_init__(self) -> None:
         if self.status is not None and self.status not in STATUS_FILTERS:
@@ -68,6 +70,8 @@ class TaskFilter:
 @dataclass(frozen=True)
 class TaskIds:
     ids: tuple[int, ...]
+    routes: frozenset[str] | None = None
+    """As ``TaskFilter.routes``: a named task on another route is as if it did not exist."""
 
 
 Selection = TaskIds | TaskFilter
@@ -171,8 +175,14 @@ def _key_condition(filters: TaskFilter, dialect: str) -> ColumnElement[bool]:
     return and_(bounded, func.substr(column, 1, len(key)) == key)
 
 
+def _route_scope(selection: TaskFilter | TaskIds) -> list[ColumnElement[bool]]:
+    if selection.routes is None:
+        return []
+    return [tasks.c.route.in_(sorted(selection.routes))] if selection.routes else [false()]
+
+
 def _conditions(filters: TaskFilter, dialect: str) -> list[ColumnElement[bool]]:
-    found: list[ColumnElement[bool]] = []
+    found = _route_scope(filters)
     if filters.route is not None:
         found.append(tasks.c.route == filters.route)
     if filters.status == "will_retry":
@@ -343,11 +353,12 @@ def _act(engine: Engine, selection: Selection, action: str, apply: Any) -> Actio
     result = ActionResult(action)
     if isinstance(selection, TaskIds):
         ids = _valid_ids(selection.ids)
+        scope = _route_scope(selection)
         for start in range(0, len(ids), ACTION_BATCH):
             batch = ids[start : start + ACTION_BATCH]
             with engine.begin() as conn:
-                found = conn.execute(select(func.count()).where(tasks.c.id.in_(batch))).scalar_one()
-                result._add(int(found), apply(conn, batch, []))
+                found = conn.execute(select(func.count()).where(tasks.c.id.in_(batch), *scope)).scalar_one()
+                result._add(int(found), apply(conn, batch, scope))
         return result
     conditions = _conditions(selection, engine.dialect.name)
     before: int | None = None

@@ -251,11 +251,23 @@ def process_figures(engine: Engine) -> dict[str, ProcessFigures]:
     return figures
 
 
-def skipped_page(engine: Engine, configuration: str | None = None, number: int = 1, size: int = 25) -> Page:
-    """Runs skipped as duplicates, the latest first, with the run each duplicated and why."""
+def skipped_page(
+    engine: Engine,
+    configuration: str | None = None,
+    number: int = 1,
+    size: int = 25,
+    *,
+    dag_ids: frozenset[str] | None = None,
+) -> Page:
+    """Runs skipped as duplicates, the latest first, with the run each duplicated and why.
+
+    ``dag_ids``: only the runs of these DAGs (the ones the caller may see); None: every DAG's.
+    """
     query = select(skipped_runs).order_by(skipped_runs.c.skipped_at.desc(), skipped_runs.c.id.desc())
     if configuration is not None:
         query = query.where(skipped_runs.c.configuration == configuration)
+    if dag_ids is not None:
+        query = query.where(skipped_runs.c.dag_id.in_(sorted(dag_ids)))
     return _page(engine, query, number, size)
 
 

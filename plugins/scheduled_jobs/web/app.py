@@ -7,6 +7,7 @@ API server's event loop.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode
@@ -32,8 +33,9 @@ from scheduled_jobs.store import (
     skipped_page,
     stuck_tasks,
 )
+from scheduled_jobs.web import access, console, overview
 from scheduled_jobs.web import authoring as authoring_pages
-from scheduled_jobs.web import console, overview
+from scheduled_jobs.web.access import Access
 from scheduled_jobs.web.errors import parameter_errors
 from scheduled_jobs.web.handoff import hand_over
 from scheduled_jobs.web.responses import (
@@ -50,7 +52,6 @@ from scheduled_jobs.web.responses import (
     Routes,
     SkippedRun,
     TaskCount,
-    TaskDetail,
     TaskList,
     TaskRow,
     TaskWithHistory,
@@ -61,12 +62,10 @@ from scheduled_jobs.web.security import (
     CSRF_HEADER,
     SECRET_HEADER,
     USER_STATE,
-    authenticated_user,
     csrf_token,
     may_edit,
     require_csrf,
     require_dag_edit,
-    require_dag_read,
     require_dag_run_trigger,
 )
 from scheduled_jobs.web.webhooks import WRONG_SECRET, find_incoming, read_body, receive, secret_opens, webhook_actor
@@ -75,6 +74,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from sqlalchemy.engine import Engine
+
+    from scheduled_jobs.models.configurations import Configurations
 
 PAGE_SIZE = 25
 JOBS_PAGE_SIZE = 50
@@ -90,6 +91,9 @@ Before = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 """The task list's keyset: tasks with a smaller id (older) than this; absent for the newest."""
 Filter = Annotated[TaskFilter, Depends(console.task_filter)]
 """The task list's filters as query parameters, each checked (422 naming the one refused)."""
+Reader = Annotated[Access, Depends(access.reader)]
+"""The caller's rights (``access``): every read is filtered to the DAGs the caller may read."""
+SignedIn = Annotated[Access, Depends(access.signed_in)]
 _TEMPLATES = Path(__file__).parent / "templates"
 
 # Autoescape everything: names, payloads and errors come from users and from remote systems.
@@ -134,28 +138,34 @@ def _forms(request: Request) -> dict[str, Any]:
     return {"can_edit": may_edit(user), "csrf": token, "csrf_field": CSRF_FIELD}
 
 
-def _task(task_id: int) -> TaskDetail:
-    detail = overview.task(_engine(), task_id)
-    if detail is None:
-        raise HTTPException(404, f"no task has id {task_id}")
-    return detail
+def _scoped(found: TaskFilter, who: Access, method: Literal["GET", "PUT"] = "GET") -> TaskFilter:
+    """The filter within the routes the caller may read (GET) or act on (PUT)."""
+    return dataclasses.replace(found, routes=who.routes(method))
+
+
+def _no_task(task_id: int) -> HTTPException:
+    return HTTPException(404, f"no task has id {task_id}")
 
 
 # -- pages ------------------------------------------------------------------------------------------
 
-pages = APIRouter(dependencies=[Depends(require_dag_read)], default_response_class=HTMLResponse)
+pages = APIRouter(dependencies=[Depends(access.reader)], default_response_class=HTMLResponse)
 
 
 @pages.get("/jobs")
 async def jobs_page(
     request: Request,
+    who: Reader,
+    *,
     name: str = "",
     job: str = "",
     status: Literal["", "enabled", "disabled"] = "",
     page: PageNumber = 1,
 ) -> HTMLResponse:
     filters = overview.JobFilters(name=name, job=job if job in overview.JOB_TYPES else "", status=status)
-    found = await run_in_threadpool(lambda: overview.jobs_overview(_engine(), filters, page, JOBS_PAGE_SIZE))
+    found = await run_in_threadpool(
+        lambda: overview.jobs_overview(_engine(), filters, page, JOBS_PAGE_SIZE, catalog=who.catalog, access=who)
+    )
     return _render(
         request,
         "jobs.html",
@@ -174,19 +184,16 @@ async def cron_page(request: Request, expression: str | None = None, timezone: s
 
 @pages.get("/tasks")
 async def tasks_page(
-    request: Request, route: str | None = None, stuck_page: PageNumber = 1, errors_page: PageNumber = 1
+    request: Request, who: Reader, route: str | None = None, stuck_page: PageNumber = 1, errors_page: PageNumber = 1
 ) -> HTMLResponse:
     route = console.text("route", route, console.ROUTE_MAX)
 
     def build() -> dict[str, Any]:
-        rows = overview.route_rows(_engine())
+        rows = overview.route_rows(_engine(), who.catalog, access=who)
         values: dict[str, Any] = {"routes": rows, "route": route, "stuck": None, "errors": None}
         if route is not None:
-            engine = _engine()
-            values["stuck"] = overview.paged(
-                stuck_tasks(engine, route, overview.stuck_before(), stuck_page, PAGE_SIZE), TaskRow
-            )
-            values["errors"] = overview.paged(latest_errors(engine, route, errors_page, PAGE_SIZE), TaskRow)
+            values["stuck"] = _stuck(who, route, stuck_page, PAGE_SIZE)
+            values["errors"] = _errors(who, route, errors_page, PAGE_SIZE)
         values["stuck_after_minutes"] = settings.stuck_after_minutes()
         return values
 
@@ -199,17 +206,31 @@ async def open_task(id: Annotated[int, Query(ge=1, le=MAX_ID)]) -> RedirectRespo
     return RedirectResponse(f"tasks/{id}", status_code=303)
 
 
-def _configured_routes() -> list[str]:
-    return sorted(current_configurations().routes.valid)
+def _stuck(who: Access, route: str, page: int, size: int) -> Paged[TaskRow]:
+    """A route's stuck tasks; a route the caller may not read has none, as a route that does not exist."""
+    if not who.may_route("GET", route):
+        return overview.paged(overview.empty_page(page, size), TaskRow)
+    return overview.paged(stuck_tasks(_engine(), route, overview.stuck_before(), page, size), TaskRow)
+
+
+def _errors(who: Access, route: str, page: int, size: int) -> Paged[TaskRow]:
+    if not who.may_route("GET", route):
+        return overview.paged(overview.empty_page(page, size), TaskRow)
+    return overview.paged(latest_errors(_engine(), route, page, size), TaskRow)
+
+
+def _configured_routes(who: Access) -> list[str]:
+    readable = who.routes("GET")
+    return sorted(r for r in current_configurations().routes.valid if readable is None or r in readable)
 
 
 @pages.get("/tasks/list")
-async def task_list_page(request: Request, found: Filter, before: Before = None) -> HTMLResponse:
+async def task_list_page(request: Request, who: Reader, found: Filter, before: Before = None) -> HTMLResponse:
     """Every task the filters keep, newest first, 50 a page (keyset: ``before`` an id), with the actions."""
 
     def build() -> dict[str, Any]:
-        listed = console.task_list(_engine(), found, before, console.LIST_SIZE)
-        return {"listed": listed, "routes": _configured_routes()}
+        listed = console.task_list(_engine(), _scoped(found, who), before, console.LIST_SIZE)
+        return {"listed": listed, "routes": _configured_routes(who)}
 
     values = console.filter_values(found)
     return _render(
@@ -227,47 +248,49 @@ async def task_list_page(request: Request, found: Filter, before: Before = None)
 
 
 @pages.get("/tasks/{task_id}")
-async def task_page(request: Request, task_id: TaskId) -> HTMLResponse:
-    detail = await run_in_threadpool(_task_with_history, task_id)
+async def task_page(request: Request, who: Reader, task_id: TaskId) -> HTMLResponse:
+    detail = await run_in_threadpool(_task_with_history, who, task_id)
     return _render(request, "task.html", "tasks", task=detail, payload=_pretty(detail.payload))
 
 
 @pages.get("/entity")
-async def entity_page(request: Request, route: str = "", entity_key: str = "") -> HTMLResponse:
+async def entity_page(request: Request, who: Reader, route: str = "", entity_key: str = "") -> HTMLResponse:
     """Every task made for one entity key on a route, newest first, and the content it last had."""
-    found = await run_in_threadpool(_entity, route, entity_key)
+    found = await run_in_threadpool(_entity, who, route, entity_key)
     return _render(request, "entity.html", "tasks", entity=found, payload=_pretty(found.last_payload))
 
 
-def _task_with_history(task_id: int) -> TaskWithHistory:
+def _task_with_history(who: Access, task_id: int) -> TaskWithHistory:
     detail = console.task_with_history(_engine(), task_id)
-    if detail is None:
-        raise HTTPException(404, f"no task has id {task_id}")
+    if detail is None or not who.may_route("GET", detail.route):
+        raise _no_task(task_id)  # one that may not be read is one that does not exist
     return detail
 
 
-def _entity(route: str, entity_key: str) -> EntityPage:
-    found = console.entity_page(_engine(), route, entity_key)
+def _entity(who: Access, route: str, entity_key: str) -> EntityPage:
+    found = console.entity_page(_engine(), route, entity_key) if who.may_route("GET", route) else None
     if found is None:
         raise HTTPException(404, f"no entity {entity_key!r} on route {route!r}")
     return found
 
 
 @pages.get("/processes")
-async def processes_page(request: Request, configuration: str | None = None, page: PageNumber = 1) -> HTMLResponse:
+async def processes_page(
+    request: Request, who: Reader, configuration: str | None = None, page: PageNumber = 1
+) -> HTMLResponse:
     configuration = console.text("configuration", configuration, console.CONFIGURATION_MAX)
 
     def build() -> dict[str, Any]:
         engine = _engine()
-        rows = overview.process_rows(engine)
-        history = console.process_history(engine)
+        rows = overview.process_rows(engine, who.catalog, access=who)
+        history = _history(who, None, console.HISTORY_PER_CONFIGURATION)
         names = [row.configuration for row in rows]
         return {
             "rows": rows,
-            "skipped": overview.paged(skipped_page(engine, configuration, page, PAGE_SIZE), SkippedRun),
+            "skipped": _skipped(who, configuration, page, PAGE_SIZE),
             "configuration": configuration,
             "history": history.configurations,
-            "skipped_of": console.skipped_of(engine, names, 5),
+            "skipped_of": console.skipped_of(engine, names, 5, dag_ids=who.skipped_dags()),
         }
 
     return _render(request, "processes.html", "processes", **await run_in_threadpool(build))
@@ -275,6 +298,25 @@ async def processes_page(request: Request, configuration: str | None = None, pag
 
 def _pretty(payload: Any) -> str:
     return console.pretty(payload)
+
+
+def _skipped(who: Access, configuration: str | None, page: int, size: int) -> Paged[SkippedRun]:
+    found = skipped_page(_engine(), configuration, page, size, dag_ids=who.skipped_dags())
+    return overview.paged(found, SkippedRun)
+
+
+def _history(who: Access, configuration: str | None, per_configuration: int) -> ProcessHistory:
+    """The runs of the configurations the caller may see, and of the DAGs it may see only."""
+    found = console.process_history(_engine(), configuration, per_configuration)
+    visible, dags = who.configurations("GET"), who.skipped_dags()
+    if visible is None and dags is None:
+        return found
+    kept = {
+        name: [run for run in runs if dags is None or run.dag_id in dags]
+        for name, runs in found.configurations.items()
+        if visible is None or name in visible
+    }
+    return ProcessHistory(configurations={name: runs for name, runs in kept.items() if runs})
 
 
 # -- the pages' actions (forms) -----------------------------------------------------------------------
@@ -311,18 +353,17 @@ def _field(form: list[tuple[str, str]], name: str) -> str | None:
 
 
 @page_actions.post("/tasks/actions")
-async def task_action_form(request: Request) -> HTMLResponse:
+async def task_action_form(request: Request, who: SignedIn) -> HTMLResponse:
     """The forms of the task list and a task's page: ``do`` is ``<action>-selected`` or ``<action>-matching``.
 
     Selected tasks are acted on at once. "Everything matching" first shows the count and asks to
     confirm; the confirmation sends that count back, and a filter whose count changed meanwhile is
     shown again with the new count, changing nothing.
     """
-    user = await authenticated_user(request)
+    user = who.user
     form = await _form(request)
     require_csrf(request, user, _field(form, CSRF_FIELD))
     require_dag_edit(user)
-    setattr(request.state, USER_STATE, user)
     back = _field(form, "back") or ""
     try:
         do = _field(form, "do") or ""
@@ -338,19 +379,21 @@ async def task_action_form(request: Request) -> HTMLResponse:
                 f"goes with Skip, not {act.capitalize()}: press Skip, or clear the reason; nothing was changed",
             )
         if scope == "selected":
-            selection = console.task_ids([value for key, value in form if key == "id"])
+            named_ids = console.task_ids([value for key, value in form if key == "id"])
+            selection = dataclasses.replace(named_ids, routes=who.routes("PUT"))
             outcome = await run_in_threadpool(
                 lambda: console.run_action(_engine(), act, selection, user=user, reason=reason, via="page")
             )
             return _render(request, "action_done.html", "tasks", outcome=outcome, back=back, filter_query="")
         values = {name: _field(form, name) for name in _FILTER_FIELDS}
-        found = console.task_filter(**{**values, "prefix": values["prefix"] in ("1", "true", "on")})  # type: ignore[arg-type]
+        asked = console.task_filter(**{**values, "prefix": values["prefix"] in ("1", "true", "on")})  # type: ignore[arg-type]
+        found = _scoped(asked, who, "PUT")
         count = await run_in_threadpool(console.current_count, _engine(), found)
         confirmed_text = _field(form, "confirm_count") or ""
         confirmed = (
             int(confirmed_text) if console.is_whole_number(confirmed_text) and len(confirmed_text) < 10 else None
         )
-        filter_values = console.filter_values(found)
+        filter_values = console.filter_values(asked)
         console.require_within_action_cap(count)
         if confirmed is None or confirmed != count:
             return _render(
@@ -364,7 +407,7 @@ async def task_action_form(request: Request) -> HTMLResponse:
                 changed_from=confirmed,
                 reason=reason,
                 filter_values=filter_values,
-                filter_text=console.describe_filter(found),
+                filter_text=console.describe_filter(asked),
                 filter_query=urlencode(filter_values),
             )
         outcome = await run_in_threadpool(
@@ -383,11 +426,13 @@ async def task_action_form(request: Request) -> HTMLResponse:
 
 # -- JSON API ---------------------------------------------------------------------------------------
 
-api = APIRouter(prefix="/api", dependencies=[Depends(require_dag_read)])
+api = APIRouter(prefix="/api", dependencies=[Depends(access.reader)])
 
 
 @api.get("/jobs")
 async def jobs_api(
+    who: Reader,
+    *,
     name: str = "",
     job: str = "",
     status: Literal["", "enabled", "disabled"] = "",
@@ -395,7 +440,9 @@ async def jobs_api(
     size: int = Query(JOBS_PAGE_SIZE, ge=1, le=1000),
 ) -> JobsPage:
     filters = overview.JobFilters(name=name, job=job, status=status)
-    return await run_in_threadpool(lambda: overview.jobs_overview(_engine(), filters, page, size))
+    return await run_in_threadpool(
+        lambda: overview.jobs_overview(_engine(), filters, page, size, catalog=who.catalog, access=who)
+    )
 
 
 @api.get("/cron")
@@ -406,87 +453,90 @@ async def cron_api(
 
 
 @api.get("/routes")
-async def routes_api() -> Routes:
-    rows = await run_in_threadpool(lambda: overview.route_rows(_engine()))
+async def routes_api(who: Reader) -> Routes:
+    rows = await run_in_threadpool(lambda: overview.route_rows(_engine(), who.catalog, access=who))
     return Routes(routes=rows, stuck_after_minutes=settings.stuck_after_minutes())
 
 
 @api.get("/routes/{route}/stuck")
-async def stuck_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> Paged[TaskRow]:
+async def stuck_api(
+    who: Reader, route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)
+) -> Paged[TaskRow]:
     console.text("route", route, console.ROUTE_MAX)
-    found = await run_in_threadpool(lambda: stuck_tasks(_engine(), route, overview.stuck_before(), page, size))
-    return overview.paged(found, TaskRow)
+    return await run_in_threadpool(_stuck, who, route, page, size)
 
 
 @api.get("/routes/{route}/errors")
-async def errors_api(route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)) -> Paged[TaskRow]:
+async def errors_api(
+    who: Reader, route: str, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)
+) -> Paged[TaskRow]:
     console.text("route", route, console.ROUTE_MAX)
-    found = await run_in_threadpool(lambda: latest_errors(_engine(), route, page, size))
-    return overview.paged(found, TaskRow)
+    return await run_in_threadpool(_errors, who, route, page, size)
 
 
 @api.get("/tasks")
 async def task_list_api(
-    found: Filter, before: Before = None, size: int = Query(console.LIST_SIZE, ge=1, le=console.MAX_LIST_SIZE)
+    who: Reader,
+    found: Filter,
+    before: Before = None,
+    size: int = Query(console.LIST_SIZE, ge=1, le=console.MAX_LIST_SIZE),
 ) -> TaskList:
     """Tasks newest first; the next (older) page is ``before=<next_before>``, with the same filters."""
-    return await run_in_threadpool(console.task_list, _engine(), found, before, size)
+    return await run_in_threadpool(console.task_list, _engine(), _scoped(found, who), before, size)
 
 
 @api.get("/tasks/count")
-async def task_count_api(found: Filter) -> TaskCount:
-    """How many tasks a filter matches: the ``confirm_count`` an action on that filter sends."""
-    count = await run_in_threadpool(console.current_count, _engine(), found)
+async def task_count_api(who: Reader, found: Filter) -> TaskCount:
+    """How many tasks a filter matches among those the caller may act on: the ``confirm_count`` an action sends."""
+    count = await run_in_threadpool(console.current_count, _engine(), _scoped(found, who, "PUT"))
     return TaskCount(count=count, cap=console.COUNT_CAP, more_than_cap=count > console.COUNT_CAP)
 
 
 @api.get("/tasks/{task_id}")
-async def task_api(task_id: TaskId) -> TaskWithHistory:
+async def task_api(who: Reader, task_id: TaskId) -> TaskWithHistory:
     """The task, its payload, and its history (oldest first)."""
-    return await run_in_threadpool(_task_with_history, task_id)
+    return await run_in_threadpool(_task_with_history, who, task_id)
 
 
 @api.get("/entities/{route}/{entity_key:path}")
-async def entity_api(route: str, entity_key: str) -> EntityPage:
+async def entity_api(who: Reader, route: str, entity_key: str) -> EntityPage:
     """An entity's tasks (newest first) and its last content; the key may hold ``/`` (or send it encoded)."""
-    return await run_in_threadpool(_entity, route, entity_key)
+    return await run_in_threadpool(_entity, who, route, entity_key)
 
 
 @api.get("/entity")
-async def entity_query_api(route: str = "", entity_key: str = "") -> EntityPage:
+async def entity_query_api(who: Reader, route: str = "", entity_key: str = "") -> EntityPage:
     """The same as ``/entities/<route>/<key>``, for keys easier sent as query parameters."""
-    return await run_in_threadpool(_entity, route, entity_key)
+    return await run_in_threadpool(_entity, who, route, entity_key)
 
 
 @api.get("/csrf-token")
-async def csrf_token_api(request: Request) -> CsrfToken:
+async def csrf_token_api(request: Request, who: Reader) -> CsrfToken:
     """The token a script signed in by the UI's session cookie sends as the X-CSRF-Token header of a POST."""
-    user = getattr(request.state, USER_STATE)
-    return CsrfToken(token=csrf_token(user), header=CSRF_HEADER, field=CSRF_FIELD)
+    return CsrfToken(token=csrf_token(who.user), header=CSRF_HEADER, field=CSRF_FIELD)
 
 
 @api.get("/processes")
-async def processes_api() -> Processes:
-    rows = await run_in_threadpool(lambda: overview.process_rows(_engine()))
+async def processes_api(who: Reader) -> Processes:
+    rows = await run_in_threadpool(lambda: overview.process_rows(_engine(), who.catalog, access=who))
     return Processes(processes=rows)
 
 
 @api.get("/processes/history")
 async def process_history_api(
-    configuration: str | None = None, per_configuration: int = Query(10, ge=1, le=100)
+    who: Reader, configuration: str | None = None, per_configuration: int = Query(10, ge=1, le=100)
 ) -> ProcessHistory:
     """Per configuration its last runs: state (Airflow's when ours was left running), duration, figures, links."""
     checked = console.text("configuration", configuration, console.CONFIGURATION_MAX)
-    return await run_in_threadpool(console.process_history, _engine(), checked, per_configuration)
+    return await run_in_threadpool(_history, who, checked, per_configuration)
 
 
 @api.get("/processes/skipped")
 async def skipped_api(
-    configuration: str | None = None, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)
+    who: Reader, configuration: str | None = None, page: PageNumber = 1, size: int = Query(PAGE_SIZE, ge=1, le=500)
 ) -> Paged[SkippedRun]:
     configuration = console.text("configuration", configuration, console.CONFIGURATION_MAX)
-    found = await run_in_threadpool(lambda: skipped_page(_engine(), configuration, page, size))
-    return overview.paged(found, SkippedRun)
+    return await run_in_threadpool(_skipped, who, configuration, page, size)
 
 
 # -- the JSON API's actions ---------------------------------------------------------------------------
@@ -494,12 +544,13 @@ async def skipped_api(
 actions = APIRouter(prefix="/api/tasks")
 
 
-async def _api_action(request: Request, action: console.Action) -> ActionOutcome | JSONResponse:
-    user = await authenticated_user(request)
+async def _api_action(request: Request, who: Access, action: console.Action) -> ActionOutcome | JSONResponse:
+    user = who.user
     require_csrf(request, user, request.headers.get(CSRF_HEADER))
     require_dag_edit(user)
     body = await console.read_body(request.stream(), request.headers.get("content-length"))
-    selection, confirmed, reason = console.action_request(body, action)
+    asked, confirmed, reason = console.action_request(body, action)
+    selection = dataclasses.replace(asked, routes=who.routes("PUT"))
     if confirmed is not None and isinstance(selection, TaskFilter):
         count = await run_in_threadpool(console.current_count, _engine(), selection)
         console.require_within_action_cap(count)
@@ -515,21 +566,21 @@ async def _api_action(request: Request, action: console.Action) -> ActionOutcome
 
 
 @actions.post("/retry", response_model=ActionOutcome)
-async def retry_api(request: Request) -> ActionOutcome | JSONResponse:
+async def retry_api(request: Request, who: SignedIn) -> ActionOutcome | JSONResponse:
     """Failed or skipped tasks back to "new": ``{"ids": [...]}`` or ``{"filter": {...}, "confirm_count": N}``."""
-    return await _api_action(request, "retry")
+    return await _api_action(request, who, "retry")
 
 
 @actions.post("/skip", response_model=ActionOutcome)
-async def skip_api(request: Request) -> ActionOutcome | JSONResponse:
+async def skip_api(request: Request, who: SignedIn) -> ActionOutcome | JSONResponse:
     """New or failed tasks to "skipped", with a ``reason``."""
-    return await _api_action(request, "skip")
+    return await _api_action(request, who, "skip")
 
 
 @actions.post("/delete", response_model=ActionOutcome)
-async def delete_api(request: Request) -> ActionOutcome | JSONResponse:
+async def delete_api(request: Request, who: SignedIn) -> ActionOutcome | JSONResponse:
     """Tasks deleted with their history (any status but processing); the audit log keeps the action."""
-    return await _api_action(request, "delete")
+    return await _api_action(request, who, "delete")
 
 
 # -- webhooks ---------------------------------------------------------------------------------------
@@ -542,7 +593,9 @@ def _refused(status: int, detail: Any, headers: Mapping[str, str] | None = None)
 
 
 @webhooks.post("/{incoming_configuration}", status_code=202, response_model=WebhookReceipt)
-async def push(incoming_configuration: str, request: Request) -> WebhookReceipt | JSONResponse:
+async def push(
+    incoming_configuration: str, request: Request, who: Annotated[Access | None, Depends(access.webhook_caller)]
+) -> WebhookReceipt | JSONResponse:
     """Entities in, 202 with the new task ids; the real-time routes' exports are handed to Airflow.
 
     Authentication before existence: a caller without a valid token, or with a secret that does not
@@ -551,17 +604,18 @@ async def push(incoming_configuration: str, request: Request) -> WebhookReceipt 
     """
     offered = request.headers.get(SECRET_HEADER) or None  # an empty secret is no secret: a token is needed
     user_name = None
-    if offered is None:
-        user = await authenticated_user(request)
-        require_dag_run_trigger(user)
-        user_name = user.get_name()
+    if who is not None:
+        require_dag_run_trigger(who.user)
+        user_name = who.user.get_name()
     configurations = await run_in_threadpool(current_configurations)
     if offered is not None and not await run_in_threadpool(
         secret_opens, configurations, incoming_configuration, offered
     ):
         return _refused(403, WRONG_SECRET)
     try:
-        incoming = find_incoming(configurations, incoming_configuration)
+        # One the caller may not push to is one that does not exist: the same 404, naming only what it may see.
+        visible = await run_in_threadpool(_visible_incoming, configurations, who)
+        incoming = find_incoming(visible, incoming_configuration)
         body = await read_body(request.stream(), request.headers.get("content-length"), settings.webhook_max_bytes())
         the_store = await run_in_threadpool(store)
         limit = settings.webhook_max_records()
@@ -575,6 +629,17 @@ async def push(incoming_configuration: str, request: Request) -> WebhookReceipt 
             hand_over, receipt.realtime_routes, incoming.identifier, len(receipt.task_ids)
         )
     return receipt
+
+
+def _visible_incoming(configurations: Configurations, who: Access | None) -> Configurations:
+    """The configurations with only the incoming ones the caller may push to (all, for the webhook's secret)."""
+    if who is None:
+        return configurations
+    shown = {name: loaded for name, loaded in configurations.incoming.valid.items() if who.may_push(name)}
+    if len(shown) == len(configurations.incoming.valid):
+        return configurations
+    shelf = dataclasses.replace(configurations.incoming, valid=shown, invalid={})
+    return dataclasses.replace(configurations, incoming=shelf)
 
 
 def create_app() -> FastAPI:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import zoneinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 from airflow.api_fastapi.app import get_auth_manager
@@ -26,15 +26,9 @@ from scheduled_jobs import airflow_runs, authoring, settings
 from scheduled_jobs.catalog import ScheduledJob, current_catalog, current_configurations
 from scheduled_jobs.cron_checker import check_cron
 from scheduled_jobs.models.jobs import LABELS
-from scheduled_jobs.web import console
-from scheduled_jobs.web.security import (
-    CSRF_FIELD,
-    USER_STATE,
-    authenticated_user,
-    require_csrf,
-    require_dag_edit,
-    require_dag_read,
-)
+from scheduled_jobs.web import access, console
+from scheduled_jobs.web.access import Access
+from scheduled_jobs.web.security import CSRF_FIELD, require_csrf, require_dag_edit
 
 if TYPE_CHECKING:
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
@@ -47,6 +41,8 @@ MAX_FIELDS = 60
 FIRE_TIMES = 5
 
 router = APIRouter(default_response_class=HTMLResponse)
+Reader = Annotated[Access, Depends(access.reader)]
+SignedIn = Annotated[Access, Depends(access.signed_in)]
 
 
 def install(app: FastAPI, environment: Environment) -> None:
@@ -114,24 +110,28 @@ def _render(request: Request, status_code: int = 200, **values: Any) -> HTMLResp
     return render_page(request, "job_form.html", "jobs", status_code=status_code, **values)
 
 
-def _job(identifier: str) -> ScheduledJob:
+def _job(identifier: str, who: Access, method: Literal["GET", "PUT"] = "GET") -> ScheduledJob:
+    """The job, if the caller may read its DAG (404 as for a job that does not exist) and, for a save or a
+    toggle (PUT), edit it (403)."""
     checked = console.text("identifier", identifier, authoring.TEXT_LIMIT)
     job = current_catalog().jobs.get(checked or "")
-    if job is None:
+    if job is None or not who.may_dag("GET", job.identifier):
         raise HTTPException(404, f"identifier: no valid scheduled job has identifier {identifier[:80]!r}")
+    if method == "PUT" and not who.may_dag("PUT", job.identifier):
+        raise HTTPException(403, f"Forbidden: saving job {job.identifier!r} needs the right to edit its DAG")
     return job
 
 
 # -- reading a POST -------------------------------------------------------------------------------
 
 
-async def _form(request: Request, *, preview_allowed: bool = False) -> tuple[BaseUser, dict[str, str]]:
+async def _form(request: Request, who: Access, *, preview_allowed: bool = False) -> tuple[BaseUser, dict[str, str]]:
     """The signed-in user and the form's fields (first value of each), once CSRF and the right to edit hold.
 
     ``preview_allowed``: a form's "Show the YAML" (``do=preview``) writes nothing, so reading DAGs is enough
     for it (a Viewer may copy the YAML to commit it); CSRF is checked all the same.
     """
-    user = await authenticated_user(request)
+    user = who.user
     body = await console.read_body(request.stream(), request.headers.get("content-length"))
     try:
         text = body.decode("utf-8")
@@ -151,7 +151,6 @@ async def _form(request: Request, *, preview_allowed: bool = False) -> tuple[Bas
         require_dag_edit(user, "saving scheduled jobs")
     elif not get_auth_manager().is_authorized_dag(method="GET", user=user):
         raise HTTPException(403, "Forbidden: reading scheduled jobs needs read access to DAGs")
-    setattr(request.state, USER_STATE, user)
     return user, form
 
 
@@ -180,7 +179,7 @@ def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 # -- new ------------------------------------------------------------------------------------------
 
 
-@router.get("/jobs/new", dependencies=[Depends(require_dag_read)])
+@router.get("/jobs/new", dependencies=[Depends(access.reader)])
 async def new_job_page(request: Request) -> HTMLResponse:
     values = {"job": "incoming", "priority": "0", "overlap": "buffer_one", "timezone": settings.default_timezone()}
     context = await run_in_threadpool(_context, values, mode="new")
@@ -188,8 +187,8 @@ async def new_job_page(request: Request) -> HTMLResponse:
 
 
 @router.post("/jobs/new")
-async def new_job_save(request: Request) -> HTMLResponse:
-    user, form = await _form(request, preview_allowed=True)
+async def new_job_save(request: Request, who: SignedIn) -> HTMLResponse:
+    user, form = await _form(request, who, preview_allowed=True)
 
     def work() -> tuple[int, dict[str, Any]]:
         draft, _values = authoring.new_draft(form)
@@ -204,6 +203,11 @@ async def new_job_save(request: Request) -> HTMLResponse:
                 shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft, identifier_auto=auto
             )
         assert draft.identifier is not None
+        if not who.may_dag("PUT", draft.identifier):
+            draft.problems.add("identifier", "you may not edit a DAG of this identifier; nothing was saved")
+            return 403, _context(
+                shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft, identifier_auto=auto
+            )
         try:
             saved = authoring.create(draft.identifier, draft.text)
         except authoring.AuthoringError as refusal:
@@ -234,10 +238,10 @@ async def new_job_save(request: Request) -> HTMLResponse:
 # -- edit ------------------------------------------------------------------------------------------
 
 
-@router.get("/jobs/{identifier}/edit", dependencies=[Depends(require_dag_read)])
-async def edit_job_page(request: Request, identifier: str) -> HTMLResponse:
+@router.get("/jobs/{identifier}/edit")
+async def edit_job_page(request: Request, who: Reader, identifier: str) -> HTMLResponse:
     def work() -> dict[str, Any]:
-        job = _job(identifier)
+        job = _job(identifier, who)
         try:
             data, version = authoring.read_definition(job.path)
             mapping = authoring.parse_existing(data, job.path)
@@ -253,12 +257,12 @@ async def edit_job_page(request: Request, identifier: str) -> HTMLResponse:
 
 
 @router.post("/jobs/{identifier}/edit")
-async def edit_job_save(request: Request, identifier: str) -> HTMLResponse:
-    user, form = await _form(request, preview_allowed=True)
+async def edit_job_save(request: Request, who: SignedIn, identifier: str) -> HTMLResponse:
+    user, form = await _form(request, who, preview_allowed=True)
     version = form.get("version") or ""
 
     def work() -> tuple[int, dict[str, Any]]:
-        job = _job(identifier)
+        job = _job(identifier, who, "GET" if form.get("do") == "preview" else "PUT")
         shown = {k: v for k, v in form.items() if k in authoring.FIELDS}
         shown["identifier"] = job.identifier
         more = {"mode": "edit", "identifier": job.identifier, "path": job.path, "version": version}
@@ -320,12 +324,12 @@ async def edit_job_save(request: Request, identifier: str) -> HTMLResponse:
 # -- disable / enable ------------------------------------------------------------------------------
 
 
-async def _toggle(request: Request, identifier: str, disabled: bool) -> HTMLResponse:
-    user, _form_fields = await _form(request)
+async def _toggle(request: Request, who: Access, identifier: str, disabled: bool) -> HTMLResponse:
+    user, _form_fields = await _form(request, who)
     verb = "Disabled" if disabled else "Enabled"
 
     def work() -> tuple[int, dict[str, Any]]:
-        job = _job(identifier)
+        job = _job(identifier, who, "PUT")
         more = {"identifier": job.identifier, "path": job.path}
         try:
             data, version = authoring.read_definition(job.path)
@@ -371,10 +375,10 @@ async def _toggle(request: Request, identifier: str, disabled: bool) -> HTMLResp
 
 
 @router.post("/jobs/{identifier}/disable")
-async def disable_job(request: Request, identifier: str) -> HTMLResponse:
-    return await _toggle(request, identifier, True)
+async def disable_job(request: Request, who: SignedIn, identifier: str) -> HTMLResponse:
+    return await _toggle(request, who, identifier, True)
 
 
 @router.post("/jobs/{identifier}/enable")
-async def enable_job(request: Request, identifier: str) -> HTMLResponse:
-    return await _toggle(request, identifier, False)
+async def enable_job(request: Request, who: SignedIn, identifier: str) -> HTMLResponse:
+    return await _toggle(request, who, identifier, False)

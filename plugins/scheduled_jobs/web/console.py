@@ -569,10 +569,15 @@ def process_history(
     return ProcessHistory(configurations=history)
 
 
-def skipped_of(engine: Engine, configurations: list[str], per_configuration: int) -> dict[str, list[SkippedRun]]:
-    """The latest runs skipped as duplicates of each configuration, with their reason."""
+def skipped_of(
+    engine: Engine, configurations: list[str], per_configuration: int, *, dag_ids: frozenset[str] | None = None
+) -> dict[str, list[SkippedRun]]:
+    """The latest runs skipped as duplicates of each configuration, with their reason (of ``dag_ids`` only)."""
     return {
-        name: [SkippedRun.model_validate(row) for row in skipped_page(engine, name, 1, per_configuration).rows]
+        name: [
+            SkippedRun.model_validate(row)
+            for row in skipped_page(engine, name, 1, per_configuration, dag_ids=dag_ids).rows
+        ]
         for name in configurations
     }
 

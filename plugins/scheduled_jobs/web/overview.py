@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from scheduled_jobs import airflow_runs
+    from scheduled_jobs.web.access import Access
 
 Row = TypeVar("Row", bound=BaseModel)
 FIRE_TIMES_SHOWN = 5
@@ -111,11 +112,23 @@ def job_row(job: ScheduledJob, now: dt.datetime, last: airflow_runs.LastRun | No
 
 
 def jobs_overview(
-    engine: Engine, filters: JobFilters, page: int = 1, size: int = 50, catalog: Catalog | None = None
+    engine: Engine,
+    filters: JobFilters,
+    page: int = 1,
+    size: int = 50,
+    *,
+    catalog: Catalog | None = None,
+    access: Access | None = None,
 ) -> JobsPage:
-    """One page of the jobs the filters keep, by name; fire times and runs are looked up for that page only."""
+    """One page of the jobs the filters keep, by name; fire times and runs are looked up for that page only.
+
+    ``access``: only the jobs whose DAG the caller may read count, in the list and in every total; the
+    invalid files (which belong to no DAG) are shown only to a caller who may read every DAG.
+    """
     catalog = catalog or current_catalog()
-    kept = sorted((j for j in catalog.jobs.values() if filters.keeps(j)), key=lambda j: (j.name.lower(), j.identifier))
+    readable = None if access is None else access.job_ids("GET")
+    visible = [j for j in catalog.jobs.values() if readable is None or j.identifier in readable]
+    kept = sorted((j for j in visible if filters.keeps(j)), key=lambda j: (j.name.lower(), j.identifier))
     pages = max(1, -(-len(kept) // size))
     page = min(max(1, page), pages)
     shown = kept[(page - 1) * size : page * size]
@@ -123,23 +136,28 @@ def jobs_overview(
     skipped = skipped_by_dag(engine)
     now = dt.datetime.now(dt.UTC)
     rows = [job_row(j, now, runs.get(j.identifier), skipped.get(j.identifier, 0)) for j in shown]
-    return JobsPage(
-        jobs=rows, total=len(catalog.jobs), matching=len(kept), page=page, pages=pages, invalid=list(catalog.problems)
-    )
+    invalid = list(catalog.problems) if access is None or access.unrestricted("GET") else []
+    return JobsPage(jobs=rows, total=len(visible), matching=len(kept), page=page, pages=pages, invalid=invalid)
 
 
 def stuck_before() -> dt.datetime:
     return utcnow() - dt.timedelta(minutes=settings.stuck_after_minutes())
 
 
-def route_rows(engine: Engine, catalog: Catalog | None = None) -> list[RouteRow]:
-    """Every configured route, and every route that still has tasks in the store (even if unconfigured)."""
+def empty_page(number: int, size: int) -> Page:
+    return Page([], 0, number, size)
+
+
+def route_rows(engine: Engine, catalog: Catalog | None = None, access: Access | None = None) -> list[RouteRow]:
+    """Every configured route, and every route that still has tasks in the store (even if unconfigured);
+    with ``access``, only the routes the caller may read."""
     catalog = catalog or current_catalog()
     figures = route_figures(engine, stuck_before())
     configured = catalog.configurations.routes.valid if catalog.configurations else {}
+    readable = None if access is None else access.routes("GET")
     now = utcnow()
     rows = []
-    for route in sorted(set(configured) | set(figures)):
+    for route in sorted(r for r in set(configured) | set(figures) if readable is None or r in readable):
         found = figures.get(route) or RouteFigures(route)
         model = configured[route].model if route in configured else None
         age = found.oldest_new_age(now)
@@ -162,12 +180,16 @@ def guarded_configurations(catalog: Catalog) -> set[str]:
     return {c for j in catalog.jobs.values() if (c := j.guarded_configuration) is not None}
 
 
-def process_rows(engine: Engine, catalog: Catalog | None = None) -> list[ProcessRow]:
-    """Per configuration a job executes: the run executing, the run waiting, how many were skipped."""
+def process_rows(engine: Engine, catalog: Catalog | None = None, access: Access | None = None) -> list[ProcessRow]:
+    """Per configuration a job executes: the run executing, the run waiting, how many were skipped; with
+    ``access``, only the configurations of jobs the caller may read."""
     catalog = catalog or current_catalog()
     figures = process_figures(engine)
+    visible = None if access is None else access.configurations("GET")
     rows = []
     for configuration in sorted(guarded_configurations(catalog) | set(figures)):
+        if visible is not None and configuration not in visible:
+            continue
         found = figures.get(configuration) or ProcessFigures(configuration)
         running = None if found.running is None else ProcessHolder.model_validate(found.running)
         waiting = None if found.waiting is None else ProcessHolder.model_validate(found.waiting)

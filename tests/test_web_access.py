@@ -1,0 +1,254 @@
+"""Per-DAG authorization, as Airflow grants it: a team-B user neither lists nor acts on team A's jobs and tasks.
+
+Airflow's Simple auth manager in multi-team mode (``[core] multi_team``, users ``name:role:team``; Airflow 3.1's
+Simple auth manager has no teams, so these tests need 3.2+), a real API server, the example project: team A's
+bundle holds the orders DAGs (shop-orders-incoming, orders-to-erp-export, realtime_export.orders-to-erp), team
+B's the product catalog's (product-catalog-incoming), and prune/repair sit in a bundle of no team.
+
+And every route of the plugin's app goes through ``web.access`` (one of its guards).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from helpers.live_api import PREFIX, Server, store_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+PASSWORDS = {"admin": "admin-pw", "alice": "alice-pw", "bob": "bob-pw", "bobview": "bobview-pw"}
+USERS = "admin:admin,alice:user:team_a,bob:op:team_b,bobview:viewer:team_b"
+TEAM_A = ("shop-orders-incoming", "orders-to-erp-export", "realtime_export.orders-to-erp")
+TEAM_B = ("product-catalog-incoming",)
+NO_TEAM = ("prune-tasks", "repair-stuck-tasks")
+
+pytestmark = pytest.mark.skipif(
+    __import__("importlib.metadata").metadata.version("apache-airflow-core") < "3.2",
+    reason="Airflow 3.1's Simple auth manager has no teams ([core] multi_team is 3.2+)",
+)
+
+
+def _seed_teams() -> None:
+    from airflow.models.dag import DagModel
+    from airflow.models.dagbundle import DagBundleModel
+    from airflow.models.team import Team
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        teams = {name: session.get(Team, name) or Team(name=name) for name in ("team_a", "team_b")}
+        for bundle, team, dag_ids in (
+            ("bundle_a", "team_a", TEAM_A),
+            ("bundle_b", "team_b", TEAM_B),
+            ("bundle_shared", None, NO_TEAM),
+        ):
+            found = session.get(DagBundleModel, bundle) or DagBundleModel(name=bundle)
+            if team is not None:
+                found.teams = [teams[team]]
+            session.add(found)
+            session.flush()
+            for dag_id in dag_ids:
+                dag = session.get(DagModel, dag_id) or DagModel(dag_id=dag_id)
+                dag.bundle_name = bundle
+                dag.fileloc = "/dags/scheduled_jobs.py"
+                dag.is_paused = False
+                session.add(dag)
+
+
+def _drop_teams() -> None:
+    """The metadata database is the session's: the other modules' DAGs have no team."""
+    from airflow.models.dag import DagModel
+    from airflow.models.dagbundle import DagBundleModel
+    from airflow.models.team import Team
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    with create_session() as session:
+        session.execute(delete(DagModel).where(DagModel.dag_id.in_([*TEAM_A, *TEAM_B, *NO_TEAM])))
+        for bundle in ("bundle_a", "bundle_b", "bundle_shared"):
+            found = session.get(DagBundleModel, bundle)
+            if found is not None:
+                found.teams = []
+                session.delete(found)
+        session.execute(delete(Team).where(Team.name.in_(["team_a", "team_b"])))
+    import airflow.models.dag as dag_module
+
+    clear = getattr(dag_module, "clear_team_name_cache", None)  # Airflow 3.3 keeps each DAG's team for a while
+    if clear is not None:
+        clear()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    from conftest import _HOME
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW__CORE__MULTI_TEAM", "True")
+        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", USERS)
+        passwords = _HOME / "web-access-passwords.json"
+        passwords.write_text(json.dumps(PASSWORDS))
+        patch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
+        from airflow.api_fastapi.app import create_app, purge_cached_app
+
+        _seed_teams()
+        try:
+            with Server(create_app()) as running:
+                yield running
+        finally:
+            purge_cached_app()
+            _drop_teams()
+
+
+@pytest.fixture(scope="module")
+def tokens(server: Server) -> dict[str, str]:
+    found = {}
+    for name, password in PASSWORDS.items():
+        answer = httpx.post(f"{server.url}/auth/token", json={"username": name, "password": password}, timeout=10)
+        assert answer.status_code == 201, answer.text
+        found[name] = answer.json()["access_token"]
+    return found
+
+
+def _as(server: Server, tokens: dict[str, str], name: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url + PREFIX, headers={"Authorization": f"Bearer {tokens[name]}"}, timeout=30)
+
+
+@pytest.fixture
+def tasks(project: Path) -> dict[str, list[int]]:
+    """Two tasks on each route: orders-to-erp (team A's DAGs), products-to-webshop (team B's)."""
+    store = store_of(project)
+    ids: dict[str, list[int]] = {}
+    for route in ("orders-to-erp", "products-to-webshop"):
+        added = store.add_entities([route], [(f"{route}-{n}", {"n": n}) for n in (1, 2)], return_ids=True)
+        ids[route] = list(added.task_ids)
+    return ids
+
+
+def test_airflow_itself_refuses_bob_team_as_dags(server: Server, tokens: dict[str, str]) -> None:
+    # The setting is real: Airflow's own API refuses bob team A's DAG; team B's it lets him look up (404:
+    # the test's DAG rows have no serialized DAG behind them, but the refusal is not what answers).
+    bob = {"Authorization": f"Bearer {tokens['bob']}"}
+    assert httpx.get(f"{server.url}/api/v2/dags/orders-to-erp-export/details", headers=bob).status_code == 403
+    assert httpx.get(f"{server.url}/api/v2/dags/product-catalog-incoming/details", headers=bob).status_code == 404
+
+
+def test_bob_lists_only_his_teams_jobs_and_counts(
+    server: Server, tokens: dict[str, str], project: Path, tasks: dict[str, list[int]]
+) -> None:
+    with _as(server, tokens, "bob") as bob, _as(server, tokens, "alice") as alice:
+        listed = bob.get("/api/jobs").json()
+        assert {j["identifier"] for j in listed["jobs"]} == {*TEAM_B, *NO_TEAM}
+        assert listed["total"] == listed["matching"] == 3
+        assert {j["identifier"] for j in alice.get("/api/jobs").json()["jobs"]} >= {TEAM_A[0], TEAM_A[1]}
+        page = bob.get("/jobs").text
+        for hidden in ("orders-to-erp-export", "Orders to ERP export", "shop-orders-incoming"):
+            assert hidden not in page
+        routes = {r["route"] for r in bob.get("/api/routes").json()["routes"]}
+        assert routes == {"products-to-webshop"}
+        assert "orders-to-erp" not in bob.get("/tasks").text
+        assert bob.get("/api/routes/orders-to-erp/errors").json()["total"] == 0
+        processes = {p["configuration"] for p in bob.get("/api/processes").json()["processes"]}
+        assert "incoming:shop-orders" not in processes and "route:orders-to-erp" not in processes
+        assert "incoming:shop-orders" not in bob.get("/processes").text
+
+
+def test_bob_finds_no_team_a_task_in_any_list_or_search(
+    server: Server, tokens: dict[str, str], project: Path, tasks: dict[str, list[int]]
+) -> None:
+    with _as(server, tokens, "bob") as bob:
+        listed = bob.get("/api/tasks").json()
+        assert {t["route"] for t in listed["rows"]} == {"products-to-webshop"}
+        assert bob.get("/api/tasks", params={"route": "orders-to-erp"}).json()["rows"] == []
+        assert bob.get("/api/tasks/count", params={"route": "orders-to-erp"}).json()["count"] == 0
+        assert "orders-to-erp-1" not in bob.get("/tasks/list").text
+        hidden, missing = tasks["orders-to-erp"][0], 999_999
+        for path in ("/api/tasks/{}", "/tasks/{}"):
+            refused, absent = bob.get(path.format(hidden)), bob.get(path.format(missing))
+            assert refused.status_code == absent.status_code == 404
+            assert refused.text.replace(str(hidden), "N") == absent.text.replace(str(missing), "N")
+        entity = bob.get("/api/entity", params={"route": "orders-to-erp", "entity_key": "orders-to-erp-1"})
+        assert entity.status_code == 404
+        assert bob.get(f"/api/tasks/{tasks['products-to-webshop'][0]}").status_code == 200
+
+
+def test_bob_acts_on_no_team_a_task(
+    server: Server, tokens: dict[str, str], project: Path, tasks: dict[str, list[int]]
+) -> None:
+    with _as(server, tokens, "bob") as bob:
+        by_id = bob.post("/api/tasks/delete", json={"ids": tasks["orders-to-erp"]})
+        assert by_id.status_code == 200, by_id.text
+        assert (by_id.json()["matched"], by_id.json()["changed"]) == (0, 0)
+        matching = bob.post("/api/tasks/delete", json={"filter": {"route": "orders-to-erp"}, "confirm_count": 2})
+        assert matching.status_code == 409, matching.text  # the filter matches none of his: 0, not 2
+        everything = bob.post("/api/tasks/skip", json={"filter": {}, "confirm_count": 2, "reason": "x"})
+        assert everything.status_code == 200, everything.text
+        assert everything.json()["changed"] == 2  # his own two, never team A's
+        form = bob.post("/tasks/actions", data={"do": "delete-selected", "id": tasks["orders-to-erp"]})
+        assert form.status_code == 200, form.text
+    with _as(server, tokens, "admin") as admin:
+        for task_id in tasks["orders-to-erp"]:
+            answer = admin.get(f"/api/tasks/{task_id}")
+            assert answer.status_code == 200 and answer.json()["status"] == "new", answer.text
+
+
+def test_bob_cannot_disable_or_edit_team_as_job(server: Server, tokens: dict[str, str], project: Path) -> None:
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    path = project / "job_definitions" / "orders-to-erp-export.yaml"
+    before = path.read_bytes()
+    with _as(server, tokens, "bob") as bob:
+        for target in ("orders-to-erp-export", "no-such-job"):
+            assert bob.get(f"/jobs/{target}/edit").status_code == 404
+        refused = bob.post("/jobs/orders-to-erp-export/disable", data={})
+        absent = bob.post("/jobs/no-such-job/disable", data={})
+        assert refused.status_code == absent.status_code == 404
+        assert refused.text.replace("orders-to-erp-export", "N") == absent.text.replace("no-such-job", "N")
+        own = bob.get("/jobs/product-catalog-incoming/edit")
+        assert own.status_code == 200
+    assert path.read_bytes() == before
+    with create_session() as session:
+        assert session.get(DagModel, "orders-to-erp-export").is_paused is False
+
+
+def test_bob_cannot_push_to_team_as_webhook(server: Server, tokens: dict[str, str], project: Path) -> None:
+    with _as(server, tokens, "bob") as bob:
+        refused = bob.post("/webhooks/shop-orders", json={"id": 1})
+        absent = bob.post("/webhooks/no-such-configuration", json={"id": 1})
+        assert refused.status_code == absent.status_code == 404, refused.text
+        assert "shop-orders" not in absent.text
+        assert refused.text.replace("shop-orders", "N") == absent.text.replace("no-such-configuration", "N")
+    with _as(server, tokens, "admin") as admin:
+        assert admin.get("/api/tasks/count").json()["count"] == 0
+
+
+def test_a_team_viewer_still_cannot_act(server: Server, tokens: dict[str, str], tasks: dict[str, list[int]]) -> None:
+    with _as(server, tokens, "bobview") as viewer:
+        answer = viewer.post("/api/tasks/delete", json={"ids": tasks["products-to-webshop"]})
+        assert answer.status_code == 403
+
+
+# -- every route goes through web.access ---------------------------------------------------------------
+
+
+def _depends_on(dependant: Any, guards: tuple[Any, ...]) -> bool:
+    return any(d.call in guards or _depends_on(d, guards) for d in dependant.dependencies)
+
+
+def test_every_route_goes_through_the_access_module() -> None:
+    from fastapi.routing import APIRoute
+
+    from scheduled_jobs.web.access import GUARDS
+    from scheduled_jobs.web.app import create_app
+
+    app = create_app()
+    routes = [r for r in app.routes if isinstance(r, APIRoute)]
+    assert len(routes) > 25
+    skipping = sorted(f"{sorted(r.methods)} {r.path}" for r in routes if not _depends_on(r.dependant, GUARDS))
+    assert skipping == [], f"routes that skip web.access: {skipping}"
+    others = [r for r in app.routes if not isinstance(r, APIRoute)]
+    assert others == [], f"routes that are no APIRoute (no dependency can guard them): {others}"
