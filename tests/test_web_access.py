@@ -11,10 +11,12 @@ And every route of the plugin's app goes through ``web.access`` (one of its guar
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from packaging.version import Version
 from helpers.live_api import PREFIX, Server, store_of
 
 if TYPE_CHECKING:
@@ -28,7 +30,7 @@ TEAM_B = ("product-catalog-incoming",)
 NO_TEAM = ("prune-tasks", "repair-stuck-tasks")
 
 pytestmark = pytest.mark.skipif(
-    __import__("importlib.metadata").metadata.version("apache-airflow-core") < "3.2",
+    Version(version("apache-airflow-core")) < Version("3.2"),
     reason="Airflow 3.1's Simple auth manager has no teams ([core] multi_team is 3.2+)",
 )
 
