@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from packaging.version import Version
 from helpers.live_api import PREFIX, Server, store_of
+from packaging.version import Version
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
