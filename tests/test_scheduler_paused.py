@@ -113,6 +113,16 @@ def test_a_run_paused_while_it_waits_frees_its_hold_and_the_next_run_does_not_wa
     airflow.wait_for(lambda: state_of(airflow, "dup-c") == "success", 120, "dup-c to run")
     assert len(sink.received) == 2 and sink.duplicates() == {}
 
+    # Airflow fails a task whose executor event (the end of the process that deferred) arrives once it is
+    # queued again: unpaused within seconds, that race is Airflow's. Unpause once the scheduler has it.
+    airflow.wait_for(
+        lambda: (
+            "Received executor event with state success for task instance TaskInstanceKey(dag_id='dup-b'"
+            in airflow.log_path.read_text(errors="replace")
+        ),
+        120,
+        "the scheduler to see dup-b's deferring process end",
+    )
     set_paused(airflow, admin, "dup-b", False)  # its task runs at last: it ends skipped, and says why
     airflow.wait_for(finished_runs(airflow, len(JOBS)), 180, "the three runs to finish")
     assert {job: state_of(airflow, job) for job in JOBS} == {"dup-a": "success", "dup-b": "skipped", "dup-c": "success"}
