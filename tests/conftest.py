@@ -101,6 +101,14 @@ def postgres_server_url() -> Iterator[str]:
         yield url.render_as_string(hide_password=False)
 
 
+@pytest.fixture
+def airflow_metadata_url(postgres_server_url: str) -> Iterator[str]:
+    """Airflow's metadata database for a test that starts a real scheduler: a fresh PostgreSQL database of
+    its own (dropped after the test), as ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``. SQLite locks under load."""
+    with fresh_database(postgres_server_url, "sj_meta") as url:
+        yield url.render_as_string(hide_password=False)
+
+
 def connection_json(url: str) -> str:
     """An Airflow connection (JSON form) for a SQLAlchemy PostgreSQL URL."""
     import sqlalchemy as sa

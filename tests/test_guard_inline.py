@@ -161,6 +161,38 @@ def test_a_job_disabled_while_its_run_waits_skips_when_it_resumes_and_holds_noth
     assert not (project / "data" / "outbox" / "erp-orders").exists()
 
 
+def test_a_waiting_run_whose_hold_was_freed_skips_with_the_reason_and_takes_no_slot(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22, items 1 and 11: a run's worker freed the waiting run's hold (its job was paused), then the
+    running run left. The waiting run's trigger must not take the free slot: the task ends skipped, says why,
+    and executes nothing."""
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__GUARD_POLL_SECONDS", "0.2")
+    book = ledger(project)
+    book.enter(ROUTE, OTHER, LEASE)
+    me = "orders-to-erp-export"
+
+    def paused_then_first_run_finishes() -> None:
+        deadline = time.monotonic() + 120
+        while (ROUTE, "waiting", me) not in held(project) and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the run waits (deferred)
+        book.clear_stale(
+            ROUTE,
+            lambda dag_id, run_id: True,
+            lambda dag_id, run_id: f"the job {me} is paused in Airflow" if dag_id == me else None,
+        )
+        book.leave(OTHER)
+
+    threading.Thread(target=paused_then_first_run_finishes, daemon=True).start()
+    state, tasks = run_dag(me)
+    assert (state, tasks["export_route"]) == ("success", "skipped")
+    assert f"was freed: the job {me} is paused in Airflow" in capfd.readouterr().out
+    assert held(project) == []
+    assert not (project / "data" / "outbox" / "erp-orders").exists()
+    (freed,) = book.skipped(ROUTE)
+    assert freed["dag_id"] == me
+
+
 def test_the_hold_is_released_after_a_failed_work_and_the_realtime_export_still_runs(project: Path) -> None:
     inbox = project / "data" / "inbox" / "shop-orders"
     (inbox / "orders-0000.json").write_text('{"orders": [{"id": "SO-9"}, ', encoding="utf-8")

@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from conftest import ROOT
 
 from scheduled_jobs.store.engine import create_store_engine
-from scheduled_jobs.store.processes import Holder, ProcessLedger, keep_renewed
+from scheduled_jobs.store.processes import Holder, ProcessLedger, Slot, keep_renewed
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 HOUR = dt.timedelta(hours=1)
@@ -174,3 +174,54 @@ def test_n_runs_at_the_same_instant_one_runs_one_waits_the_rest_skip(store_url: 
         assert racer.returncode == 0, err[-2000:]
         outcomes.append(out.strip().splitlines()[-1])
     assert Counter(outcomes) == {"run": 1, "wait": 1, "skip": 6}
+
+
+def paused(*dag_ids: str) -> Callable[[str, str], str | None]:
+    """``may_go`` for a run of these DAGs: paused in Airflow, and nothing of it executes."""
+
+    def may_go(dag_id: str, run_id: str) -> str | None:
+        return f"the job {dag_id} is paused in Airflow" if dag_id in dag_ids else None
+
+    return may_go
+
+
+def test_a_paused_jobs_waiting_run_is_freed_and_the_next_run_waits_in_its_place(ledger: ProcessLedger) -> None:
+    # Issue 22, item 11: dup-b paused while it waits. Airflow would never queue its task again.
+    ledger.enter(CONFIG, run("dup-a"), HOUR)
+    assert ledger.enter(CONFIG, run("dup-b", 2), HOUR).action == "wait"
+    decision = ledger.enter(CONFIG, run("dup-c", 3), HOUR, is_alive=running, may_go=paused("dup-b"))
+    assert (decision.action, decision.holder) == ("wait", run("dup-a"))  # not a duplicate of a paused run
+    assert ledger.slot_of(CONFIG, run("dup-b", 2)) is None
+    (freed,) = ledger.skipped(CONFIG)
+    assert (freed["dag_id"], freed["run_id"]) == ("dup-b", run("dup-b", 2).run_id)
+    assert "was freed: the job dup-b is paused in Airflow" in str(freed["reason"])
+    assert ledger.freed_reason(CONFIG, run("dup-b", 2)) == freed["reason"]
+
+
+def test_a_freed_waiting_run_cannot_take_the_slot_when_it_frees(ledger: ProcessLedger) -> None:
+    ledger.enter(CONFIG, run("dup-a"), HOUR)
+    ledger.enter(CONFIG, run("dup-b", 2), HOUR)
+    assert ledger.clear_stale(CONFIG, running, paused("dup-b")) == [run("dup-b", 2)]
+    ledger.leave(run("dup-a"))
+    # Its trigger still polls: the free slot is not its own any more.
+    assert ledger.promote(CONFIG, run("dup-b", 2), HOUR, is_alive=running) is False
+    assert ledger.slot_of(CONFIG, run("dup-b", 2)) is None
+    assert ledger.enter(CONFIG, run("dup-c", 3), HOUR, is_alive=running).action == "run"
+
+
+def test_a_paused_run_handed_the_slot_or_kept_for_a_retry_is_freed_and_the_waiting_one_moves_up(
+    ledger: ProcessLedger,
+) -> None:
+    ledger.enter(CONFIG, run("dup-b"), HOUR)  # handed the running slot, or a failed try kept it for a retry
+    ledger.enter(CONFIG, run("dup-a", 2), HOUR)  # waits behind it
+    decision = ledger.enter(CONFIG, run("dup-c", 3), HOUR, is_alive=running, may_go=paused("dup-b"))
+    assert (decision.action, decision.holder) == ("wait", run("dup-a", 2))
+    assert ledger.slot_of(CONFIG, run("dup-a", 2)) is Slot.RUNNING
+    assert ledger.promote(CONFIG, run("dup-a", 2), HOUR, is_alive=running) is True
+
+
+def test_a_live_run_of_an_active_job_keeps_its_hold_whatever_may_go_is_asked(ledger: ProcessLedger) -> None:
+    ledger.enter(CONFIG, run("dup-a"), -HOUR)
+    assert ledger.clear_stale(CONFIG, running, paused("someone-else")) == []
+    assert ledger.clear_stale(CONFIG, unknown, paused("dup-a")) == [run("dup-a")]  # no word: the lease decides
+    assert ledger.skipped(CONFIG) == []  # a lease that ran out is no skip

@@ -1,4 +1,5 @@
-"""Duplicate prevention under a real scheduler: ``airflow standalone`` (SQLite, LocalExecutor, triggerer).
+"""Duplicate prevention under a real scheduler: ``airflow standalone`` (a PostgreSQL metadata database,
+LocalExecutor, the triggerer).
 
 Six runs that export one route are triggered at once through the REST API, five from different jobs and
 one as a webhook. Exactly one executes, one waits (deferred, in the triggerer) and then executes, three are
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+from conftest import connection_json
 from helpers.databases import fresh_database
 from helpers.orders_to_erp import FILE_SUBSCRIBER, write_project, yearly_exports
 from helpers.scheduler import QUICK, dags_registered, finished_runs, task_rows, trigger_all
@@ -31,8 +34,9 @@ JOBS = [f"dup-{letter}" for letter in "abcdef"]
 
 
 @pytest.fixture
-def airflow(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Standalone]:
-    """``airflow standalone`` on its own home; the test's ``jobs`` and ``extra_env`` marks shape it."""
+def airflow(tmp_path: Path, request: pytest.FixtureRequest, airflow_metadata_url: str) -> Iterator[Standalone]:
+    """``airflow standalone`` on its own home; the test's ``jobs`` and ``extra_env`` marks shape it, and its
+    parameter (``sqlite``, the default, or ``postgresql``) the task store's database."""
     jobs_mark = request.node.get_closest_marker("jobs")
     jobs: dict[str, str] = jobs_mark.args[0] if jobs_mark else yearly_exports(JOBS, tasks_to_export=3)
     env_mark = request.node.get_closest_marker("extra_env")
@@ -42,20 +46,42 @@ def airflow(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Standalo
     with contextlib.ExitStack() as stack:
         sink = Sink(timeout_sleep=1.0, plan=lambda number, key: "slow").start()
         stack.callback(sink.stop)
-        metadata_url = None
+        store_env = {}
         if getattr(request, "param", "sqlite") == "postgresql":
-            server = request.getfixturevalue("postgres_server_url")  # a fresh database of this session
-            metadata = stack.enter_context(fresh_database(server, "sj_meta"))
-            metadata_url = metadata.render_as_string(hide_password=False)
+            server = request.getfixturevalue("postgres_server_url")
+            store_url = stack.enter_context(fresh_database(server, "sj_dup_store"))
+            store_env["AIRFLOW_CONN_SCHEDULED_JOBS_STORE"] = connection_json(store_url.render_as_string(False))
         yield stack.enter_context(
             Standalone(
                 tmp_path / "home",
                 definitions=definitions,
                 configurations=configurations,
-                metadata_url=metadata_url,
-                env={**QUICK, "AIRFLOW_CONN_SINK": sink.connection_env, **(env_mark.args[0] if env_mark else {})},
+                metadata_url=airflow_metadata_url,
+                env={
+                    **QUICK,
+                    **store_env,
+                    "AIRFLOW_CONN_SINK": sink.connection_env,
+                    **(env_mark.args[0] if env_mark else {}),
+                },
             )
         )
+
+
+def store_of(airflow: Standalone) -> TaskStore:
+    """The task store this Airflow uses: the SQLite file of its home, or the PostgreSQL database it was given."""
+    connection = airflow.env["AIRFLOW_CONN_SCHEDULED_JOBS_STORE"]
+    parsed = json.loads(connection)
+    if parsed["conn_type"] == "sqlite":
+        return TaskStore.from_url(f"sqlite:///{parsed['host']}")
+    url = sa.URL.create(
+        "postgresql+psycopg2",
+        username=parsed["login"],
+        password=parsed["password"] or None,
+        host=parsed["host"],
+        port=parsed["port"],
+        database=parsed["schema"],
+    )
+    return TaskStore.from_url(url.render_as_string(hide_password=False))
 
 
 def task_logs(airflow: Standalone, task_id: str, dag_ids: list[str]) -> str:
@@ -80,7 +106,7 @@ def _time(value: object) -> dt.datetime:
 
 @pytest.mark.parametrize("airflow", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
 def test_six_runs_at_once_one_runs_one_waits_three_skip_and_the_webhook_runs(airflow: Standalone) -> None:
-    store = TaskStore.from_url(f"sqlite:///{airflow.store_path}")
+    store = store_of(airflow)
     store.add_entities(["orders-to-erp"], [(f"SO-{i}", {"id": f"SO-{i}"}) for i in range(12)])
     airflow.wait_for(dags_registered(airflow, len(JOBS)), 180, "the six DAGs")
     trigger_all(airflow, JOBS, webhook={"dup-f"})

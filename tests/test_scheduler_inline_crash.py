@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 JOBS = ["dup-a", "dup-b"]
 
 
@@ -40,7 +40,7 @@ def sink() -> Iterator[Sink]:
 
 
 @pytest.fixture
-def airflow(tmp_path: Path, sink: Sink) -> Iterator[Standalone]:
+def airflow(tmp_path: Path, sink: Sink, airflow_metadata_url: str) -> Iterator[Standalone]:
     definitions, configurations = write_project(
         tmp_path,
         incoming=FILE_SUBSCRIBER,
@@ -51,6 +51,7 @@ def airflow(tmp_path: Path, sink: Sink) -> Iterator[Standalone]:
         tmp_path / "home",
         definitions=definitions,
         configurations=configurations,
+        metadata_url=airflow_metadata_url,
         env={**QUICK, "AIRFLOW__SCHEDULED_JOBS__GUARD_DESIGN": "inline", "AIRFLOW_CONN_SINK": sink.connection_env},
     ) as airflow:
         yield airflow

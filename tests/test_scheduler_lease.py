@@ -53,7 +53,7 @@ def holding_sink() -> Iterator[Sink]:
 
 
 @pytest.fixture
-def airflow(tmp_path: Path, store_url: str, holding_sink: Sink) -> Iterator[Standalone]:
+def airflow(tmp_path: Path, store_url: str, holding_sink: Sink, airflow_metadata_url: str) -> Iterator[Standalone]:
     definitions, configurations = write_project(
         tmp_path,
         incoming=FILE_SUBSCRIBER,
@@ -64,6 +64,7 @@ def airflow(tmp_path: Path, store_url: str, holding_sink: Sink) -> Iterator[Stan
         tmp_path / "home",
         definitions=definitions,
         configurations=configurations,
+        metadata_url=airflow_metadata_url,
         env={
             **QUICK,
             "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 DAG_ID = f"realtime_export.{ROUTE}"
 ASSET = f"x-scheduled-jobs://routes/{ROUTE}"
 WEBHOOKS = 50
@@ -39,7 +39,7 @@ def sink() -> Iterator[Sink]:
 
 
 @pytest.fixture
-def airflow(tmp_path: Path, sink: Sink) -> Iterator[Standalone]:
+def airflow(tmp_path: Path, sink: Sink, airflow_metadata_url: str) -> Iterator[Standalone]:
     # Records of this incoming configuration only arrive by webhook: no subscriber, no job.
     definitions, configurations = write_project(
         tmp_path,
@@ -50,6 +50,7 @@ def airflow(tmp_path: Path, sink: Sink) -> Iterator[Standalone]:
         tmp_path / "home",
         definitions=definitions,
         configurations=configurations,
+        metadata_url=airflow_metadata_url,
         env={"AIRFLOW_CONN_SINK": sink.connection_env},
     ) as airflow:
         yield airflow

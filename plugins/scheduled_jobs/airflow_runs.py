@@ -70,6 +70,42 @@ def run_is_alive(dag_id: str, run_id: str) -> bool | None:
     return state.rsplit(".", 1)[-1].lower() in ("queued", "running")
 
 
+EXECUTING = ("queued", "running", "restarting")
+"""Task states in which a run's work may be executing: its hold stays, whatever its DAG's toggle says
+(pausing a DAG stops no task that already runs)."""
+
+
+def run_executing(dag_id: str, run_id: str) -> bool | None:
+    """Whether a task of this DAG run is queued or running; None when Airflow cannot answer.
+
+    Works where ``run_is_alive`` does (``get_task_states`` of the task SDK, in Airflow 3.1 too).
+    """
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    try:
+        states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, run_ids=[run_id]).get(run_id, {})
+    except Exception:  # no supervisor, no answer
+        return None
+    return any(str(state).rsplit(".", 1)[-1].lower() in EXECUTING for state in states.values())
+
+
+def dag_inactive(dag_id: str) -> str | None:
+    """Why Airflow will run no task of this DAG (``is paused in Airflow``, ``is disabled ...``); None when it
+    will, or cannot tell. In a task only (a worker): the triggerer cannot ask for a DAG (``compat.dag_of``),
+    and on Airflow 3.1 it is always None."""
+    from scheduled_jobs.compat import dag_of
+
+    found = dag_of(dag_id)
+    if found is None:
+        return None
+    paused, tags = found
+    if paused:
+        return "is paused in Airflow"
+    if "disabled" in tags:
+        return "is disabled (disabled: true in its definition)"
+    return None
+
+
 AssetEventOutcome = Literal["recorded", "unknown_asset", "dag_missing", "dag_paused"]
 """``recorded``, or why no event was recorded: Airflow does not know the asset, or would queue no run
 of the DAG (it skips a paused DAG, and one it has not parsed or has removed)."""

@@ -25,4 +25,27 @@ try:
 except ImportError:
     from airflow.configuration import conf  # type: ignore[assignment,unused-ignore]
 
-__all__ = ["AirflowFailException", "AirflowNotFoundException", "AirflowSkipException", "conf"]
+
+def dag_of(dag_id: str) -> tuple[bool, list[str]] | None:
+    """From a task (a worker): whether Airflow has this DAG paused, and its tags; None when Airflow cannot tell.
+
+    Through the task SDK (``RuntimeTaskInstance.get_dag``, the execution API's ``GET /dags/{dag_id}``).
+    Airflow 3.1 has neither, so there it is always None. Never called in the triggerer: its supervisor
+    answers no ``GetDag`` (not even in 3.3).
+    """
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    get_dag = getattr(RuntimeTaskInstance, "get_dag", None)
+    if get_dag is None:  # Airflow 3.1
+        return None
+    try:
+        dag = get_dag(dag_id)
+    except Exception:  # no supervisor, an unknown DAG, no answer: Airflow cannot tell
+        return None
+    paused = getattr(dag, "is_paused", None)
+    if not isinstance(paused, bool):
+        return None
+    return paused, [str(tag) for tag in getattr(dag, "tags", None) or []]
+
+
+__all__ = ["AirflowFailException", "AirflowNotFoundException", "AirflowSkipException", "conf", "dag_of"]

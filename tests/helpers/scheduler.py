@@ -17,15 +17,31 @@ if TYPE_CHECKING:
 QUICK = {"AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1", "AIRFLOW__SCHEDULED_JOBS__GUARD_POLL_SECONDS": "1"}
 
 
+def scheduling_metadata(airflow: Standalone) -> sa.Engine:
+    """Airflow's metadata database of a test that checks scheduling: PostgreSQL, never SQLite.
+
+    Under load (the CI machine at a load average of 8 to 11) SQLite's single writer answered the
+    scheduler, the triggerer and the API server with ``database is locked``, and the REST API a 500.
+    SQLite stays only where the local standalone itself is the point (tests/test_start_script.py).
+    """
+    engine = airflow.metadata()
+    assert engine.dialect.name == "postgresql", (
+        f"a scheduler test runs on a PostgreSQL metadata database (the airflow_metadata_url fixture), "
+        f"not {engine.dialect.name}"
+    )
+    return engine
+
+
 def trigger_all(airflow: Standalone, jobs: list[str], webhook: set[str] | None = None) -> None:
     """A manual run of each job, asked for at once (the REST API, as the admin); those in ``webhook`` with
     conf {"trigger": "webhook"}."""
+    scheduling_metadata(airflow)
     runs = [(job, {"trigger": "webhook"} if job in (webhook or set()) else None) for job in jobs]
     trigger_together(airflow.url, airflow.token("admin"), runs)
 
 
 def dags_registered(airflow: Standalone, count: int) -> Callable[[], bool]:
-    engine = airflow.metadata()
+    engine = scheduling_metadata(airflow)
 
     def registered() -> bool:
         with engine.connect() as conn:

@@ -1,6 +1,7 @@
 """``airflow standalone`` on a home of its own, for the tests and benchmarks that need a real scheduler.
 
-It runs in its own process group (SQLite unless told otherwise, LocalExecutor, the triggerer, the
+It runs in its own process group (SQLite unless given ``metadata_url``: the tests that check scheduling give
+a fresh PostgreSQL database, the ``airflow_metadata_url`` fixture; LocalExecutor, the triggerer, the
 dag-processor, the API server); ``stop`` ends that group, and any of its processes that left it, and
 nothing else. Users come from a passwords file written here, so a caller can get a real token from
 ``POST /auth/token``. Use it as a context manager, or ``start`` and ``stop`` it.

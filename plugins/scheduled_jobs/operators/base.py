@@ -11,7 +11,7 @@ from scheduled_jobs.catalog import load_configurations
 from scheduled_jobs.compat import AirflowFailException, AirflowSkipException
 from scheduled_jobs.exceptions import ScheduledJobsError
 from scheduled_jobs.models.tasks import Actor
-from scheduled_jobs.operators.guard import enter_guard, keep_hold, release_hold
+from scheduled_jobs.operators.guard import after_wait, enter_guard, keep_hold, release_hold
 from scheduled_jobs.redaction import Redactor, printable
 from scheduled_jobs.store import TaskStoreHook, job_run_ended, job_run_started
 from scheduled_jobs.triggers.guard import GuardTrigger
@@ -108,7 +108,8 @@ class ScheduledJobOperator(BaseOperator):
         if self.disabled:
             self._release(context, may_retry=False)
             self._skip_when_disabled()
-        self.log.info("The run that held %s is done: this run executes it now", self.configuration)
+        if self.configuration is not None:
+            after_wait(context, self.configuration, event, self.log)
         return self._work(context)
 
     def _skip_when_disabled(self) -> None:

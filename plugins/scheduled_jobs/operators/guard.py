@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, BaseSensorOperator
 
 from scheduled_jobs import settings
-from scheduled_jobs.airflow_runs import run_is_alive
+from scheduled_jobs.airflow_runs import dag_inactive, run_executing, run_is_alive
+from scheduled_jobs.catalog import load_catalog
 from scheduled_jobs.compat import AirflowSkipException
-from scheduled_jobs.store import Holder, TaskStoreHook, keep_renewed
+from scheduled_jobs.realtime import DAG_ID_PREFIX
+from scheduled_jobs.store import Holder, Slot, TaskStoreHook, keep_renewed
 from scheduled_jobs.triggers.guard import GuardTrigger
 
 if TYPE_CHECKING:
@@ -61,8 +63,32 @@ class GuardSensor(BaseSensorOperator):
         return decided
 
     def resume(self, context: Context, event: dict[str, Any] | None = None) -> str:
-        self.log.info("The run that held %s is done: this run executes it now", self.configuration)
+        after_wait(context, self.configuration, event, self.log)
         return "running"
+
+
+def hold_may_go(dag_id: str, run_id: str) -> str | None:
+    """Why the hold of a live run counts as free (``ProcessLedger``'s ``MayGo``); None while it keeps it.
+
+    Only a run none of whose tasks is queued or running, of a job that is paused in Airflow (its toggle, or
+    the UI's disable), disabled in its definition, or no longer defined (its file deleted, its identifier
+    changed). Airflow queues no task of such a DAG, so a run that waits, was handed the running slot, or
+    keeps its hold for a retry would hold its configuration with no end. Whenever Airflow or the catalog
+    cannot tell (a definition file with a problem may be the job's), the hold stays.
+    """
+    if run_executing(dag_id, run_id) is not False:
+        return None
+    why = dag_inactive(dag_id)
+    if why is None and not dag_id.startswith(DAG_ID_PREFIX):  # a route's real-time export is no job
+        catalog = load_catalog()
+        job = catalog.jobs.get(dag_id)
+        if catalog.problems:
+            why = None
+        elif job is None:
+            why = "is no longer defined (its file was deleted, or its identifier changed)"
+        elif job.definition.disabled:
+            why = "is disabled (disabled: true in its definition)"
+    return None if why is None else f"the job {dag_id} {why}"
 
 
 def enter_guard(context: Context, configuration: str, overlap: Overlap, log: Logger) -> str | GuardTrigger:
@@ -84,7 +110,9 @@ def enter_guard(context: Context, configuration: str, overlap: Overlap, log: Log
     ledger = TaskStoreHook().get_ledger()
     me = _holder(context)
     lease = dt.timedelta(minutes=settings.guard_lease_minutes())
-    decision = ledger.enter(configuration, me, lease, wait_allowed=overlap == "buffer_one", is_alive=run_is_alive)
+    decision = ledger.enter(
+        configuration, me, lease, wait_allowed=overlap == "buffer_one", is_alive=run_is_alive, may_go=hold_may_go
+    )
     if decision.action == "run":
         log.info("%s is free: this run executes it", configuration)
         return "running"
@@ -102,11 +130,39 @@ def enter_guard(context: Context, configuration: str, overlap: Overlap, log: Log
     )
 
 
+def after_wait(context: Context, configuration: str, event: dict[str, Any] | None, log: Logger) -> None:
+    """Where a run that waited for ``configuration`` goes on: it executes it only while it holds the running
+    slot. One whose hold was freed while it waited (its job paused or disabled; the trigger says ``freed``,
+    or it was freed after the trigger fired, while Airflow kept its task from running) is skipped, with why."""
+    if not settings.prevent_duplicates():  # switched off while it waited: nothing to hold
+        return
+    ledger = TaskStoreHook().get_ledger()
+    me = _holder(context)
+    status = (event or {}).get("status")
+    if status == "freed" or ledger.slot_of(configuration, me) is not Slot.RUNNING:
+        reason = ledger.freed_reason(configuration, me)
+        ledger.leave(me)  # whatever it may still hold of it
+        log.warning("Skipped: %s", reason)
+        raise AirflowSkipException(f"Hold freed: {reason}")
+    log.info("The run that held %s is done: this run executes it now", configuration)
+
+
 def release_hold(context: Context, log: Logger) -> int:
-    """Free whatever this run holds in the process ledger (a run waiting for it is handed the slot)."""
+    """Free whatever this run holds in the process ledger (a run waiting for it is handed the slot).
+
+    A waiting run whose job was paused or disabled meanwhile is not handed it: its hold is freed first
+    (``hold_may_go``), so the next run takes the free slot instead of waiting behind a run Airflow never
+    queues."""
     if not settings.prevent_duplicates():
         return 0
-    freed = TaskStoreHook().get_ledger().leave(_holder(context))
+    ledger = TaskStoreHook().get_ledger()
+    me = _holder(context)
+    try:
+        for configuration in ledger.held_by(me):
+            ledger.clear_stale(configuration, run_is_alive, hold_may_go)
+    except Exception as exc:  # the check is a courtesy to the next run: this run's own release goes on
+        log.warning("Cannot check the run waiting for this run's configuration: %r", exc)
+    freed = ledger.leave(me)
     log.info("Released %d hold(s) of this run", freed)
     return freed
 

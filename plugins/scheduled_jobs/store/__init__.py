@@ -27,7 +27,7 @@ from scheduled_jobs.store.console import (
     task_history,
 )
 from scheduled_jobs.store.hook import TaskStoreHook
-from scheduled_jobs.store.processes import Holder, ProcessLedger, keep_renewed
+from scheduled_jobs.store.processes import Holder, ProcessLedger, Slot, keep_renewed
 from scheduled_jobs.store.reports import (
     Page,
     ProcessFigures,
@@ -58,6 +58,7 @@ __all__ = [
     "RepairResult",
     "RouteFigures",
     "Selection",
+    "Slot",
     "StoreState",
     "TaskEvent",
     "TaskFilter",

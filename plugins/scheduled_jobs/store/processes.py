@@ -8,6 +8,10 @@ A holder is cleared before anyone decides when Airflow says its run is over. Whi
 queued or running, its hold stays, however long it takes (the seed's "at least 1 hour"). Only when
 Airflow cannot answer does the lease decide; a live run keeps renewing it (``keep_renewed``), so the
 lease runs out only for a run whose process is gone.
+
+One exception to Airflow's word: a live run of a paused or disabled job (``MayGo``, asked only where Airflow
+can tell) whose work is not executing. Airflow queues no task of a paused DAG, so such a hold would never
+end: it counts as free, is removed, and recorded with the reason as a skipped run.
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ class Decision:
 
 # Tells whether an Airflow run is still queued or running; None when it cannot tell.
 IsAlive = Callable[[str, str], bool | None]
+# Why a live run's hold counts as free all the same (its job is paused or disabled and nothing of it
+# executes); None while it keeps it.
+MayGo = Callable[[str, str], str | None]
 
 
 class ProcessLedger:
@@ -73,17 +80,70 @@ class ProcessLedger:
                 for row in conn.execute(query)
             }
 
-    def clear_stale(self, configuration: str, is_alive: IsAlive | None = None) -> list[Holder]:
+    def clear_stale(
+        self, configuration: str, is_alive: IsAlive | None = None, may_go: MayGo | None = None
+    ) -> list[Holder]:
         """Remove holders whose Airflow run is over (failed, cleared, killed), or, when Airflow cannot
-        answer, whose lease ran out. A run Airflow says is queued or running keeps its hold."""
+        answer, whose lease ran out. A run Airflow says is queued or running keeps its hold, unless
+        ``may_go`` gives a reason it counts as free (its job paused or disabled): then it is removed and
+        recorded as skipped with that reason."""
         now = utcnow()
-        gone = []
-        for _slot, (_, holder, expires) in self._holders(configuration).items():
-            alive = is_alive(holder.dag_id, holder.run_id) if is_alive is not None else None
-            if alive is False or (alive is None and expires < now):
-                self.leave(holder)
-                gone.append(holder)
+        gone: list[Holder] = []
+        for _ in Slot:  # removing the running holder hands its slot to the waiting one: look at that one too
+            found = False
+            for slot, (_, holder, expires) in self._holders(configuration).items():
+                if holder in gone:
+                    continue
+                alive = is_alive(holder.dag_id, holder.run_id) if is_alive is not None else None
+                reason = may_go(holder.dag_id, holder.run_id) if may_go is not None and alive else None
+                if alive is False or (alive is None and expires < now) or reason:
+                    if reason:
+                        self._free(configuration, slot, holder, reason)
+                    else:
+                        self.leave(holder)
+                    gone.append(holder)
+                    found = True
+            if not found:
+                break
         return gone
+
+    def _free(self, configuration: str, slot: Slot, holder: Holder, reason: str) -> None:
+        """A live run's hold that counts as free: removed (a waiting run moves up) and recorded as skipped."""
+        self.leave(holder)
+        text = f"{configuration}: the {slot.value} hold of {holder} was freed: {reason}, and nothing of it executes"
+        log.warning("%s", text)
+        self._record_skip(configuration, holder, holder, text)
+
+    def slot_of(self, configuration: str, me: Holder) -> Slot | None:
+        """The slot this run holds of ``configuration``; None when it holds none."""
+        for slot, (_, holder, _) in self._holders(configuration).items():
+            if holder == me:
+                return slot
+        return None
+
+    def held_by(self, me: Holder) -> list[str]:
+        """The configurations this run holds (running or waiting)."""
+        query = select(processes.c.configuration).where(
+            processes.c.dag_id == me.dag_id, processes.c.run_id == me.run_id
+        )
+        with self.engine.connect() as conn:
+            return sorted(set(conn.execute(query).scalars()))
+
+    def freed_reason(self, configuration: str, me: Holder) -> str:
+        """Why this run no longer holds ``configuration``: the latest skip recorded for it, or a plain word."""
+        query = (
+            select(skipped_runs.c.reason)
+            .where(
+                skipped_runs.c.configuration == configuration,
+                skipped_runs.c.dag_id == me.dag_id,
+                skipped_runs.c.run_id == me.run_id,
+            )
+            .order_by(skipped_runs.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+        return str(found) if found else f"{configuration}: the hold of {me} was freed while it waited"
 
     @staticmethod
     def _row(configuration: str, slot: Slot, me: Holder, lease: dt.timedelta) -> dict[str, object]:
@@ -113,12 +173,13 @@ class ProcessLedger:
         *,
         wait_allowed: bool = True,
         is_alive: IsAlive | None = None,
+        may_go: MayGo | None = None,
     ) -> Decision:
         """Decide for a run that wants to execute ``configuration`` (the seed's duplicate rule).
 
         ``wait_allowed=False`` is the ``skip`` overlap policy: never wait, skip while anything holds it.
         """
-        self.clear_stale(configuration, is_alive)
+        self.clear_stale(configuration, is_alive, may_go)
         for slot, (_, holder, _) in self._holders(configuration).items():
             if holder == me:  # this run decided before (its guard is retried): the same answer
                 return Decision("run" if slot is Slot.RUNNING else "wait")
@@ -138,23 +199,39 @@ class ProcessLedger:
         self._record_skip(configuration, me, holder, reason)
         return Decision("skip", holder, reason)
 
-    def promote(self, configuration: str, me: Holder, lease: dt.timedelta, is_alive: IsAlive | None = None) -> bool:
-        """Whether a waiting run may execute now: it was handed the running slot, or takes the free one."""
-        self.clear_stale(configuration, is_alive)
-        running = self._holders(configuration).get(Slot.RUNNING)
+    def promote(
+        self,
+        configuration: str,
+        me: Holder,
+        lease: dt.timedelta,
+        is_alive: IsAlive | None = None,
+        may_go: MayGo | None = None,
+    ) -> bool:
+        """Whether a waiting run may execute now: it was handed the running slot, or takes the free one.
+
+        Only a run that still waits may take it: one whose hold was freed (its job paused or disabled) is
+        not let in (``slot_of`` then says None)."""
+        self.clear_stale(configuration, is_alive, may_go)
+        holders = self._holders(configuration)
+        running = holders.get(Slot.RUNNING)
         if running is not None:
             return running[1] == me
+        waiting = holders.get(Slot.WAITING)
+        if waiting is None or waiting[1] != me:
+            return False
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(processes).values(self._row(configuration, Slot.RUNNING, me, lease)))
-                conn.execute(
+                taken = conn.execute(
                     delete(processes).where(
                         processes.c.configuration == configuration,
                         processes.c.slot == Slot.WAITING.value,
                         processes.c.dag_id == me.dag_id,
                         processes.c.run_id == me.run_id,
                     )
-                )
+                ).rowcount
+                if not taken:  # freed meanwhile
+                    return False
+                conn.execute(insert(processes).values(self._row(configuration, Slot.RUNNING, me, lease)))
         except IntegrityError:
             return False
         return True

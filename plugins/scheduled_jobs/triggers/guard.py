@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 
 class GuardTrigger(BaseTrigger):
-    """Polls the process ledger until this waiting run holds its configuration's running slot.
+    """Polls the process ledger until this waiting run holds its configuration's running slot, or holds
+    nothing any more (its hold was freed: its job was paused or disabled).
 
     While it waits it renews the run's lease, so a live waiting run is never cleared as stale; and it
     asks Airflow whether the running run is still running, so a long run is never cleared either.
@@ -62,15 +63,21 @@ class GuardTrigger(BaseTrigger):
     def __repr__(self) -> str:
         return f"<GuardTrigger {self.configuration} {self.dag_id}/{self.run_id}>"
 
-    def _may_run(self, ledger: ProcessLedger) -> bool:
+    def _poll(self, ledger: ProcessLedger) -> dict[str, Any] | None:
+        """The event to end the wait with: ``running`` when this run holds the running slot, ``freed`` (and
+        why) when it holds nothing any more (its job was paused or disabled and a run of a worker freed its
+        hold); None while it waits (its lease renewed)."""
         from scheduled_jobs.store import Holder
 
         me = Holder(self.dag_id, self.run_id)
         lease = dt.timedelta(seconds=self.lease_seconds)
         if ledger.promote(self.configuration, me, lease, is_alive=run_is_alive):
-            return True
+            return {"status": "running", "configuration": self.configuration}
+        if ledger.slot_of(self.configuration, me) is None:
+            reason = ledger.freed_reason(self.configuration, me)
+            return {"status": "freed", "configuration": self.configuration, "reason": reason}
         ledger.renew(me, lease)
-        return False
+        return None
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from scheduled_jobs.store import TaskStoreHook
@@ -79,6 +86,6 @@ class GuardTrigger(BaseTrigger):
         # resolved once per trigger run; the engine is the triggerer's one for it, shared by every
         # trigger there, so it is never disposed here.
         ledger = await asyncio.to_thread(TaskStoreHook(self.store_conn_id).get_ledger)
-        while not await asyncio.to_thread(self._may_run, ledger):
+        while (event := await asyncio.to_thread(self._poll, ledger)) is None:
             await asyncio.sleep(self.poll_seconds)
-        yield TriggerEvent({"status": "running", "configuration": self.configuration})  # type: ignore[no-untyped-call]
+        yield TriggerEvent(event)  # type: ignore[no-untyped-call]
