@@ -538,7 +538,11 @@ class AuthoringError(ScheduledJobsError):
 
 
 class ExistsError(AuthoringError):
-    """A new definition's file name is taken."""
+    """A new definition's file name is taken: ``path`` is the file that has it."""
+
+    def __init__(self, key: str, reason: str, path: Path) -> None:
+        super().__init__(key, reason)
+        self.path = path
 
 
 class ConflictError(ScheduledJobsError):
@@ -698,14 +702,16 @@ def create(identifier: str, text: str, folder: Path | None = None) -> Saved:
         for suffix in (".yaml", ".yml"):
             with contextlib.suppress(FileNotFoundError):
                 os.lstat(f"{identifier}{suffix}", dir_fd=descriptor)
-                raise ExistsError("identifier", f"{folder / (identifier + suffix)} already exists; choose another")
+                taken = folder / (identifier + suffix)
+                raise ExistsError("identifier", f"{taken} already exists; choose another", taken)
         temporary = _write_temporary(descriptor, identifier, data, 0o644)
         target = f"{identifier}.yaml"
         try:
             # link(2) fails when the name exists (even as a dangling link): a new file replaces nothing.
             os.link(temporary, target, src_dir_fd=descriptor, dst_dir_fd=descriptor, follow_symlinks=False)
         except FileExistsError:
-            raise ExistsError("identifier", f"{folder / target} already exists; choose another") from None
+            taken = folder / target
+            raise ExistsError("identifier", f"{taken} already exists; choose another", taken) from None
         finally:
             os.unlink(temporary, dir_fd=descriptor)
         os.fsync(descriptor)

@@ -32,6 +32,7 @@ from scheduled_jobs.web.security import CSRF_FIELD, require_csrf, require_dag_ed
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
     from fastapi import FastAPI
@@ -124,6 +125,35 @@ def _job(identifier: str, who: Access, method: Literal["GET", "PUT"] = "GET") ->
     if method == "PUT" and not who.may_dag("PUT", job.identifier):
         raise HTTPException(403, f"Forbidden: saving job {job.identifier!r} needs the right to edit its DAG")
     return job
+
+
+UNUSABLE = (
+    "is not one you may use: a job of this identifier would be a DAG you may not {what}; choose another; "
+    "nothing was saved"
+)
+
+
+def _may_use(who: Access, identifier: str, method: Literal["GET", "PUT"]) -> bool:
+    """Whether the caller may create a job of ``identifier`` (PUT) or be shown its draft (GET): Airflow's
+    answer for that DAG id, with its team when Airflow knows the DAG. A job the caller may not see, a DAG of
+    another team that no file holds any more and one the caller may only read all answer alike."""
+    if not authoring.is_identifier(identifier):
+        return True  # the draft's own problem says why; it names no file
+    return who.may_dag("GET", identifier) and (method == "GET" or who.may_dag("PUT", identifier))
+
+
+def _unusable() -> dict[str, list[str]]:
+    """The one refusal of an identifier the caller may not use: the same words whatever the reason."""
+    return {"identifier": [UNUSABLE.format(what="edit")]}
+
+
+def _file_readable(who: Access, path: Path) -> bool:
+    """Whether the caller may learn that the file ``path`` exists: a job file of a DAG it may read, or any
+    file for one who reads every DAG (invalid files are shown only to them)."""
+    if who.unrestricted("GET"):
+        return True
+    readable = who.job_ids("GET")
+    return any(job.path == path and job.identifier in readable for job in who.catalog.jobs.values())
 
 
 def _visible(who: Access) -> Callable[[Problem], bool]:
@@ -229,6 +259,12 @@ async def new_job_save(request: Request, who: SignedIn) -> HTMLResponse:
         # An identifier left empty is made from the name: shown as made, and still following the name.
         shown["identifier"] = form.get("identifier") or draft.identifier or ""
         auto = not form.get("identifier")
+        method: Literal["GET", "PUT"] = "GET" if form.get("do") == "preview" else "PUT"
+        if draft.identifier is not None and not _may_use(who, draft.identifier, method):
+            # Before any of the draft's problems: "also defined in" would tell that a hidden job exists.
+            return 403, _context(
+                shown, mode="new", problems=_unusable(), yaml=draft.text, draft=draft, identifier_auto=auto
+            )
         refused = authoring.saving_refused()
         if not draft.valid or refused or form.get("do") == "preview":
             status = 422 if not draft.valid else 200
@@ -236,13 +272,17 @@ async def new_job_save(request: Request, who: SignedIn) -> HTMLResponse:
                 shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft, identifier_auto=auto
             )
         assert draft.identifier is not None
-        if not who.may_dag("PUT", draft.identifier):
-            draft.problems.add("identifier", "you may not edit a DAG of this identifier; nothing was saved")
-            return 403, _context(
-                shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft, identifier_auto=auto
-            )
         try:
             saved = authoring.create(draft.identifier, draft.text)
+        except authoring.ExistsError as refusal:
+            if not _file_readable(who, refusal.path):  # a file of a job the caller may not see: never "exists"
+                return 403, _context(
+                    shown, mode="new", problems=_unusable(), yaml=draft.text, draft=draft, identifier_auto=auto
+                )
+            draft.problems.add(refusal.key, refusal.reason)
+            return 409, _context(
+                shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft, identifier_auto=auto
+            )
         except authoring.AuthoringError as refusal:
             draft.problems.add(refusal.key, refusal.reason)
             return 409, _context(
