@@ -846,3 +846,103 @@ def test_a_read_only_file_is_not_replaced(server: Server, tokens: dict[str, str]
     )
     assert toggled.status_code == 409 and "is read-only (mode 0444)" in toggled.text
     assert files(editing) == before and _last_audit() == since and path.stat().st_mode & 0o777 == 0o444
+
+
+# -- the whole catalog with the change (issue 22 item 10) -------------------------------------------
+
+SLOW_API = (
+    "name: ERP API\npublisher:\n  type: http\n  connection: erp\n  timeout_seconds: 60\n"
+    "  retry: {attempts: 5, max_retry_after_seconds: 30}\n"
+)
+SLOW_REASON = (
+    "publisher.timeout_seconds: one request can take up to 450 s (timeout_seconds 60 x retry.attempts 5, "
+    "plus waits), longer than the stuck-task threshold of 5 minutes of repair job"
+)
+REPAIR = "repair-stuck-tasks"
+
+
+def _general(draft: authoring.Draft) -> list[str]:
+    return draft.problems.get(authoring.GENERAL, [])
+
+
+def test_a_save_that_makes_another_file_invalid_is_refused_naming_that_file_and_key(project: Path) -> None:
+    """A short stuck threshold makes an existing HTTP outgoing configuration invalid: refused, by name."""
+    outgoing = project / "configurations" / "outgoing" / "erp-api.yaml"
+    outgoing.write_text(SLOW_API, encoding="utf-8")
+    assert cli_main(["validate"]) == 0  # valid with the threshold of 30 minutes
+    path = project / "job_definitions" / f"{REPAIR}.yaml"
+    data, _version = authoring.read_definition(path)
+    values = authoring.form_values(authoring.parse_existing(data, path), REPAIR)
+    draft, _ = authoring.edit_draft({**values, "stuck_after_minutes": "5"}, path, REPAIR, data)
+    assert not draft.valid
+    (reason,) = _general(draft)
+    assert reason.startswith(f"{outgoing}: {SLOW_REASON} {REPAIR!r}"), reason
+    assert "this change makes that file invalid" in reason
+    # A new repair job with a short threshold is refused alike (the smallest threshold holds).
+    fresh, _ = authoring.new_draft(
+        {"name": "Quick repair", "job": "repair_stuck_tasks", "stuck_after_minutes": "5", "expression": "@hourly"}
+    )
+    assert not fresh.valid
+    (reason,) = _general(fresh)
+    assert reason.startswith(f"{outgoing}: {SLOW_REASON} 'quick-repair'"), reason
+    assert "scheduled-job-draft" not in reason  # the scratch copy is never named
+    # One that keeps the configuration valid is saved, and the command users run agrees.
+    ok, _ = authoring.edit_draft({**values, "stuck_after_minutes": "10"}, path, REPAIR, data)
+    assert ok.valid, ok.problems
+    authoring.replace(path, ok.text, _version)
+    assert cli_main(["validate"]) == 0
+
+
+def test_a_new_repair_job_in_an_empty_folder_is_checked_against_the_configurations(project: Path) -> None:
+    """The only definition of the folder: the catalog's cross-file rules still apply to it."""
+    for existing in (project / "job_definitions").iterdir():
+        existing.unlink()
+    outgoing = project / "configurations" / "outgoing" / "erp-api.yaml"
+    outgoing.write_text(SLOW_API, encoding="utf-8")
+    draft, _ = authoring.new_draft(
+        {"name": "Quick repair", "job": "repair_stuck_tasks", "stuck_after_minutes": "5", "expression": "@hourly"}
+    )
+    assert not draft.valid
+    assert [r for r in _general(draft) if r.startswith(f"{outgoing}: publisher.timeout_seconds:")], draft.problems
+
+
+def test_a_file_already_invalid_does_not_block_a_save_and_is_told(project: Path) -> None:
+    """A problem another file had before the change is not this save's: the save goes on, and the draft says
+    that ``scheduled-jobs validate`` still fails, naming that file."""
+    broken = project / "job_definitions" / "broken.yaml"
+    broken.write_text("name: Broken\njob: outgoing\nroute: nope\nexpression: '@daily'\n", encoding="utf-8")
+    assert cli_main(["validate"]) == 1
+    draft, _ = authoring.new_draft(form(identifier="unrelated"))
+    assert draft.valid, draft.problems
+    assert [str(p) for p in draft.elsewhere] == [f"{broken}: route: {p.reason}" for p in draft.elsewhere]
+    assert len(draft.elsewhere) == 1
+
+
+def test_a_duplicate_identifier_also_names_the_file_it_makes_invalid(project: Path) -> None:
+    draft, _ = authoring.new_draft(form(identifier="orders-to-erp-export"))
+    existing = project / "job_definitions" / "orders-to-erp-export.yaml"
+    assert not draft.valid
+    (reason,) = _general(draft)
+    # The other file's problem names where the new file would be, never the scratch copy that was checked.
+    assert reason.startswith(
+        f"{existing}: identifier: scheduled job 'orders-to-erp-export' is also defined in {existing}"
+    )
+
+
+def test_the_form_refuses_a_save_that_makes_another_file_invalid(
+    server: Server, tokens: dict[str, str], editing: Path
+) -> None:
+    admin = tokens["admin"]
+    outgoing = editing.parent / "configurations" / "outgoing" / "erp-api.yaml"
+    outgoing.write_text(SLOW_API, encoding="utf-8")
+    path = editing / f"{REPAIR}.yaml"
+    values = authoring.form_values(yaml.safe_load(path.read_text()), REPAIR)
+    before, since = files(editing), _last_audit()
+    for do in ("preview", "save"):
+        fields = [*_edit_fields(server, admin, REPAIR, {**values, "stuck_after_minutes": "5"}), ("do", do)]
+        answer = _post(server, admin, f"/jobs/{REPAIR}/edit", fields)
+        assert answer.status_code == 422, answer.text
+        top = re.search(r'<ul class="problems" id="form-problems"><li>(.*?)</li>', answer.text)
+        assert top and top.group(1).startswith(f"{outgoing}: publisher.timeout_seconds: one request can take"), top
+    assert files(editing) == before and _last_audit() == since
+    assert cli_main(["validate"]) == 0

@@ -11,6 +11,7 @@ And every route of the plugin's app goes through ``web.access`` (one of its guar
 from __future__ import annotations
 
 import json
+import re
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
@@ -232,6 +233,63 @@ def test_a_team_viewer_still_cannot_act(server: Server, tokens: dict[str, str], 
     with _as(server, tokens, "bobview") as viewer:
         answer = viewer.post("/api/tasks/delete", json={"ids": tasks["products-to-webshop"]})
         assert answer.status_code == 403
+
+
+def _retired_team_a_dag(dag_id: str) -> None:
+    """A DAG of team A that Airflow still knows and no definition file holds (a job removed)."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.add(DagModel(dag_id=dag_id, bundle_name="bundle_a", fileloc="/dags/scheduled_jobs.py"))
+
+
+def _without_token(page: str) -> str:
+    """A page without its CSRF token, which holds the time it was made."""
+    return re.sub(r'name="csrf_token" value="[^"]*"', "", page)
+
+
+def _new_job(identifier: str, do: str) -> dict[str, str]:
+    return {
+        "name": "Mine",
+        "identifier": identifier,
+        "job": "prune_tasks",
+        "retention_days": "3",
+        "expression": "@daily",
+        "do": do,
+    }
+
+
+@pytest.mark.parametrize("do", ["save", "preview"])
+def test_a_new_job_never_tells_bob_a_team_a_identifier_is_taken(
+    server: Server, tokens: dict[str, str], project: Path, monkeypatch: pytest.MonkeyPatch, do: str
+) -> None:
+    """The identifier of a job bob may not see answers as any identifier he may not use: the same refusal,
+    the same text, as the DAG id of a team-A job long gone; never "exists", never its file."""
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__UI_EDITING", "True")
+    folder = project / "job_definitions"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    _retired_team_a_dag("retired-team-a-job")
+    try:
+        with _as(server, tokens, "bob") as bob:
+            hidden = bob.post("/jobs/new", data=_new_job("shop-orders-incoming", do))
+            retired = bob.post("/jobs/new", data=_new_job("retired-team-a-job", do))
+            assert hidden.status_code == retired.status_code == 403, hidden.text
+            for word in ("also defined", "exists", str(folder)):
+                assert word not in hidden.text, word
+            assert _without_token(hidden.text).replace("shop-orders-incoming", "N") == _without_token(
+                retired.text
+            ).replace("retired-team-a-job", "N")
+            own = bob.post("/jobs/new", data=_new_job("bobs-prune", "preview"))
+            assert own.status_code == 200, own.text
+    finally:
+        with create_session() as session:
+            session.execute(delete(DagModel).where(DagModel.dag_id == "retired-team-a-job"))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 # -- every route goes through web.access ---------------------------------------------------------------

@@ -37,17 +37,24 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, FoldedScalarStrin
 from ruamel.yaml.tokens import CommentToken
 
 from scheduled_jobs import settings
-from scheduled_jobs.catalog import MAX_IDENTIFIER_LENGTH, current_configurations, load_catalog
-from scheduled_jobs.exceptions import ScheduledJobsError, SettingError
+from scheduled_jobs.catalog import (
+    MAX_IDENTIFIER_LENGTH,
+    current_catalog,
+    current_configurations,
+    load_catalog,
+    stuck_threshold_problems,
+)
+from scheduled_jobs.exceptions import Problem, ScheduledJobsError, SettingError
 from scheduled_jobs.identifiers import IDENTIFIER_PATTERN, identifier_from_name
 from scheduled_jobs.models.jobs import KIND_BY_TAG, JobKind
 from scheduled_jobs.redaction import is_unicode
 from scheduled_jobs.yaml_files import FILE_KEY, Limits, find_yaml_files, load_mapping
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
-    from scheduled_jobs.exceptions import Problem
+    from scheduled_jobs.catalog import Catalog
+    from scheduled_jobs.models.configurations import Configurations
 
 # -- the form's fields --------------------------------------------------------------------------------
 
@@ -427,10 +434,21 @@ class Draft:
     identifier: str | None
     text: str
     problems: Problems = field(default_factory=Problems)
+    broken: list[Problem] = field(default_factory=list)
+    """Problems the change gives other files (each also a ``GENERAL`` problem, or counted in one)."""
+    elsewhere: list[Problem] = field(default_factory=list)
+    """Problems other files had before the change and keep: not this save's, but ``validate`` still fails."""
 
     @property
     def valid(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.broken
+
+
+MAKES_INVALID = "this change makes that file invalid; nothing was saved"
+
+
+def _everyone(problem: Problem) -> bool:
+    return True
 
 
 def check(
@@ -441,30 +459,70 @@ def check(
     *,
     folder: Path | None = None,
     replacing: Path | None = None,
+    visible: Callable[[Problem], bool] = _everyone,
 ) -> Draft:
-    """Validate ``text`` as the definition file ``<identifier>.yaml`` among the folder's other files.
+    """Validate ``text`` as the definition file ``<identifier>.yaml`` within the whole catalog.
 
     The same pipeline as ``scheduled-jobs validate``: the file is written to a temporary folder and loaded
     by ``load_catalog`` with every other definition (``replacing``, the file an edit replaces, left out),
     so a taken identifier, a missing route or a bad cron are reported exactly as the command reports them.
+    The catalog's cross-file rules (duplicate identifiers, the stuck-task threshold against every outgoing
+    configuration) then judge every other file too: a problem of another file that it did not have before
+    the change (by path and key) refuses the save, as ``path: key: reason`` under ``GENERAL``. ``visible``
+    says which files the caller may see named; the others are counted, never named.
     """
     folder = folder or settings.definitions_folder()
     draft = Draft(identifier, text, problems)
+    configurations = current_configurations()
+    existing = find_yaml_files(folder)
+    # The folder as it is: the cache's catalog (a stat of each file keeps it true) when it is the setting's.
+    before = current_catalog() if folder == settings.definitions_folder() else _whole(folder, existing, configurations)
     with tempfile.TemporaryDirectory(prefix="scheduled-job-draft-") as scratch:
         # Only an identifier names the copy: "../x" must never place it outside the temporary folder.
         name = identifier if identifier is not None and is_identifier(identifier) else "new-job"
         candidate = Path(scratch) / f"{name}.yaml"
+        target = replacing or folder / f"{name}.yaml"
         candidate.write_text(text, encoding="utf-8")
-        others = [p for p in find_yaml_files(folder) if replacing is None or p != replacing]
-        catalog = load_catalog(folder, files=[*others, candidate], configurations=current_configurations())
-        found: list[Problem] = [p for p in catalog.problems if p.path == str(candidate)]
+        others = [p for p in existing if replacing is None or p != replacing]
+        after = _whole(folder, [*others, candidate], configurations)
+        found: list[Problem] = [p for p in after.problems if p.path == str(candidate)]
         for problem in found:
             draft.problems.add(field_of(problem.key), problem.reason)
+        had = {(p.path, p.key) for p in before.problems if replacing is None or p.path != str(replacing)}
+        for problem in after.problems:
+            if problem.path == str(candidate):
+                continue
+            # The other file's reason may name the checked copy ("also defined in"): name the real file.
+            shown = Problem(problem.path, problem.key, problem.reason.replace(str(candidate), str(target)))
+            (draft.elsewhere if (problem.path, problem.key) in had else draft.broken).append(shown)
         read_back, unreadable = load_mapping(candidate, Limits.from_settings())
+    hidden = 0
+    for problem in draft.broken:
+        if visible(problem):
+            draft.problems.add(GENERAL, f"{problem} ({MAKES_INVALID})")
+        else:
+            hidden += 1
+    if hidden:
+        draft.problems.add(
+            GENERAL,
+            f"{FILE_KEY}: this change makes {hidden} other definition or configuration file(s) that you may not "
+            "see invalid; nothing was saved",
+        )
+    draft.elsewhere = [p for p in draft.elsewhere if visible(p)]
     if unreadable is None and read_back != dict(expected) and not found:
         # Never expected: the emitter and the reader disagree on a value. Refuse rather than save it.
         draft.problems.add(GENERAL, "the YAML made from the form does not read back as the form's values")
     return draft
+
+
+def _whole(folder: Path, paths: list[Path], configurations: Configurations) -> Catalog:
+    """The catalog of ``paths`` with every cross-file rule, as ``scheduled-jobs validate`` loads the folder."""
+    catalog = load_catalog(folder, files=paths, configurations=configurations)
+    if len(paths) == 1:
+        # load_catalog checks one file on its own without the cross-file rules; here it is the whole folder.
+        catalog.problems.extend(stuck_threshold_problems(catalog))
+        catalog.problems.sort(key=lambda problem: (problem.path, problem.key))
+    return catalog
 
 
 # -- files: read, write, conflicts ------------------------------------------------------------------
@@ -480,7 +538,11 @@ class AuthoringError(ScheduledJobsError):
 
 
 class ExistsError(AuthoringError):
-    """A new definition's file name is taken."""
+    """A new definition's file name is taken: ``path`` is the file that has it."""
+
+    def __init__(self, key: str, reason: str, path: Path) -> None:
+        super().__init__(key, reason)
+        self.path = path
 
 
 class ConflictError(ScheduledJobsError):
@@ -644,14 +706,16 @@ def create(identifier: str, text: str, folder: Path | None = None) -> Saved:
         for suffix in (".yaml", ".yml"):
             with contextlib.suppress(FileNotFoundError):
                 os.lstat(f"{identifier}{suffix}", dir_fd=descriptor)
-                raise ExistsError("identifier", f"{folder / (identifier + suffix)} already exists; choose another")
+                taken = folder / (identifier + suffix)
+                raise ExistsError("identifier", f"{taken} already exists; choose another", taken)
         temporary = _write_temporary(descriptor, identifier, data, 0o644)
         target = f"{identifier}.yaml"
         try:
             # link(2) fails when the name exists (even as a dangling link): a new file replaces nothing.
             os.link(temporary, target, src_dir_fd=descriptor, dst_dir_fd=descriptor, follow_symlinks=False)
         except FileExistsError:
-            raise ExistsError("identifier", f"{folder / target} already exists; choose another") from None
+            taken = folder / target
+            raise ExistsError("identifier", f"{taken} already exists; choose another", taken) from None
         finally:
             os.unlink(temporary, dir_fd=descriptor)
         os.fsync(descriptor)
@@ -723,7 +787,7 @@ def form_values(mapping: Mapping[str, Any], identifier: str) -> dict[str, str]:
     return shown
 
 
-def new_draft(form: Mapping[str, str]) -> tuple[Draft, dict[str, Any]]:
+def new_draft(form: Mapping[str, str], visible: Callable[[Problem], bool] = _everyone) -> tuple[Draft, dict[str, Any]]:
     """A new job's file from the form, validated: the draft and the values it holds."""
     problems = Problems()
     values = desired(form, problems)
@@ -731,10 +795,16 @@ def new_draft(form: Mapping[str, str]) -> tuple[Draft, dict[str, Any]]:
     expected = expected_data(None, values, text)
     if values.get("identifier"):
         expected["identifier"] = values["identifier"]
-    return check(text, values.get("identifier"), expected, problems), values
+    return check(text, values.get("identifier"), expected, problems, visible=visible), values
 
 
-def edit_draft(form: Mapping[str, str], path: Path, identifier: str, original: bytes) -> tuple[Draft, dict[str, Any]]:
+def edit_draft(
+    form: Mapping[str, str],
+    path: Path,
+    identifier: str,
+    original: bytes,
+    visible: Callable[[Problem], bool] = _everyone,
+) -> tuple[Draft, dict[str, Any]]:
     """An edit of the file at ``path`` (its bytes ``original``) from the form, validated."""
     problems = Problems()
     values = desired({**form, "identifier": identifier}, problems)
@@ -748,7 +818,7 @@ def edit_draft(form: Mapping[str, str], path: Path, identifier: str, original: b
     expected = expected_data(before, values, text)
     if "identifier" in before or identifier_from_name(str(values.get("name") or "")) != identifier:
         expected["identifier"] = identifier
-    return check(text, identifier, expected, problems, replacing=path), values
+    return check(text, identifier, expected, problems, replacing=path, visible=visible), values
 
 
 def _same_text(kept: str, shown: str) -> bool:
@@ -766,3 +836,13 @@ def toggled_text(original: bytes, path: Path, disabled: bool) -> str:
     else:
         _insert(document, "disabled", disabled)
     return _dump(document, layout)
+
+
+def toggle_draft(
+    original: bytes, path: Path, identifier: str, disabled: bool, visible: Callable[[Problem], bool] = _everyone
+) -> Draft:
+    """The file with ``disabled:`` set, checked within the whole catalog as any other save."""
+    before = parse_existing(original, path)
+    text = toggled_text(original, path, disabled)
+    expected = dict(before) if before.get("disabled") is disabled else {**before, "disabled": disabled}
+    return check(text, identifier, expected, Problems(), replacing=path, visible=visible)

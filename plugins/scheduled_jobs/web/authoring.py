@@ -31,9 +31,14 @@ from scheduled_jobs.web.access import Access
 from scheduled_jobs.web.security import CSRF_FIELD, require_csrf, require_dag_edit
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
     from fastapi import FastAPI
     from jinja2 import Environment
+
+    from scheduled_jobs.exceptions import Problem
 
 log = logging.getLogger(__name__)
 MAX_FIELDS = 60
@@ -122,6 +127,64 @@ def _job(identifier: str, who: Access, method: Literal["GET", "PUT"] = "GET") ->
     return job
 
 
+UNUSABLE = (
+    "is not one you may use: a job of this identifier would be a DAG you may not {what}; choose another; "
+    "nothing was saved"
+)
+
+
+def _may_use(who: Access, identifier: str, method: Literal["GET", "PUT"]) -> bool:
+    """Whether the caller may create a job of ``identifier`` (PUT) or be shown its draft (GET): Airflow's
+    answer for that DAG id, with its team when Airflow knows the DAG. A job the caller may not see, a DAG of
+    another team that no file holds any more and one the caller may only read all answer alike."""
+    if not authoring.is_identifier(identifier):
+        return True  # the draft's own problem says why; it names no file
+    return who.may_dag("GET", identifier) and (method == "GET" or who.may_dag("PUT", identifier))
+
+
+def _unusable() -> dict[str, list[str]]:
+    """The one refusal of an identifier the caller may not use: the same words whatever the reason."""
+    return {"identifier": [UNUSABLE.format(what="edit")]}
+
+
+def _file_readable(who: Access, path: Path) -> bool:
+    """Whether the caller may learn that the file ``path`` exists: a job file of a DAG it may read, or any
+    file for one who reads every DAG (invalid files are shown only to them)."""
+    if who.unrestricted("GET"):
+        return True
+    readable = who.job_ids("GET")
+    return any(job.path == path and job.identifier in readable for job in who.catalog.jobs.values())
+
+
+def _visible(who: Access) -> Callable[[Problem], bool]:
+    """Which files a problem may name to this caller: those of jobs it may read, and the configurations of
+    routes it may read (a route, its incoming and its outgoing configuration); all for one who reads every
+    DAG. Any other file a change would make invalid is counted, never named (``authoring.check``)."""
+    if who.unrestricted("GET"):
+        return lambda problem: True
+    catalog = who.catalog
+    readable = who.job_ids("GET")
+    paths = {str(job.path) for job in catalog.jobs.values() if job.identifier in readable}
+    configurations = catalog.configurations
+    if configurations is not None:
+        routes = who.routes("GET")
+        for identifier, loaded in configurations.routes.valid.items():
+            if routes is None or identifier in routes:
+                paths.add(str(loaded.path))
+                for kind, target in (
+                    ("incoming", loaded.model.incoming_configuration),
+                    ("outgoing", loaded.model.outgoing_configuration),
+                ):
+                    found = configurations.shelf(kind).valid.get(target)
+                    if found is not None:
+                        paths.add(str(found.path))
+        for job in catalog.jobs.values():
+            incoming = getattr(job.definition, "incoming_configuration", None)
+            if job.identifier in readable and incoming in configurations.incoming.valid:
+                paths.add(str(configurations.incoming.valid[incoming].path))
+    return lambda problem: problem.path in paths
+
+
 # -- reading a POST -------------------------------------------------------------------------------
 
 
@@ -191,11 +254,17 @@ async def new_job_save(request: Request, who: SignedIn) -> HTMLResponse:
     user, form = await _form(request, who, preview_allowed=True)
 
     def work() -> tuple[int, dict[str, Any]]:
-        draft, _values = authoring.new_draft(form)
+        draft, _values = authoring.new_draft(form, _visible(who))
         shown = {k: v for k, v in form.items() if k in authoring.FIELDS}
         # An identifier left empty is made from the name: shown as made, and still following the name.
         shown["identifier"] = form.get("identifier") or draft.identifier or ""
         auto = not form.get("identifier")
+        method: Literal["GET", "PUT"] = "GET" if form.get("do") == "preview" else "PUT"
+        if draft.identifier is not None and not _may_use(who, draft.identifier, method):
+            # Before any of the draft's problems: "also defined in" would tell that a hidden job exists.
+            return 403, _context(
+                shown, mode="new", problems=_unusable(), yaml=draft.text, draft=draft, identifier_auto=auto
+            )
         refused = authoring.saving_refused()
         if not draft.valid or refused or form.get("do") == "preview":
             status = 422 if not draft.valid else 200
@@ -203,13 +272,17 @@ async def new_job_save(request: Request, who: SignedIn) -> HTMLResponse:
                 shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft, identifier_auto=auto
             )
         assert draft.identifier is not None
-        if not who.may_dag("PUT", draft.identifier):
-            draft.problems.add("identifier", "you may not edit a DAG of this identifier; nothing was saved")
-            return 403, _context(
-                shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft, identifier_auto=auto
-            )
         try:
             saved = authoring.create(draft.identifier, draft.text)
+        except authoring.ExistsError as refusal:
+            if not _file_readable(who, refusal.path):  # a file of a job the caller may not see: never "exists"
+                return 403, _context(
+                    shown, mode="new", problems=_unusable(), yaml=draft.text, draft=draft, identifier_auto=auto
+                )
+            draft.problems.add(refusal.key, refusal.reason)
+            return 409, _context(
+                shown, mode="new", problems=draft.problems, yaml=draft.text, draft=draft, identifier_auto=auto
+            )
         except authoring.AuthoringError as refusal:
             draft.problems.add(refusal.key, refusal.reason)
             return 409, _context(
@@ -229,6 +302,7 @@ async def new_job_save(request: Request, who: SignedIn) -> HTMLResponse:
             audit_id=audit,
             asked_parse=asked,
             verb="Created",
+            elsewhere=draft.elsewhere,
         )
 
     status, context = await run_in_threadpool(work)
@@ -271,7 +345,7 @@ async def edit_job_save(request: Request, who: SignedIn, identifier: str) -> HTM
         except authoring.AuthoringError as refusal:
             return 409, _context(shown, problems={authoring.GENERAL: [f"{job.path}: {refusal.reason}"]}, **more)
         try:
-            draft, _values = authoring.edit_draft(form, job.path, job.identifier, data)
+            draft, _values = authoring.edit_draft(form, job.path, job.identifier, data, _visible(who))
         except authoring.AuthoringError as refusal:  # a file ruamel cannot read: refused, nothing written
             return 409, _context(shown, problems={refusal.key: [f"{job.path}: {refusal.reason}"]}, **more)
         if current != version:
@@ -315,6 +389,7 @@ async def edit_job_save(request: Request, who: SignedIn, identifier: str) -> HTM
             asked_parse=asked,
             verb="Saved",
             changed=changed,
+            elsewhere=draft.elsewhere,
         )
 
     status, context = await run_in_threadpool(work)
@@ -333,13 +408,19 @@ async def _toggle(request: Request, who: Access, identifier: str, disabled: bool
         more = {"identifier": job.identifier, "path": job.path}
         try:
             data, version = authoring.read_definition(job.path)
-            text = authoring.toggled_text(data, job.path, disabled)
+            draft = authoring.toggle_draft(data, job.path, job.identifier, disabled, _visible(who))
         except authoring.AuthoringError as refusal:
             return 409, _context({}, mode="saved", refused_toggle=refusal.reason, **more)
+        text = draft.text
         values = authoring.form_values(authoring.parse_existing(text.encode("utf-8"), job.path), job.identifier)
+        if not draft.valid:
+            # The whole catalog with the change: a toggle that would make any file invalid is refused too.
+            return 422, _context(
+                values, mode="edit", problems=draft.problems, yaml=text, version=version, draft=draft, **more
+            )
         refused = authoring.saving_refused()
         if refused:
-            return 200, _context(values, mode="edit", yaml=text, version=version, **more)
+            return 200, _context(values, mode="edit", yaml=text, version=version, draft=draft, **more)
         try:
             saved = authoring.replace(job.path, text, version)
         except authoring.ConflictError as conflict:
@@ -367,6 +448,7 @@ async def _toggle(request: Request, who: Access, identifier: str, disabled: bool
             verb=verb,
             dag_paused=paused,
             toggled=disabled,
+            elsewhere=draft.elsewhere,
             **more,
         )
 
