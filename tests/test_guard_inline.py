@@ -271,3 +271,64 @@ def test_a_failed_try_keeps_its_hold_exactly_when_airflow_will_try_again(
     }
     task._release(context, may_retry=failure is not None)
     assert held(project) == ([(ROUTE, "running", me.dag_id)] if kept else [])
+
+
+SECOND = "orders-to-erp-second"
+SECOND_YAML = """name: Orders to ERP second
+identifier: orders-to-erp-second
+job: outgoing
+route: orders-to-erp
+expression: "0 3 * * *"
+"""
+
+
+@pytest.mark.timeout(180)  # before the fix the next run waited with no end: Airflow still had the holder running
+@pytest.mark.parametrize("change", ["deleted", "renamed", "disabled"])
+def test_the_hold_of_a_run_whose_job_was_deleted_renamed_or_disabled_is_freed(
+    project: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """Issue 22, item 1: a run of another job of the same route keeps its hold (Airflow has it running, its
+    task waiting for a retry, so nothing of it is queued or running). Then its job's file is deleted, its
+    identifier changed, or it is disabled: Airflow queues no task of it any more, so its hold must not keep
+    the route. The next run of the route executes at once, and the freed hold is recorded with the reason.
+    Before the fix the next run waited for the lease (60 s here) and the record said nothing of the job."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__GUARD_POLL_SECONDS", "0.2")
+    definition = project / "job_definitions" / f"{SECOND}.yaml"
+    definition.write_text(SECOND_YAML)
+    run = dag_test(DagBag(dag_folder=str(ROOT / "dags")).get_dag(SECOND))
+    assert run.state == "success"
+    with create_session() as session:  # as if its task failed and waits for a retry: the run still runs
+        session.query(DagRun).filter_by(dag_id=SECOND, run_id=run.run_id).update({"state": "running"})
+        session.query(TaskInstance).filter_by(dag_id=SECOND, run_id=run.run_id).update({"state": "up_for_retry"})
+    book = ledger(project)
+    book.enter(ROUTE, Holder(SECOND, run.run_id), dt.timedelta(seconds=60))
+    assert shown_on_the_processes_page(book) == [SECOND]  # a job that may still retry keeps its hold there
+    if change == "deleted":
+        definition.unlink()
+        reason = f"the job {SECOND} is no longer defined"
+    elif change == "renamed":
+        definition.write_text(SECOND_YAML.replace(f"identifier: {SECOND}", "identifier: orders-to-erp-third"))
+        reason = f"the job {SECOND} is no longer defined"
+    else:
+        definition.write_text(SECOND_YAML + "disabled: true\n")
+        reason = f"the job {SECOND} is disabled"
+    assert shown_on_the_processes_page(book) == []  # its hold keeps nothing: the page shows none
+    started = time.monotonic()
+    assert run_dag("orders-to-erp-export") == ("success", {"export_route": "success"})
+    assert time.monotonic() - started < 45, "the run waited for the lease instead"
+    assert held(project) == []
+    (freed,) = book.skipped(ROUTE)
+    assert freed["dag_id"] == SECOND and reason in str(freed["reason"]), freed
+
+
+def shown_on_the_processes_page(book: ProcessLedger) -> list[str]:
+    """The DAG ids of the holds the Processes page shows for the route (its rows, as the page builds them)."""
+    from scheduled_jobs.catalog import load_catalog
+    from scheduled_jobs.web.overview import process_rows
+
+    (row,) = [row for row in process_rows(book.engine, load_catalog()) if row.configuration == ROUTE]
+    return [holder.dag_id for holder in (row.running, row.waiting) if holder is not None]

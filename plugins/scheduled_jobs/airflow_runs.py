@@ -174,6 +174,44 @@ def run_states(runs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     return found
 
 
+
+def runs_with_work(runs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Of these (dag_id, run_id), the runs one of whose tasks is queued or running (``EXECUTING``), in one query
+    per 500; in the API server, like ``run_states``."""
+    wanted = sorted(set(runs))
+    if not wanted:
+        return set()
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select, tuple_
+
+    found: set[tuple[str, str]] = set()
+    with create_session() as session:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            query = (
+                select(TaskInstance.dag_id, TaskInstance.run_id)
+                .where(tuple_(TaskInstance.dag_id, TaskInstance.run_id).in_(chunk))
+                .where(TaskInstance.state.in_(EXECUTING))
+                .distinct()
+            )
+            found |= {(dag_id, run_id) for dag_id, run_id in session.execute(query)}
+    return found
+
+
+def paused_dags(dag_ids: list[str]) -> set[str]:
+    """Of these DAG ids, those Airflow has paused (one query); in the API server."""
+    if not dag_ids:
+        return set()
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = select(DagModel.dag_id).where(DagModel.dag_id.in_(sorted(set(dag_ids)))).where(DagModel.is_paused)
+        return set(session.scalars(query))
+
+
 AUDIT_EVENT_PREFIX = "scheduled_jobs."
 """Our rows in Airflow's audit log (the ``log`` table its UI shows as *Audit Log*) have events named so."""
 

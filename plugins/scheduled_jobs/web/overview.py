@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from pydantic import BaseModel
 
 from scheduled_jobs import settings
-from scheduled_jobs.airflow_runs import latest_runs
+from scheduled_jobs.airflow_runs import latest_runs, paused_dags, runs_with_work
 from scheduled_jobs.catalog import Catalog, ScheduledJob, current_catalog
 from scheduled_jobs.cron import FireTime, cron_errors
 from scheduled_jobs.cron_checker import description_of, next_fire_times
 from scheduled_jobs.models.jobs import LABELS
+from scheduled_jobs.realtime import DAG_ID_PREFIX
 from scheduled_jobs.store import (
     Page,
     ProcessFigures,
@@ -187,14 +188,45 @@ def process_rows(engine: Engine, catalog: Catalog | None = None, access: Access 
     figures = process_figures(engine)
     visible = None if access is None else access.configurations("GET")
     rows = []
+    shown = {c: f for c, f in figures.items() if visible is None or c in visible}
+    freed = holds_that_keep_nothing(
+        catalog, [ProcessHolder.model_validate(h) for f in shown.values() for h in (f.running, f.waiting) if h]
+    )
     for configuration in sorted(guarded_configurations(catalog) | set(figures)):
         if visible is not None and configuration not in visible:
             continue
         found = figures.get(configuration) or ProcessFigures(configuration)
         running = None if found.running is None else ProcessHolder.model_validate(found.running)
         waiting = None if found.waiting is None else ProcessHolder.model_validate(found.waiting)
+        running = None if running and (running.dag_id, running.run_id) in freed else running
+        waiting = None if waiting and (waiting.dag_id, waiting.run_id) in freed else waiting
         rows.append(ProcessRow(configuration=configuration, running=running, waiting=waiting, skipped=found.skipped))
     return rows
+
+
+def holds_that_keep_nothing(catalog: Catalog, holders: list[ProcessHolder]) -> set[tuple[str, str]]:
+    """The (dag_id, run_id) of holds the page does not show: runs none of whose tasks is queued or running, of
+    a job paused in Airflow, disabled in its definition, or no longer defined (its file deleted, its identifier
+    changed). Airflow queues no task of such a job, so the hold keeps its configuration for nothing; the next
+    guard decision frees it and records why (``operators.guard.hold_may_go``, the same rule). When Airflow's
+    database cannot answer, or the catalog has a problem (the file may be the job's), every hold is shown."""
+    runs = [(h.dag_id, h.run_id) for h in holders]
+    if not runs:
+        return set()
+    try:
+        busy = runs_with_work(runs)
+        paused = paused_dags([dag_id for dag_id, _ in runs])
+    except Exception:  # Airflow's database unreachable: show what the ledger holds
+        return set()
+    freed = set()
+    for dag_id, run_id in set(runs) - busy:
+        if dag_id in paused:
+            freed.add((dag_id, run_id))
+        elif not dag_id.startswith(DAG_ID_PREFIX) and not catalog.problems:
+            job = catalog.jobs.get(dag_id)
+            if job is None or job.definition.disabled:
+                freed.add((dag_id, run_id))
+    return freed
 
 
 def paged(found: Page, row: type[Row]) -> Paged[Row]:
