@@ -235,6 +235,22 @@ def test_a_team_viewer_still_cannot_act(server: Server, tokens: dict[str, str], 
         assert answer.status_code == 403
 
 
+
+def test_the_new_job_form_offers_bob_only_the_routes_and_incoming_configurations_of_his_team(
+    server: Server, tokens: dict[str, str], project: Path
+) -> None:
+    """The form's dropdowns name no route or incoming configuration of team A: listing them would tell bob
+    they exist. Team A's alice sees hers and not bob's."""
+    with _as(server, tokens, "bob") as bob:
+        page = bob.get("/jobs/new")
+    assert page.status_code == 200
+    assert 'value="product-catalog"' in page.text and 'value="products-to-webshop"' in page.text
+    assert 'value="shop-orders"' not in page.text and 'value="orders-to-erp"' not in page.text
+    with _as(server, tokens, "alice") as alice:
+        page = alice.get("/jobs/new")
+    assert 'value="shop-orders"' in page.text and 'value="orders-to-erp"' in page.text
+    assert 'value="product-catalog"' not in page.text
+
 def _retired_team_a_dag(dag_id: str) -> None:
     """A DAG of team A that Airflow still knows and no definition file holds (a job removed)."""
     from airflow.models.dag import DagModel

@@ -109,10 +109,30 @@ def _context(values: dict[str, str], **more: Any) -> dict[str, Any]:
     }
 
 
-def _render(request: Request, status_code: int = 200, **values: Any) -> HTMLResponse:
+def _render(request: Request, who: Access, status_code: int = 200, **values: Any) -> HTMLResponse:
     from scheduled_jobs.web.app import _render as render_page
 
-    return render_page(request, "job_form.html", "jobs", status_code=status_code, **values)
+    return render_page(request, "job_form.html", "jobs", status_code=status_code, **_offered(values, who))
+
+
+def _offered(values: dict[str, Any], who: Access) -> dict[str, Any]:
+    """The dropdowns with only what the caller may see: a route whose tasks they may read, an incoming
+    configuration one of their jobs runs or one of those routes starts from (listing the others would tell
+    them they exist). What the caller typed themselves stays, as it was shown."""
+    routes = who.routes("GET")
+    if routes is None:
+        return values
+    configurations = who.configurations("GET") or frozenset()
+    loaded = who.catalog.configurations.routes.valid if who.catalog.configurations else {}
+    incoming = {f"incoming:{r.model.incoming_configuration}" for i, r in loaded.items() if i in routes}
+    typed = {values.get("values", {}).get("route"), values.get("values", {}).get("incoming_configuration")}
+    return {
+        **values,
+        "routes": [(i, n) for i, n in values.get("routes", []) if i in routes or i in typed],
+        "incoming": [
+            (i, n) for i, n in values.get("incoming", []) if f"incoming:{i}" in configurations | incoming or i in typed
+        ],
+    }
 
 
 def _job(identifier: str, who: Access, method: Literal["GET", "PUT"] = "GET") -> ScheduledJob:
@@ -242,11 +262,11 @@ def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 # -- new ------------------------------------------------------------------------------------------
 
 
-@router.get("/jobs/new", dependencies=[Depends(access.reader)])
-async def new_job_page(request: Request) -> HTMLResponse:
+@router.get("/jobs/new")
+async def new_job_page(request: Request, who: Reader) -> HTMLResponse:
     values = {"job": "incoming", "priority": "0", "overlap": "buffer_one", "timezone": settings.default_timezone()}
     context = await run_in_threadpool(_context, values, mode="new")
-    return _render(request, **context)
+    return _render(request, who, **context)
 
 
 @router.post("/jobs/new")
@@ -306,7 +326,7 @@ async def new_job_save(request: Request, who: SignedIn) -> HTMLResponse:
         )
 
     status, context = await run_in_threadpool(work)
-    return _render(request, status_code=status, **context)
+    return _render(request, who, status_code=status, **context)
 
 
 # -- edit ------------------------------------------------------------------------------------------
@@ -327,7 +347,7 @@ async def edit_job_page(request: Request, who: Reader, identifier: str) -> HTMLR
             more["saving_refused"] = read_only  # said at the top before anything is typed; no Save offered
         return _context(values, mode="edit", identifier=job.identifier, path=job.path, version=version, **more)
 
-    return _render(request, **await run_in_threadpool(work))
+    return _render(request, who, **await run_in_threadpool(work))
 
 
 @router.post("/jobs/{identifier}/edit")
@@ -393,7 +413,7 @@ async def edit_job_save(request: Request, who: SignedIn, identifier: str) -> HTM
         )
 
     status, context = await run_in_threadpool(work)
-    return _render(request, status_code=status, **context)
+    return _render(request, who, status_code=status, **context)
 
 
 # -- disable / enable ------------------------------------------------------------------------------
@@ -453,7 +473,7 @@ async def _toggle(request: Request, who: Access, identifier: str, disabled: bool
         )
 
     status, context = await run_in_threadpool(work)
-    return _render(request, status_code=status, **context)
+    return _render(request, who, status_code=status, **context)
 
 
 @router.post("/jobs/{identifier}/disable")
