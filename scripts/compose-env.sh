@@ -30,7 +30,8 @@ def read(path):
 
 # Letters, digits, - and _ only: each value goes unquoted into .env, a URL (the PostgreSQL password) and JSON.
 generate = {
-    "AIRFLOW_UID": lambda: uid,
+    # Root's 0 would run every Airflow container as root: the image's own airflow user (50000) instead.
+    "AIRFLOW_UID": lambda: uid if uid != "0" else "50000",
     "_AIRFLOW_WWW_USER_PASSWORD": lambda: secrets.token_urlsafe(18),
     "AIRFLOW_JWT_SECRET": lambda: secrets.token_urlsafe(64),
     "AIRFLOW_FERNET_KEY": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),

@@ -137,3 +137,31 @@ def test_the_init_service_migrates_the_task_store_once(compose: dict[str, Any]) 
     script = "\n".join(compose["services"]["airflow-init"]["command"])
     assert "scheduled-jobs db upgrade" in script
     assert script.index("/entrypoint airflow version") < script.index("scheduled-jobs db upgrade")
+
+
+@pytest.mark.parametrize("failing", ["/entrypoint airflow version", "scheduled-jobs db upgrade", None])
+def test_the_init_service_fails_when_a_migration_fails_and_keeps_the_password_file_private(
+    compose: dict[str, Any], tmp_path: Any, failing: str | None
+) -> None:
+    """airflow-init gates every other service (service_completed_successfully): a failed migration must fail
+    it. Its script runs here with each command stubbed (no Docker engine), one of them failing."""
+    import os
+    import stat
+    import subprocess
+
+    script = "\n".join(compose["services"]["airflow-init"]["command"][1:]).replace("$$", "$")
+    script = script.replace("/opt/airflow", str(tmp_path)).replace("${AIRFLOW_UID:-50000}", str(os.getuid()))
+    stubs = {"/entrypoint airflow version": "migrate_airflow", "scheduled-jobs db upgrade": "upgrade_store"}
+    for command, stub in stubs.items():
+        script = script.replace(command, stub)
+    script = script.replace("scheduled-jobs validate", "validate_jobs")
+    functions = (
+        "".join(f"{stub}() {{ return {1 if command == failing else 0}; }}\n" for command, stub in stubs.items())
+        + "validate_jobs() { return 1; }\n"
+    )  # invalid files are shown, not fatal
+    env = {**os.environ, "_AIRFLOW_WWW_USER_USERNAME": "admin", "_AIRFLOW_WWW_USER_PASSWORD": "s3cret"}
+    done = subprocess.run(["bash", "-c", functions + script], env=env, capture_output=True, text=True)
+    assert done.returncode == (0 if failing is None else 1), done.stdout + done.stderr
+    passwords = tmp_path / "config" / "simple_auth_manager_passwords.json"
+    assert json.loads(passwords.read_text()) == {"admin": "s3cret"}
+    assert stat.S_IMODE(passwords.stat().st_mode) == 0o600

@@ -143,9 +143,37 @@ def test_an_unsupported_airflow_is_refused_naming_the_range(monkeypatch: pytest.
     for found in ("3.0.6", "2.11.0", "4.0.0"):
         monkeypatch.setattr(scheduled_jobs, "_installed", lambda _name, found=found: found)
         with pytest.raises(ImportError, match=rf"supports apache-airflow>=3\.1,<4 .* has apache-airflow {found}"):
-            scheduled_jobs._refuse_unsupported_airflow()
+            scheduled_jobs.require_supported_airflow()
     monkeypatch.setattr(scheduled_jobs, "_installed", lambda _name: "3.1.8")
-    scheduled_jobs._refuse_unsupported_airflow()
+    scheduled_jobs.require_supported_airflow()
+
+
+FAKE_AIRFLOW = """
+import importlib.metadata as metadata
+real = metadata.version
+metadata.version = lambda name: "3.0.6" if name == "apache-airflow" else real(name)
+"""
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        # Airflow's providers manager reads the provider info in every airflow command: it must not refuse
+        ("from scheduled_jobs.provider_info import get_provider_info; print(get_provider_info()['versions'])", 0),
+        ("import scheduled_jobs.factory", 1),
+        ("import scheduled_jobs.web.plugin", 1),
+        ("import sys; from scheduled_jobs.cli import main; sys.exit(main(['--version']))", 1),
+    ],
+)
+def test_an_unsupported_airflow_stops_the_package_not_airflow(code: str, expected: int) -> None:
+    done = _run([sys.executable, "-c", FAKE_AIRFLOW + code], dict(os.environ))
+    assert done.returncode == expected, done.stdout + done.stderr[-2000:]
+    if expected:
+        assert "supports apache-airflow>=3.1,<4 (tested: 3.1, 3.2, 3.3); this environment has apache-airflow 3.0.6" in (
+            done.stderr
+        )
+    if "cli" in code:
+        assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: airflow-scheduled-jobs"), done.stderr
 
 
 # -- the DAG files and a definitions folder never seen before ------------------------------------------------
@@ -305,6 +333,10 @@ def _schema_checks(url: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatc
     with pytest.raises(StoreSchemaError, match=r"'0099', which this version .* does not know"):
         store_engine.create_store_engine(url)
     assert "password" not in _run([SCHEDULED_JOBS, "db", "check"], env).stderr
+    rollback = _run([SCHEDULED_JOBS, "db", "upgrade"], env)  # an older version's migration job after a rollback
+    assert rollback.returncode == 1, rollback.stdout + rollback.stderr
+    assert "does not know" in rollback.stderr and "nothing was changed" in rollback.stderr, rollback.stderr
+    assert "Traceback" not in rollback.stderr and len(rollback.stderr.splitlines()) == 1, rollback.stderr
 
 
 def test_an_older_sqlite_store_is_refused_until_db_upgrade(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -430,6 +462,9 @@ def test_a_typo_in_guard_design_is_the_import_error_and_fails_validate(tmp_path:
     assert list(errors) == [dag_files.PROBLEMS_FILE], errors  # type: ignore[call-overload]
     expected = "[scheduled_jobs]: guard_design: got 'inlien', expected one of: inline, teardown"
     assert expected in errors[dag_files.PROBLEMS_FILE]  # type: ignore[index]
+    # Not an empty DAG in their place (a half-built DAG auto-registered by its `with` block): runs of it would
+    # succeed doing nothing.
+    assert not {"nightly-orders", "orders-to-the-erp-25-at-a-time"} & set(found["dags"]), found["dags"]  # type: ignore[call-overload]
     validate = _run([SCHEDULED_JOBS, "validate"], env)
     assert validate.returncode == 1, validate.stdout + validate.stderr
     lines = [line for line in validate.stdout.splitlines() if line.startswith("[scheduled_jobs]")]

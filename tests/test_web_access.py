@@ -235,7 +235,6 @@ def test_a_team_viewer_still_cannot_act(server: Server, tokens: dict[str, str], 
         assert answer.status_code == 403
 
 
-
 def test_the_new_job_form_offers_bob_only_the_routes_and_incoming_configurations_of_his_team(
     server: Server, tokens: dict[str, str], project: Path
 ) -> None:
@@ -250,6 +249,7 @@ def test_the_new_job_form_offers_bob_only_the_routes_and_incoming_configurations
         page = alice.get("/jobs/new")
     assert 'value="shop-orders"' in page.text and 'value="orders-to-erp"' in page.text
     assert 'value="product-catalog"' not in page.text
+
 
 def _retired_team_a_dag(dag_id: str) -> None:
     """A DAG of team A that Airflow still knows and no definition file holds (a job removed)."""

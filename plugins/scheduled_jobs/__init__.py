@@ -11,10 +11,15 @@ SUPPORTED_AIRFLOW = ">=3.1,<4"
 """The Airflow versions this package runs on, as pyproject.toml's dependency says; CI tests 3.1.8, 3.2.2, 3.3.2."""
 
 
-def _refuse_unsupported_airflow() -> None:
-    """Refuse at import an Airflow outside ``SUPPORTED_AIRFLOW`` (pip's resolver refuses at install; a
-    ``--no-deps`` install or a changed environment gets here): one clear sentence instead of an ImportError deep
-    inside a DAG file. Read from the distribution's metadata: no import of Airflow for it."""
+def require_supported_airflow() -> None:
+    """Refuse an Airflow outside ``SUPPORTED_AIRFLOW`` (pip's resolver refuses at install; a ``--no-deps``
+    install or a changed environment gets here): one clear sentence instead of an ImportError deep inside a DAG
+    file. Read from the distribution's metadata: no import of Airflow for it.
+
+    Called where the package starts to work, not at the package's own import: by the DAG factory (the DAG
+    files' import error), the plugin (Airflow's plugin import error) and the CLI (one line, exit 1). The
+    provider info Airflow's providers manager reads in every ``airflow`` command imports the package too, and
+    a refusal there would stop all of Airflow, ``airflow db migrate`` included."""
     try:
         found = _installed("apache-airflow")
     except PackageNotFoundError:
@@ -29,6 +34,3 @@ def _refuse_unsupported_airflow() -> None:
             f"airflow-scheduled-jobs {__version__} supports apache-airflow{SUPPORTED_AIRFLOW} "
             f"(tested: 3.1, 3.2, 3.3); this environment has apache-airflow {found}"
         )
-
-
-_refuse_unsupported_airflow()

@@ -174,7 +174,6 @@ def run_states(runs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     return found
 
 
-
 def runs_with_work(runs: list[tuple[str, str]]) -> set[tuple[str, str]]:
     """Of these (dag_id, run_id), the runs one of whose tasks is queued or running (``EXECUTING``), in one query
     per 500; in the API server, like ``run_states``."""

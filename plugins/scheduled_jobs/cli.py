@@ -620,6 +620,8 @@ def db(action: str) -> int:
     import logging
 
     from scheduled_jobs.store import (
+        HEAD_REVISION,
+        KNOWN_REVISIONS,
         TaskStoreHook,
         create_store_engine,
         current_revision,
@@ -632,6 +634,11 @@ def db(action: str) -> int:
     engine = create_store_engine(TaskStoreHook().url, check_schema=False)
     try:
         if action == "upgrade":
+            revision = current_revision(engine)
+            if revision is not None and revision != HEAD_REVISION and revision not in KNOWN_REVISIONS:
+                # A newer version migrated it (a rollback): Alembic would only say it cannot locate the revision.
+                print(f"error: {schema_problem(revision, engine)}; nothing was changed", file=sys.stderr)
+                return 1
             before, after = upgrade(engine)
             said = "already at" if before == after else f"upgraded from {before or 'nothing'} to"
             print(f"task store {where(engine)}: {said} schema revision {after}")
@@ -653,6 +660,13 @@ def main(argv: list[str] | None = None) -> int:
     # Alembic announces its plugins and migrations at INFO, which Airflow 3.1's logging set-up prints: never
     # between the lines of this command's output.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    from scheduled_jobs import require_supported_airflow
+
+    try:
+        require_supported_airflow()
+    except ImportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     args = build_parser().parse_args(argv)
     try:
         if args.command == "validate":

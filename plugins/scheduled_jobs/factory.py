@@ -8,6 +8,12 @@ On a worker, a task's parse builds only its own DAG (Airflow sets the parsing co
 
 from __future__ import annotations
 
+from scheduled_jobs import require_supported_airflow
+
+# Before any import of Airflow, which in an unsupported version fails somewhere else first
+# (the DAG files' import error names the supported range).
+require_supported_airflow()
+
 import datetime as dt
 import functools
 import importlib
@@ -295,6 +301,8 @@ def _schedule(job: ScheduledJob) -> JobTimetable | DisabledTimetable:
 def build_dag(job: ScheduledJob, configurations: Configurations | None = None) -> DAG:
     d = job.definition
     tags = [TAG, d.job] + (["disabled"] if d.disabled else [])
+    guard = job.guard
+    inline = guard is not None and settings.guard_design() == "inline"  # a bad setting raises before any DAG
     with DAG(
         dag_id=job.identifier,
         dag_display_name=display_name(d.name),
@@ -307,9 +315,10 @@ def build_dag(job: ScheduledJob, configurations: Configurations | None = None) -
         # disabled when Airflow first sees it starts paused, so the DAG list's toggle says so too.
         is_paused_upon_creation=d.disabled,
         tags=tags,
+        # build_dags returns the DAGs it built; a DAG whose building failed half-way must not register itself
+        # when its `with` block exits (Airflow would keep it, without tasks, and its runs would do nothing).
+        auto_register=False,
     ) as dag:
-        guard = job.guard
-        inline = guard is not None and settings.guard_design() == "inline"
         work = _operator(job, guard.overlap if guard is not None and inline else None)
         exports = [_realtime_export(job, route, work) for route in job.realtime_routes]
         if exports:
@@ -404,6 +413,7 @@ def build_realtime_dag(route: Loaded[Route], configurations: Configurations | No
         max_active_runs=1,
         is_paused_upon_creation=False,  # like the jobs: a real-time route works without anyone unpausing it
         tags=[realtime.TAG],
+        auto_register=False,  # as in build_dag: only what build_dags returns is a DAG
     ) as dag:
         ExportRouteOperator(
             task_id=realtime.EXPORT_TASK_ID,

@@ -92,6 +92,22 @@ from scheduled_jobs.store.runs import job_run_ended, job_run_started, prune_job_
 __all__ += ["job_run_ended", "job_run_started", "prune_job_runs", "recent_job_runs"]
 
 # The schema as an operator's step (``scheduled-jobs db upgrade|check``).
-from scheduled_jobs.store.engine import create_store_engine, current_revision, schema_problem, upgrade, where  # noqa: E402
+from scheduled_jobs.store.engine import (  # noqa: E402
+    HEAD_REVISION,
+    KNOWN_REVISIONS,
+    create_store_engine,
+    current_revision,
+    schema_problem,
+    upgrade,
+    where,
+)
 
-__all__ += ["create_store_engine", "current_revision", "schema_problem", "upgrade", "where"]
+__all__ += [
+    "HEAD_REVISION",
+    "KNOWN_REVISIONS",
+    "create_store_engine",
+    "current_revision",
+    "schema_problem",
+    "upgrade",
+    "where",
+]

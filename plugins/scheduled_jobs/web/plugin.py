@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from scheduled_jobs import require_supported_airflow
+
+# Before any import of Airflow, which in an unsupported version fails somewhere else first
+# (Airflow records a plugin that cannot load as an import error and goes on).
+require_supported_airflow()
+
 import threading
 from typing import TYPE_CHECKING
 from urllib.parse import quote
