@@ -132,7 +132,7 @@ def _forms(request: Request) -> dict[str, Any]:
     if user is None:
         return {"can_edit": False, "csrf": ""}
     try:
-        token = csrf_token(user)
+        token = csrf_token(request, user)
     except HTTPException:  # no secret to sign with: the forms are shown, and refused when sent
         token = ""
     return {"can_edit": may_edit(user), "csrf": token, "csrf_field": CSRF_FIELD}
@@ -513,7 +513,7 @@ async def entity_query_api(who: Reader, route: str = "", entity_key: str = "") -
 @api.get("/csrf-token")
 async def csrf_token_api(request: Request, who: Reader) -> CsrfToken:
     """The token a script signed in by the UI's session cookie sends as the X-CSRF-Token header of a POST."""
-    return CsrfToken(token=csrf_token(who.user), header=CSRF_HEADER, field=CSRF_FIELD)
+    return CsrfToken(token=csrf_token(request, who.user), header=CSRF_HEADER, field=CSRF_FIELD)
 
 
 @api.get("/processes")
