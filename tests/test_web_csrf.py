@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from airflow.api_fastapi.auth.managers.base_auth_manager import BaseAuthManager
+from conftest import _HOME, ROOT
 from helpers.live_api import PREFIX, Server, store_of, token_for
 
 from scheduled_jobs.store.schema import task_events, tasks
@@ -130,3 +132,148 @@ def test_two_sessions_of_one_user_at_once_do_not_share_a_token(server: Server, p
         server, laptop, "/tasks/actions", [("csrf_token", laptop_token), ("do", "delete-selected"), ("id", str(task))]
     )
     assert own.status_code == 200 and 'data-changed="1"' in own.text, own.text
+
+
+# -- a cross-origin POST signed in by the cookie alone ---------------------------------------------------
+
+
+def asset_events() -> int:
+    """Every event on any asset in Airflow's metadata database: a real-time export handed over is one."""
+    engine = sa.create_engine(f"sqlite:///{_HOME / 'airflow.db'}")
+    try:
+        with engine.connect() as conn:
+            found: int = conn.execute(sa.text("SELECT count(*) FROM asset_event")).scalar_one()
+    finally:
+        engine.dispose()
+    return found
+
+
+@pytest.fixture
+def dags_in_airflow(project: Path) -> None:
+    """The project's DAGs in Airflow's metadata database, so that a webhook could hand a real-time route over."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from helpers.airflow_compat import DagBag, sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(DagBag(dag_folder=str(ROOT / "dags")), "dags-folder", None)
+
+
+def state_changing_routes(server: Server) -> list[tuple[str, str]]:
+    """(method, path) of every POST, PUT, PATCH and DELETE route of the plugin's app, parameters filled in."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import Mount
+
+    from scheduled_jobs.web.plugin import LazyApp
+
+    (mount,) = [r for r in server.app.routes if isinstance(r, Mount) and r.path == PREFIX]
+    assert isinstance(mount.app, LazyApp)
+    fill = {"identifier": "orders-to-erp-export", "incoming_configuration": "shop-orders", "task_id": "1"}
+    found = []
+    for route in mount.app.get().routes:
+        assert isinstance(route, APIRoute), route
+        for method in sorted(route.methods & {"POST", "PUT", "PATCH", "DELETE"}):
+            path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: fill[m.group(1)], route.path)
+            found.append((method, PREFIX + path))
+    return found
+
+
+def files_of(project: Path) -> dict[str, bytes]:
+    return {
+        str(p): p.read_bytes()
+        for folder in ("job_definitions", "configurations")
+        for p in (project / folder).rglob("*")
+        if p.is_file()
+    }
+
+
+def test_a_cross_origin_text_plain_post_with_only_the_cookie_changes_nothing_on_any_route(
+    server: Server, tokens: dict[str, str], project: Path, dags_in_airflow: None
+) -> None:
+    """What a plain HTML form (enctype text/plain) or a no-cors fetch from another site sends: the browser adds
+    the ``_token`` cookie, and nothing else of the user's. Its body is crafted to parse as the route expects."""
+    store = store_of(project)
+    (task,) = store.add_entities([ROUTE], [("SO-1", {"id": "SO-1"})], return_ids=True).task_ids
+    routes = state_changing_routes(server)
+    assert {p for _, p in routes} >= {
+        f"{PREFIX}/webhooks/shop-orders",
+        f"{PREFIX}/tasks/actions",
+        f"{PREFIX}/api/tasks/delete",
+        f"{PREFIX}/jobs/new",
+        f"{PREFIX}/jobs/orders-to-erp-export/disable",
+    }, routes
+    before, files, events = everything(store), files_of(project), asset_events()
+    for method, path in routes:
+        if "/webhooks/" in path or "/api/" in path:
+            body = f'[{{"id": "SO-9", "ids": [{task}], "reason": "x", "pad": "="}}]'
+            if "/api/" in path:
+                body = f'{{"ids": [{task}], "reason": "x", "pad": "="}}'
+        else:
+            body = f"do=delete-selected&id={task}&name=Evil&job=repair_stuck_tasks&expression=0+*+*+*+*&save=1"
+        answer = httpx.request(
+            method,
+            server.url + path,
+            content=body,
+            cookies={"_token": tokens["admin"]},
+            headers={"Content-Type": "text/plain", **FOREIGN},
+            timeout=30,
+        )
+        assert answer.status_code in (403, 415), (method, path, answer.status_code, answer.text)
+    assert everything(store) == before, "a cross-origin POST changed the store"
+    assert files_of(project) == files, "a cross-origin POST changed a definition"
+    assert asset_events() == events, "a cross-origin POST handed an export to Airflow"
+
+
+def test_the_webhook_signed_in_by_the_cookie_needs_the_csrf_header(
+    server: Server, tokens: dict[str, str], project: Path
+) -> None:
+    store = store_of(project)
+    session = tokens["admin"]
+    url = f"{server.url}{PREFIX}/webhooks/shop-orders"
+    json_type = {"Content-Type": "application/json"}
+    for headers in ({}, {"X-CSRF-Token": ""}, {"X-CSRF-Token": "1.deadbeef"}):
+        refused = httpx.post(
+            url, content=b'{"id": "C-1"}', cookies={"_token": session}, headers={**json_type, **headers}, timeout=30
+        )
+        assert refused.status_code == 403, refused.text
+        assert "CSRF token" in refused.json()["detail"]
+    assert store.counts()["new"] == 0
+    token = page_token(server, session)
+    accepted = httpx.post(
+        url,
+        content=b'{"id": "C-1"}',
+        cookies={"_token": session},
+        headers={**json_type, "X-CSRF-Token": token},
+        timeout=30,
+    )
+    assert accepted.status_code == 202, accepted.text
+    assert store.counts()["new"] == 1
+
+
+def test_the_webhook_takes_only_json_bodies(server: Server, tokens: dict[str, str], project: Path) -> None:
+    store = store_of(project)
+    url = f"{server.url}{PREFIX}/webhooks/shop-orders"
+    bearer = {"Authorization": f"Bearer {tokens['user']}"}
+    for content_type in (
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+        "text/json",
+        "application/json-seq",
+        "text/plain; application/json",
+    ):
+        headers = {**bearer, **({"Content-Type": content_type} if content_type else {})}
+        refused = httpx.post(url, content=b'{"id": "T-1"}', headers=headers, timeout=30)
+        assert refused.status_code == 415, (content_type, refused.text)
+        detail = refused.json()["detail"]
+        assert "application/json" in detail and "nothing was stored" in detail, detail
+    assert store.counts()["new"] == 0
+    for n, content_type in enumerate(
+        ("application/json", "application/json; charset=utf-8", "Application/JSON ; charset=UTF-8")
+    ):
+        accepted = httpx.post(
+            url, content=f'{{"id": "J-{n}"}}'.encode(), headers={**bearer, "Content-Type": content_type}, timeout=30
+        )
+        assert accepted.status_code == 202, (content_type, accepted.text)
+    assert store.counts()["new"] == 3

@@ -68,7 +68,15 @@ from scheduled_jobs.web.security import (
     require_dag_edit,
     require_dag_run_trigger,
 )
-from scheduled_jobs.web.webhooks import WRONG_SECRET, find_incoming, read_body, receive, secret_opens, webhook_actor
+from scheduled_jobs.web.webhooks import (
+    WRONG_SECRET,
+    find_incoming,
+    read_body,
+    receive,
+    require_json,
+    secret_opens,
+    webhook_actor,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -599,12 +607,16 @@ async def push(
     """Entities in, 202 with the new task ids; the real-time routes' exports are handed to Airflow.
 
     Authentication before existence: a caller without a valid token, or with a secret that does not
-    open this webhook, gets one answer whether the configuration exists or not. Only then 400 (bad
-    body), 404 (unknown configuration), 409 (no route), 413 (too many bytes or records).
+    open this webhook, gets one answer whether the configuration exists or not; a caller signed in by the
+    session cookie alone also sends the X-CSRF-Token header (403 without). Only then 415 (not
+    ``application/json``), 400 (bad body), 404 (unknown configuration), 409 (no route), 413 (too many bytes
+    or records).
     """
     offered = request.headers.get(SECRET_HEADER) or None  # an empty secret is no secret: a token is needed
     user_name = None
     if who is not None:
+        # Signed in by the UI's cookie alone: another site's form could have sent it, as on every other POST.
+        require_csrf(request, who.user, request.headers.get(CSRF_HEADER))
         require_dag_run_trigger(who.user)
         user_name = who.user.get_name()
     configurations = await run_in_threadpool(current_configurations)
@@ -613,6 +625,7 @@ async def push(
     ):
         return _refused(403, WRONG_SECRET)
     try:
+        require_json(request.headers.get("content-type"))
         # One the caller may not push to is one that does not exist: the same 404, naming only what it may see.
         visible = await run_in_threadpool(_visible_incoming, configurations, who)
         incoming = find_incoming(visible, incoming_configuration)

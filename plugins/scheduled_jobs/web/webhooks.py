@@ -32,6 +32,24 @@ log = logging.getLogger(__name__)
 WRONG_SECRET = "Forbidden: wrong webhook secret"  # noqa: S105 (a message, not a secret)
 
 
+JSON_MEDIA_TYPE = "application/json"
+
+
+def require_json(content_type: str | None) -> None:
+    """Refuse (415) a body not declared ``application/json`` (parameters such as ``; charset=utf-8`` allowed).
+
+    A browser sends ``text/plain``, a form type or none from another site's form or no-cors ``fetch`` without
+    asking the server first; ``application/json`` it sends only after a CORS preflight this server never
+    grants. So the type is both the contract and one more wall against a cross-site push.
+    """
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type != JSON_MEDIA_TYPE:
+        shown = "no Content-Type" if not media_type else f"Content-Type {media_type[:60]!r}"
+        raise WebhookRefusedError(
+            415, f"the body must be JSON, sent as Content-Type {JSON_MEDIA_TYPE}, not {shown}; nothing was stored"
+        )
+
+
 async def read_body(chunks: AsyncIterator[bytes], declared_length: str | None, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed ``limit`` (declared or streamed)."""
     too_large = WebhookRefusedError(
