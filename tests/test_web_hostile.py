@@ -198,3 +198,45 @@ def test_the_jobs_page_with_a_page_past_the_end_shows_the_last(client: httpx.Cli
 def test_the_issues_examples(client: httpx.Client, project: Path, value: str) -> None:
     assert client.get("/jobs", params={"page": value}).status_code == 422
     assert client.get(f"/api/tasks/{value}").status_code == 422
+
+
+# -- redirects ------------------------------------------------------------------------------------------
+
+TRAILING_SLASHES = [
+    ("GET", ""),
+    ("GET", "/"),
+    ("GET", "/jobs/"),
+    ("GET", "/tasks/"),
+    ("GET", "/tasks/1/"),
+    ("GET", "/api/jobs/"),
+    ("GET", "/api/tasks/1/"),
+    ("POST", "/api/tasks/delete/"),
+    ("POST", "/tasks/actions/"),
+    ("POST", "/jobs/orders-to-erp-export/disable/"),
+    ("POST", "/webhooks/shop-orders/"),
+]
+
+
+@pytest.mark.parametrize("signed_in", [False, True], ids=["before-login", "signed-in"])
+def test_no_answer_redirects_to_the_host_the_caller_names(
+    server: Server, tokens: dict[str, str], project: Path, signed_in: bool
+) -> None:
+    """A forged Host (or X-Forwarded-Host) never becomes a Location: a 307 keeps the method, the body and the
+    webhook's secret header, and would carry them to that host."""
+    forged = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Webhook-Secret": "s3cret"}
+    if signed_in:
+        forged["Authorization"] = f"Bearer {tokens['admin']}"
+    for method, path in TRAILING_SLASHES:
+        answer = httpx.request(
+            method, server.url + PREFIX + path, json={"id": 1}, headers=forged, follow_redirects=False, timeout=30
+        )
+        location = answer.headers.get("location", "")
+        assert "evil.example" not in location, (method, path, answer.status_code, location)
+        assert not location.startswith(("http:", "https:", "//")), (method, path, location)
+        assert answer.status_code not in (301, 302, 307, 308), (method, path, answer.status_code, location)
+    assert store_of(project).counts().get("new", 0) == 0, "a push to a trailing-slash path was stored"
+
+
+def test_the_open_task_form_redirects_relative(client: httpx.Client) -> None:
+    answer = client.get("/task", params={"id": 7}, headers={"Host": "evil.example"}, follow_redirects=False)
+    assert (answer.status_code, answer.headers["location"]) == (303, "tasks/7")

@@ -662,6 +662,10 @@ def create_app() -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # No "/jobs/" -> "/jobs" redirect: Starlette builds its Location from the request's Host header, before
+        # any authentication, and a 307 would carry a webhook's body and secret to that host. Airflow's own
+        # API answers 404 there too.
+        redirect_slashes=False,
     )
     app.include_router(pages)
     authoring_pages.install(app, _environment)  # "+ New scheduled job", edit, disable/enable
