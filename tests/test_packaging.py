@@ -112,6 +112,7 @@ def test_the_provider_defaults_are_the_ones_the_code_applies(monkeypatch: pytest
 def test_the_installed_package_holds_its_templates_migrations_and_types() -> None:
     package = Path(scheduled_jobs.__file__).parent
     assert {p.name for p in (package / "web" / "templates").glob("*.html")} >= {"base.html", "jobs.html", "tasks.html"}
+    assert {p.name for p in (package / "web" / "static").glob("*.js")} == {"pages.js", "job_form.js"}
     revisions = sorted(p.name[:4] for p in (package / "store" / "migrations" / "versions").glob("0*.py"))
     assert revisions[-1] == store_engine.HEAD_REVISION
     assert tuple(revisions) == store_engine.KNOWN_REVISIONS

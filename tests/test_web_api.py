@@ -580,7 +580,7 @@ def test_webhook_refuses_bad_input_and_stores_nothing(
     def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while streaming
         yield json.dumps(big).encode()
 
-    streamed = client.post("/webhooks/shop-orders", content=chunks())
+    streamed = client.post("/webhooks/shop-orders", content=chunks(), headers={"Content-Type": "application/json"})
     assert streamed.status_code == 413
     assert sum(store.counts().values()) == 0, "a refused request stored something"
     assert client.post("/webhooks/shop-orders", json=big[:2]).status_code == 202

@@ -410,6 +410,10 @@ def test_the_console_finds_a_failed_order_retries_it_and_tells_its_whole_story(p
     _wait_for(lambda: _status(airflow, task_id) == "failed", 150, "the export to fail the order")
     delivered.rmdir()
     page.set_viewport_size({"width": 1024, "height": 768})  # the console is usable on a small screen
+    blocked: list[str] = []  # what the pages' Content-Security-Policy refused (it allows our static scripts only)
+    page.on(
+        "console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None
+    )
 
     # 1. Find it by its entity key, from the Tasks overview.
     frame = open_from_navigation(page, "Tasks")
@@ -424,7 +428,12 @@ def test_the_console_finds_a_failed_order_retries_it_and_tells_its_whole_story(p
     assert frame.locator("body").evaluate(wide) <= 1, "the task list scrolls sideways at 1024 px"
     screenshot(page, "task-list")
 
-    # 2. Retry it.
+    # 2. Retry it ("select all" ticks and unticks every box: static/pages.js, no inline handler).
+    select_all = frame.get_by_label("select all")
+    select_all.check()
+    assert row.locator("input[name=id]").is_checked()
+    select_all.uncheck()
+    assert not row.locator("input[name=id]").is_checked()
     row.locator("input[name=id]").check()
     frame.get_by_role("button", name="Retry", exact=True).click()
     outcome = frame.locator("#outcome")
@@ -470,6 +479,7 @@ def test_the_console_finds_a_failed_order_retries_it_and_tells_its_whole_story(p
     assert "success" in runs.first.inner_text() or "running" in runs.first.inner_text()
     frame.locator('table[data-history="route:orders-to-erp"]').scroll_into_view_if_needed()
     screenshot(page, "processes-history")
+    assert blocked == [], blocked
 
 
 def test_a_job_made_in_the_form_runs_and_stops_when_disabled(page: Page, airflow: Airflow) -> None:

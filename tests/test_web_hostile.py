@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from conftest import _HOME, ROOT
 from helpers.hostile_yaml import BOMB_DEFINITION, BOMB_INCOMING
 from helpers.live_api import PREFIX, Server, store_of
 
@@ -198,3 +200,198 @@ def test_the_jobs_page_with_a_page_past_the_end_shows_the_last(client: httpx.Cli
 def test_the_issues_examples(client: httpx.Client, project: Path, value: str) -> None:
     assert client.get("/jobs", params={"page": value}).status_code == 422
     assert client.get(f"/api/tasks/{value}").status_code == 422
+
+
+# -- redirects ------------------------------------------------------------------------------------------
+
+TRAILING_SLASHES = [
+    ("GET", ""),
+    ("GET", "/"),
+    ("GET", "/jobs/"),
+    ("GET", "/tasks/"),
+    ("GET", "/tasks/1/"),
+    ("GET", "/api/jobs/"),
+    ("GET", "/api/tasks/1/"),
+    ("POST", "/api/tasks/delete/"),
+    ("POST", "/tasks/actions/"),
+    ("POST", "/jobs/orders-to-erp-export/disable/"),
+    ("POST", "/webhooks/shop-orders/"),
+]
+
+
+@pytest.mark.parametrize("signed_in", [False, True], ids=["before-login", "signed-in"])
+def test_no_answer_redirects_to_the_host_the_caller_names(
+    server: Server, tokens: dict[str, str], project: Path, signed_in: bool
+) -> None:
+    """A forged Host (or X-Forwarded-Host) never becomes a Location: a 307 keeps the method, the body and the
+    webhook's secret header, and would carry them to that host."""
+    forged = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Webhook-Secret": "s3cret"}
+    if signed_in:
+        forged["Authorization"] = f"Bearer {tokens['admin']}"
+    for method, path in TRAILING_SLASHES:
+        answer = httpx.request(
+            method, server.url + PREFIX + path, json={"id": 1}, headers=forged, follow_redirects=False, timeout=30
+        )
+        location = answer.headers.get("location", "")
+        assert "evil.example" not in location, (method, path, answer.status_code, location)
+        assert not location.startswith(("http:", "https:", "//")), (method, path, location)
+        assert answer.status_code not in (301, 302, 307, 308), (method, path, answer.status_code, location)
+    assert store_of(project).counts().get("new", 0) == 0, "a push to a trailing-slash path was stored"
+
+
+def test_the_open_task_form_redirects_relative(client: httpx.Client) -> None:
+    answer = client.get("/task", params={"id": 7}, headers={"Host": "evil.example"}, follow_redirects=False)
+    assert (answer.status_code, answer.headers["location"]) == (303, "tasks/7")
+
+
+# -- headers ----------------------------------------------------------------------------------------------
+
+
+class _Markup(HTMLParser):
+    """A page's scripts and event-handler attributes: what a script CSP would block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[dict[str, str | None]] = []
+        self.handlers: list[str] = []
+        self._in_script = False
+        self.inline: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handlers += [f"<{tag} {name}>" for name, _ in attrs if name.startswith("on")]
+        self.handlers += [
+            f"<{tag} {name}>" for name, value in attrs if (value or "").strip().lower().startswith("javascript:")
+        ]
+        if tag == "script":
+            self.scripts.append(dict(attrs))
+            self._in_script = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script and data.strip():
+            self.inline.append(data.strip()[:60])
+
+
+def _every_get(server: Server, task_id: int) -> list[str]:
+    """A URL for every GET route of the plugin's app, its parameters filled in with things that exist."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import Mount
+
+    from scheduled_jobs.web.plugin import LazyApp
+
+    (mount,) = [r for r in server.app.routes if isinstance(r, Mount) and r.path == PREFIX]
+    assert isinstance(mount.app, LazyApp)
+    fill = {
+        "task_id": str(task_id),
+        "identifier": "orders-to-erp-export",
+        "route": "orders-to-erp",
+        "entity_key": "SO-1",
+        "name": "pages.js",
+    }
+    found = []
+    for route in mount.app.get().routes:
+        assert isinstance(route, APIRoute)
+        if "GET" in route.methods:
+            path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: fill[m.group(1)], route.path)
+            query = {
+                "/task": "?id=1",
+                "/api/cron": "?expression=0+3+*+*+*",
+                "/entity": "?route=orders-to-erp&entity_key=SO-1",
+                "/api/entity": "?route=orders-to-erp&entity_key=SO-1",
+                "/cron": "?expression=0+3+*+*+*",
+            }
+            found.append(PREFIX + path + query.get(route.path, ""))
+    return found
+
+
+def test_every_answer_says_nosniff_allows_only_our_scripts_and_keeps_out_of_caches(
+    server: Server, tokens: dict[str, str], project: Path
+) -> None:
+    store = store_of(project)
+    (task,) = store.add_entities(["orders-to-erp"], [("SO-1", {"id": "SO-1", "secret": "x"})], return_ids=True).task_ids
+    urls = _every_get(server, task)
+    assert len(urls) >= 20, urls
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    answers = [httpx.get(server.url + url, headers=admin, follow_redirects=False, timeout=30) for url in urls]
+    answers += [httpx.get(server.url + url, follow_redirects=False, timeout=30) for url in urls]  # 401s
+    answers.append(httpx.get(f"{server.url}{PREFIX}/no-such-page", headers=admin, timeout=30))
+    answers.append(httpx.post(f"{server.url}{PREFIX}/webhooks/shop-orders", content=b"x", headers=admin, timeout=30))
+    answers.append(httpx.get(f"{server.url}{PREFIX}/tasks/99999", headers=admin, timeout=30))
+    statuses = {a.status_code for a in answers}
+    assert {200, 303, 401, 404, 415} <= statuses, statuses
+    for answer in answers:
+        where = (answer.request.method, str(answer.request.url), answer.status_code)
+        assert answer.headers.get("x-content-type-options") == "nosniff", where
+        policy = {
+            part.strip().split(" ", 1)[0]: part.strip().split(" ")[1:]
+            for part in answer.headers.get("content-security-policy", "").split(";")
+            if part.strip()
+        }
+        assert policy.get("script-src") == ["'self'"], (where, policy)
+        assert policy.get("object-src") == ["'none'"] and policy.get("base-uri") == ["'none'"], (where, policy)
+        assert policy.get("frame-ancestors") == ["'self'"], (where, policy)
+        kind = answer.headers.get("content-type", "")
+        if kind.startswith(("application/json", "text/html")) or answer.status_code in (303, 401, 404):
+            assert "no-store" in answer.headers.get("cache-control", ""), where
+    for answer in answers:
+        if answer.status_code == 200 and answer.headers["content-type"].startswith("text/html"):
+            markup = _Markup()
+            markup.feed(answer.text)
+            where = str(answer.request.url)
+            assert markup.inline == [] and markup.handlers == [], (where, markup.inline, markup.handlers)
+            assert markup.scripts, f"{where}: no script at all (the page's links into Airflow need one)"
+            for script in markup.scripts:
+                src = script.get("src") or ""
+                assert src and not src.startswith(("http:", "https:", "//")), (where, script)
+                served = httpx.get(str(answer.request.url.join(src)), headers=admin, timeout=30)
+                assert served.status_code == 200, (where, src, served.text)
+                assert served.headers["content-type"].startswith("text/javascript"), (src, served.headers)
+                assert served.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_script_route_serves_only_its_own_files(server: Server, tokens: dict[str, str]) -> None:
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    for name in ("../app.py", "..%2Fapp.py", "%2e%2e%2fapp.py", "base.html", "pages.js%00", "PAGES.JS", "x" * 300):
+        answer = httpx.get(f"{server.url}{PREFIX}/static/{name}", headers=admin, timeout=30)
+        assert answer.status_code == 404, (name, answer.status_code, answer.text[:200])
+        assert "import" not in answer.text and "<html" not in answer.text
+    assert httpx.get(f"{server.url}{PREFIX}/static/pages.js", timeout=30).status_code == 401
+
+
+def test_webhook_answers_show_no_server_path(server: Server, tokens: dict[str, str], project: Path) -> None:
+    """A webhook caller (a token that may trigger runs, or only the webhook's secret) learns no folder of the server."""
+    routes = project / "configurations" / "routes"
+    for route in routes.glob("*.yaml"):
+        route.unlink()  # no route uses shop-orders any more: the 409
+    incoming = project / "configurations" / "incoming"
+    (incoming / "broken.yaml").write_text("name: Broken\nsubscriber: 7\n", encoding="utf-8")
+    shop = incoming / "shop-orders.yaml"
+    shop.write_text(shop.read_text() + "webhook:\n  connection: shop_orders_webhook\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_SHOP_ORDERS_WEBHOOK", '{"conn_type": "generic", "password": "s3cret"}')
+        callers = [{"Authorization": f"Bearer {tokens['user']}"}, {"X-Webhook-Secret": "s3cret"}]
+        answers = []
+        for caller in callers:
+            url = f"{server.url}{PREFIX}/webhooks"
+            answers.append(httpx.post(f"{url}/shop-orders", json={"id": 1}, headers=caller, timeout=30))
+            answers.append(httpx.post(f"{url}/broken", json={"id": 1}, headers=caller, timeout=30))
+            answers.append(httpx.post(f"{url}/nope", json={"id": 1}, headers=caller, timeout=30))
+            answers.append(
+                httpx.post(
+                    f"{url}/shop-orders",
+                    content=b"[1",
+                    headers={**caller, "Content-Type": "application/json"},
+                    timeout=30,
+                )
+            )
+    assert answers[0].status_code == 409, answers[0].text
+    assert answers[1].status_code == 404, answers[1].text
+    assert answers[4].status_code == 409, answers[4].text
+    folders = {str(project), str(project.resolve()), str(ROOT), str(_HOME), "/tmp/", "/work/"}
+    for answer in answers:
+        for folder in folders:
+            assert folder not in answer.text, (answer.request.url, answer.status_code, answer.text)
+    assert "add a route" in answers[0].json()["detail"].lower()

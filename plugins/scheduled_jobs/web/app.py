@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParameter
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -68,7 +68,15 @@ from scheduled_jobs.web.security import (
     require_dag_edit,
     require_dag_run_trigger,
 )
-from scheduled_jobs.web.webhooks import WRONG_SECRET, find_incoming, read_body, receive, secret_opens, webhook_actor
+from scheduled_jobs.web.webhooks import (
+    WRONG_SECRET,
+    find_incoming,
+    read_body,
+    receive,
+    require_json,
+    secret_opens,
+    webhook_actor,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -132,7 +140,7 @@ def _forms(request: Request) -> dict[str, Any]:
     if user is None:
         return {"can_edit": False, "csrf": ""}
     try:
-        token = csrf_token(user)
+        token = csrf_token(request, user)
     except HTTPException:  # no secret to sign with: the forms are shown, and refused when sent
         token = ""
     return {"can_edit": may_edit(user), "csrf": token, "csrf_field": CSRF_FIELD}
@@ -145,6 +153,36 @@ def _scoped(found: TaskFilter, who: Access, method: Literal["GET", "PUT"] = "GET
 
 def _no_task(task_id: int) -> HTTPException:
     return HTTPException(404, f"no task has id {task_id}")
+
+
+# -- the pages' scripts ---------------------------------------------------------------------------------
+
+_STATIC = Path(__file__).parent / "static"
+SCRIPTS = {path.name: path.read_bytes() for path in sorted(_STATIC.glob("*.js"))}
+"""The pages' scripts by name, read once: the only files the app serves, so no name reaches the file system."""
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",  # our static/*.js only: no inline script, no on... attribute, no eval
+        "style-src 'self' 'unsafe-inline'",  # the pages' own <style> blocks; styles run no code
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'self'",  # only Airflow's own UI (this origin) may frame the pages
+    )
+)
+
+assets = APIRouter(dependencies=[Depends(access.reader)])
+
+
+@assets.get("/static/{name}")
+async def script(name: str) -> Response:
+    """One of the pages' scripts (``static/*.js``), to a signed-in reader; any other name is a 404."""
+    found = SCRIPTS.get(name)
+    if found is None:
+        raise HTTPException(404, "no such script")
+    return Response(found, media_type="text/javascript; charset=utf-8", headers={"Cache-Control": "private, no-cache"})
 
 
 # -- pages ------------------------------------------------------------------------------------------
@@ -513,7 +551,7 @@ async def entity_query_api(who: Reader, route: str = "", entity_key: str = "") -
 @api.get("/csrf-token")
 async def csrf_token_api(request: Request, who: Reader) -> CsrfToken:
     """The token a script signed in by the UI's session cookie sends as the X-CSRF-Token header of a POST."""
-    return CsrfToken(token=csrf_token(who.user), header=CSRF_HEADER, field=CSRF_FIELD)
+    return CsrfToken(token=csrf_token(request, who.user), header=CSRF_HEADER, field=CSRF_FIELD)
 
 
 @api.get("/processes")
@@ -599,12 +637,16 @@ async def push(
     """Entities in, 202 with the new task ids; the real-time routes' exports are handed to Airflow.
 
     Authentication before existence: a caller without a valid token, or with a secret that does not
-    open this webhook, gets one answer whether the configuration exists or not. Only then 400 (bad
-    body), 404 (unknown configuration), 409 (no route), 413 (too many bytes or records).
+    open this webhook, gets one answer whether the configuration exists or not; a caller signed in by the
+    session cookie alone also sends the X-CSRF-Token header (403 without). Only then 415 (not
+    ``application/json``), 400 (bad body), 404 (unknown configuration), 409 (no route), 413 (too many bytes
+    or records).
     """
     offered = request.headers.get(SECRET_HEADER) or None  # an empty secret is no secret: a token is needed
     user_name = None
     if who is not None:
+        # Signed in by the UI's cookie alone: another site's form could have sent it, as on every other POST.
+        require_csrf(request, who.user, request.headers.get(CSRF_HEADER))
         require_dag_run_trigger(who.user)
         user_name = who.user.get_name()
     configurations = await run_in_threadpool(current_configurations)
@@ -613,6 +655,7 @@ async def push(
     ):
         return _refused(403, WRONG_SECRET)
     try:
+        require_json(request.headers.get("content-type"))
         # One the caller may not push to is one that does not exist: the same 404, naming only what it may see.
         visible = await run_in_threadpool(_visible_incoming, configurations, who)
         incoming = find_incoming(visible, incoming_configuration)
@@ -649,7 +692,12 @@ def create_app() -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # No "/jobs/" -> "/jobs" redirect: Starlette builds its Location from the request's Host header, before
+        # any authentication, and a 307 would carry a webhook's body and secret to that host. Airflow's own
+        # API answers 404 there too.
+        redirect_slashes=False,
     )
+    app.include_router(assets)
     app.include_router(pages)
     authoring_pages.install(app, _environment)  # "+ New scheduled job", edit, disable/enable
     app.include_router(page_actions)
@@ -658,14 +706,15 @@ def create_app() -> FastAPI:
     app.include_router(webhooks)
 
     @app.middleware("http")
-    async def _not_framed_elsewhere(request: Request, call_next: Any) -> Any:
-        """Pages carry action forms with a CSRF token: only Airflow's own UI (this origin) may frame them, and
-        no cache keeps them."""
+    async def _headers(request: Request, call_next: Any) -> Any:
+        """On every answer: only our own scripts run (no inline script: a markup that slipped through escaping
+        runs nothing), only Airflow's own UI (this origin) may frame the pages, no type is sniffed, and no cache
+        keeps pages, JSON or errors: they show tasks, payloads and the forms' CSRF token."""
         response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'self'")
-        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-        if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.headers["X-Frame-Options"] = "SAMEORIGIN"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     @app.exception_handler(HTTPException)

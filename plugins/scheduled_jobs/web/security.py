@@ -6,7 +6,8 @@ trigger DAG runs, or the secret of its own webhook connection; an action on task
 delete) needs the right to edit DAGs.
 
 A POST authenticated by the UI's session cookie also needs a CSRF token (``csrf_token``): the cookie is
-sent with any form another site makes the browser submit, a token is not. A bearer token is never sent
+sent with any form another site makes the browser submit, a token is not. The token is bound to the login
+session (its JWT), so a token read before a logout, or in another browser, signs nothing. A bearer token is never sent
 by a browser on its own, so a request carrying one needs none.
 """
 
@@ -19,6 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
 from fastapi import HTTPException, Request, status
@@ -81,18 +83,41 @@ def _csrf_key() -> bytes:
     return hmac.new(secret.encode("utf-8"), _CSRF_PURPOSE, hashlib.sha256).digest()
 
 
-def _csrf_mac(user: BaseUser, issued: int) -> str:
-    message = f"{user.get_id()}\x00{user.get_name()}\x00{issued}".encode()
+def session_credential(request: Request) -> str:
+    """The JWT the request is signed in with: its bearer token, else the UI's ``_token`` cookie ("" without one).
+
+    The same choice as Airflow's ``get_user``: an explicit bearer token wins over the cookie.
+    """
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.cookies.get(COOKIE_NAME_JWT_TOKEN, "")
+
+
+def _session_id(request: Request) -> str:
+    """The login session, as the SHA-256 of its JWT.
+
+    Airflow's tokens (3.1 to 3.3) each carry a fresh ``jti``, so one JWT is one session: a logout and a new
+    login, a second browser, or a token the auth manager refreshes is another. The hash of the whole token
+    names the same session as its ``jti`` without decoding it a second time, and holds for an auth manager
+    whose tokens have no ``jti``; the token itself is never part of the CSRF token.
+    """
+    return hashlib.sha256(session_credential(request).encode("utf-8", "replace")).hexdigest()
+
+
+def _csrf_mac(request: Request, user: BaseUser, issued: int) -> str:
+    message = f"{user.get_id()}\x00{user.get_name()}\x00{_session_id(request)}\x00{issued}".encode()
     return hmac.new(_csrf_key(), message, hashlib.sha256).hexdigest()
 
 
-def csrf_token(user: BaseUser, now: float | None = None) -> str:
-    """A token for the user's forms: ``<issued>.<HMAC of the user and the time>``, good for 12 hours."""
+def csrf_token(request: Request, user: BaseUser, now: float | None = None) -> str:
+    """A token for the forms of this user in this login session: ``<issued>.<HMAC of the user, the session's
+    JWT and the time>``, good for 12 hours and only while the session's JWT is the one sent."""
     issued = int(time.time() if now is None else now)
-    return f"{issued}.{_csrf_mac(user, issued)}"
+    return f"{issued}.{_csrf_mac(request, user, issued)}"
 
 
-def csrf_token_valid(user: BaseUser, token: str | None, now: float | None = None) -> bool:
+def csrf_token_valid(request: Request, user: BaseUser, token: str | None, now: float | None = None) -> bool:
     if not token or len(token) > 200:
         return False
     issued_text, _, mac = token.partition(".")
@@ -102,7 +127,7 @@ def csrf_token_valid(user: BaseUser, token: str | None, now: float | None = None
     age = (time.time() if now is None else now) - issued
     if not -300 <= age <= CSRF_MAX_AGE_SECONDS:
         return False
-    return hmac.compare_digest(_csrf_mac(user, issued).encode(), mac.encode("utf-8", "replace"))
+    return hmac.compare_digest(_csrf_mac(request, user, issued).encode(), mac.encode("utf-8", "replace"))
 
 
 def cookie_authenticated(request: Request) -> bool:
@@ -112,13 +137,14 @@ def cookie_authenticated(request: Request) -> bool:
 
 
 def require_csrf(request: Request, user: BaseUser, offered: str | None) -> None:
-    """Refuse (403) a cookie-authenticated request without this user's valid token; a bearer request passes."""
+    """Refuse (403) a cookie-authenticated request without a valid token of this user's session; a bearer
+    request passes."""
     if not cookie_authenticated(request):
         return
-    if not csrf_token_valid(user, offered):
+    if not csrf_token_valid(request, user, offered):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
-            f"Forbidden: a request signed in by the session cookie needs a valid CSRF token "
+            f"Forbidden: a request signed in by the session cookie needs a valid CSRF token of this login session "
             f"(the form's {CSRF_FIELD}, or the {CSRF_HEADER} header from GET api/csrf-token); reload the page",
         )
 

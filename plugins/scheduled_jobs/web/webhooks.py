@@ -32,6 +32,24 @@ log = logging.getLogger(__name__)
 WRONG_SECRET = "Forbidden: wrong webhook secret"  # noqa: S105 (a message, not a secret)
 
 
+JSON_MEDIA_TYPE = "application/json"
+
+
+def require_json(content_type: str | None) -> None:
+    """Refuse (415) a body not declared ``application/json`` (parameters such as ``; charset=utf-8`` allowed).
+
+    A browser sends ``text/plain``, a form type or none from another site's form or no-cors ``fetch`` without
+    asking the server first; ``application/json`` it sends only after a CORS preflight this server never
+    grants. So the type is both the contract and one more wall against a cross-site push.
+    """
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type != JSON_MEDIA_TYPE:
+        shown = "no Content-Type" if not media_type else f"Content-Type {media_type[:60]!r}"
+        raise WebhookRefusedError(
+            415, f"the body must be JSON, sent as Content-Type {JSON_MEDIA_TYPE}, not {shown}; nothing was stored"
+        )
+
+
 async def read_body(chunks: AsyncIterator[bytes], declared_length: str | None, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed ``limit`` (declared or streamed)."""
     too_large = WebhookRefusedError(
@@ -178,13 +196,25 @@ def secret_opens(configurations: Configurations, identifier: str, offered: str) 
 
 
 def find_incoming(configurations: Configurations, identifier: str) -> Loaded[IncomingConfiguration]:
-    """The incoming configuration; 404 naming the known ones. Only for a caller already authenticated."""
+    """The incoming configuration; 404 naming the known ones. Only for a caller already authenticated.
+
+    A webhook's caller is a machine on the network, not an operator: the answer names no file or folder of
+    the server (an invalid file's path is on the jobs page and in ``scheduled-jobs validate``).
+    """
     from scheduled_jobs.models.configurations import KIND_LABELS
 
     found = configurations.incoming.valid.get(identifier)
-    if found is None:
-        raise WebhookRefusedError(404, configurations.incoming.describe_missing(identifier, KIND_LABELS["incoming"]))
-    return found
+    if found is not None:
+        return found
+    label = KIND_LABELS["incoming"]
+    if identifier in configurations.incoming.invalid:
+        raise WebhookRefusedError(
+            404,
+            f"{label} {identifier!r} is invalid: its problems are on the Scheduled jobs page and in "
+            "scheduled-jobs validate; nothing was stored",
+        )
+    known = ", ".join(sorted(configurations.incoming.valid)) or "none"
+    raise WebhookRefusedError(404, f"no {label} has identifier {identifier!r} (known: {known})")
 
 
 def webhook_actor(incoming: Loaded[IncomingConfiguration], user_name: str | None) -> Actor:
@@ -213,7 +243,8 @@ def receive(
         raise WebhookRefusedError(
             409,
             f"no route uses incoming configuration {incoming.identifier!r}, so its entities would have nowhere "
-            f"to go; nothing was stored. Add a route in {configurations.folder / 'routes'}",
+            "to go; nothing was stored. Add a route (configurations/routes) with "
+            f"incoming_configuration: {incoming.identifier}",
         )
     try:
         keyed = keyed_records(entities, incoming.model.entity_key, incoming.model.mapping)
