@@ -314,9 +314,10 @@ def test_a_tasks_payload_and_error_open_escaped(client: httpx.Client, any_store:
 def test_processes_show_the_run_executing_waiting_and_skipped(client: httpx.Client, any_store: TaskStore) -> None:
     ledger = ProcessLedger(any_store.engine)
     configuration = "incoming:shop-orders"
-    ledger.enter(configuration, Holder("shop-orders-import", "run-1"), HOUR)
-    ledger.enter(configuration, Holder("shop-orders-import-2", "run-2"), HOUR)
-    ledger.enter(configuration, Holder("shop-orders-import", "run-3"), HOUR)
+    # Runs of a defined job: a hold of a job no file defines any more is not shown (tests/test_guard_inline.py).
+    ledger.enter(configuration, Holder("shop-orders-incoming", "run-1"), HOUR)
+    ledger.enter(configuration, Holder("shop-orders-incoming", "run-2"), HOUR)
+    ledger.enter(configuration, Holder("shop-orders-incoming", "run-3"), HOUR)
     rows = {row["configuration"]: row for row in client.get("/api/processes").json()["processes"]}
     row = rows[configuration]
     assert (row["running"]["run_id"], row["waiting"]["run_id"], row["skipped"]) == ("run-1", "run-2", 1)
