@@ -70,9 +70,12 @@ def _imports(path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             # ``from scheduled_jobs import settings`` names the module settings, not the package.
             if node.module == "scheduled_jobs":
-                # ``__version__`` and the like are the package's own names (its __init__), not modules.
+                # ``__version__``, ``require_supported_airflow`` and the like are the package's own names (its
+                # __init__), not modules: a name with no module or subpackage of that name.
                 names = [
-                    "scheduled_jobs.__init__" if alias.name.startswith("__") else f"scheduled_jobs.{alias.name}"
+                    f"scheduled_jobs.{alias.name}"
+                    if (PACKAGE / f"{alias.name}.py").exists() or (PACKAGE / alias.name).is_dir()
+                    else "scheduled_jobs.__init__"
                     for alias in node.names
                 ]
             else:

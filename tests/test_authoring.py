@@ -918,6 +918,24 @@ def test_a_file_already_invalid_does_not_block_a_save_and_is_told(project: Path)
     assert len(draft.elsewhere) == 1
 
 
+def test_the_form_says_validate_still_fails_for_another_files_problem(
+    server: Server, tokens: dict[str, str], editing: Path
+) -> None:
+    """The page never looks valid while `scheduled-jobs validate` fails: a problem another file had before is
+    shown beside the saved job, naming that file."""
+    broken = editing / "broken.yaml"
+    broken.write_text("name: Broken\njob: outgoing\nroute: nope\nexpression: '@daily'\n", encoding="utf-8")
+    admin = tokens["admin"]
+    path = editing / f"{REPAIR}.yaml"
+    values = authoring.form_values(yaml.safe_load(path.read_text()), REPAIR)
+    fields = [*_edit_fields(server, admin, REPAIR, {**values, "description": "still repairs"}), ("do", "preview")]
+    answer = _post(server, admin, f"/jobs/{REPAIR}/edit", fields)
+    assert answer.status_code == 200, answer.text
+    shown = re.search(r'<div class="notice bad" id="elsewhere">(.*?)</div>', answer.text, re.S)
+    assert shown and f"{broken}: route:" in shown.group(1), answer.text[:2000]
+    assert cli_main(["validate"]) == 1
+
+
 def test_a_duplicate_identifier_also_names_the_file_it_makes_invalid(project: Path) -> None:
     draft, _ = authoring.new_draft(form(identifier="orders-to-erp-export"))
     existing = project / "job_definitions" / "orders-to-erp-export.yaml"

@@ -8,6 +8,7 @@ API server's event loop.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode
@@ -18,12 +19,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from scheduled_jobs import settings
 from scheduled_jobs.catalog import current_configurations
 from scheduled_jobs.cron_checker import check_cron
-from scheduled_jobs.exceptions import WebhookRefusedError
+from scheduled_jobs.exceptions import StoreSchemaError, WebhookRefusedError
 from scheduled_jobs.store import (
     STATUS_FILTERS,
     TaskFilter,
@@ -626,6 +628,16 @@ async def delete_api(request: Request, who: SignedIn) -> ActionOutcome | JSONRes
 webhooks = APIRouter(prefix="/webhooks")
 
 
+_log = logging.getLogger(__name__)
+STORE_SCHEMA_REASON = (
+    "the task store's schema is older or newer than this version of airflow-scheduled-jobs needs: an operator "
+    "runs `scheduled-jobs db upgrade` (the API server's log says which revision it has)"
+)
+STORE_AWAY_REASON = (
+    "the task store or Airflow's database cannot be used right now; try again (the API server's log says why)"
+)
+
+
 def _refused(status: int, detail: Any, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(ErrorBody(detail=detail).model_dump(), status, headers=headers)
 
@@ -724,5 +736,17 @@ def create_app() -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _refused(422, parameter_errors(request, exc))
+
+    # The task store the pages cannot use: 503 with what to do, not a bare 500. The sentences are ours: the
+    # schema error names the store's host and database, and a driver's error its SQL; the log keeps them.
+    @app.exception_handler(StoreSchemaError)
+    async def _store_schema(request: Request, exc: StoreSchemaError) -> JSONResponse:
+        _log.error("%s %s: %s", request.method, request.url.path, exc)
+        return _refused(503, STORE_SCHEMA_REASON, {"Retry-After": "60"})
+
+    @app.exception_handler(DBAPIError)
+    async def _store_away(request: Request, exc: DBAPIError) -> JSONResponse:
+        _log.error("%s %s: a database error: %s", request.method, request.url.path, type(exc.orig).__name__)
+        return _refused(503, STORE_AWAY_REASON, {"Retry-After": "30"})
 
     return app

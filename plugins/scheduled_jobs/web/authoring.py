@@ -105,6 +105,8 @@ def _context(values: dict[str, str], **more: Any) -> dict[str, Any]:
         "limits": authoring.LIMITS,
         "parse": _parse_seconds(),
         **_choices(values),
+        # Problems other files already had: the page says `validate` still fails, whatever this draft is.
+        "elsewhere": more["draft"].elsewhere if more.get("draft") is not None else [],
         **more,
     }
 
