@@ -316,6 +316,96 @@ def test_a_new_job_never_tells_bob_a_team_a_identifier_is_taken(
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
+def _pointing(kind: str, target: str, do: str) -> dict[str, str]:
+    key = "route" if kind == "outgoing" else "incoming_configuration"
+    return {
+        "name": "Bob steal",
+        "identifier": "bob-steal",
+        "job": kind,
+        key: target,
+        "overlap": "buffer_one",
+        "expression": "0 0 1 1 *",
+        "timezone": "UTC",
+        "priority": "0",
+        "do": do,
+    }
+
+
+@pytest.mark.parametrize("do", ["save", "preview"])
+@pytest.mark.parametrize(("kind", "target"), [("outgoing", "orders-to-erp"), ("incoming", "shop-orders")])
+def test_bob_cannot_point_a_job_of_his_at_team_as_route_or_incoming_configuration(
+    server: Server,
+    tokens: dict[str, str],
+    project: Path,
+    tasks: dict[str, list[int]],
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    target: str,
+    do: str,
+) -> None:
+    """A job bob creates would make him one of the DAGs of team A's route (or of its webhook): refused, with
+    the answer a made-up name gets, listing only what is his; nothing written, and no right gained."""
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__UI_EDITING", "True")
+    folder = project / "job_definitions"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with _as(server, tokens, "bob") as bob:
+        refused = bob.post("/jobs/new", data=_pointing(kind, target, do))
+        made_up = bob.post("/jobs/new", data=_pointing(kind, "no-such-thing", do))
+        assert refused.status_code == made_up.status_code == 422, refused.text[:500]
+        assert _without_token(refused.text).replace(target, "N") == _without_token(made_up.text).replace(
+            "no-such-thing", "N"
+        )
+        for hidden in ("orders-to-erp", "shop-orders"):
+            assert f"{hidden}," not in made_up.text and f"{hidden})" not in made_up.text
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+        assert bob.get("/api/tasks", params={"route": "orders-to-erp"}).json()["rows"] == []
+        assert bob.post("/webhooks/shop-orders", json={"id": "x"}).status_code == 404
+
+
+def test_a_job_airflow_has_not_parsed_yet_opens_its_route_to_no_other_team(
+    server: Server, tokens: dict[str, str], project: Path, tasks: dict[str, list[int]]
+) -> None:
+    """A team-A author adds a job; until Airflow has parsed it its team is unknown: it must not make team A's
+    route, or the job itself, visible to bob."""
+    (project / "job_definitions" / "alice-new.yaml").write_text(
+        "name: Alice new\nidentifier: alice-new-export\njob: outgoing\nroute: orders-to-erp\nexpression: '@daily'\n"
+    )
+    with _as(server, tokens, "bob") as bob:
+        jobs = bob.get("/api/jobs").json()
+        assert "alice-new-export" not in json.dumps(jobs)
+        assert bob.get("/api/tasks", params={"route": "orders-to-erp"}).json()["rows"] == []
+        assert bob.get(f"/api/tasks/{tasks['orders-to-erp'][0]}").status_code == 404
+        assert bob.get("/jobs/alice-new-export/edit").status_code == 404
+
+
+def test_bob_may_not_save_a_prune_or_repair_job_which_acts_on_every_teams_tasks(
+    server: Server, tokens: dict[str, str], project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__SCHEDULED_JOBS__UI_EDITING", "True")
+    folder = project / "job_definitions"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with _as(server, tokens, "bob") as bob:
+        edit = bob.get("/jobs/prune-tasks/edit")
+        version = re.search(r'name="version" value="([^"]+)"', edit.text)
+        assert version, edit.text[:500]
+        rewritten = {
+            "name": "Prune tasks",
+            "job": "prune_tasks",
+            "retention_days": "1",
+            "batch_size": "1000",
+            "expression": "* * * * *",
+            "timezone": "UTC",
+            "priority": "0",
+            "version": version.group(1),
+            "do": "save",
+        }
+        assert bob.post("/jobs/prune-tasks/edit", data=rewritten).status_code == 403
+        assert bob.post("/jobs/new", data=_new_job("bobs-prune", "save")).status_code == 403
+        assert bob.post("/jobs/prune-tasks/disable", data={}).status_code == 403
+        assert bob.post("/jobs/new", data=_new_job("bobs-prune", "preview")).status_code == 200
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
 # -- every route goes through web.access ---------------------------------------------------------------
 
 

@@ -151,6 +151,7 @@ ACTIONS: dict[tuple[str, str], Act] = {
 
 READS: dict[tuple[str, str], tuple[dict[str, Any], int, bool]] = {
     ("GET", "/jobs"): ({}, 200, False),
+    ("GET", "/static/{name}"): ({}, 200, False),
     ("GET", "/cron"): ({"expression": "0 2 * * *"}, 200, False),
     ("GET", "/tasks"): ({}, 200, False),
     ("GET", "/task"): ({"id": "{task}"}, 303, False),
@@ -188,6 +189,7 @@ def _path(template: str, ids: dict[str, int]) -> str:
         "{route}": ROUTE,
         "{entity_key:path}": KEY,
         "{incoming_configuration}": INCOMING,
+        "{name}": "pages.js",
     }
     for name, value in filled.items():
         template = template.replace(name, value)

@@ -48,7 +48,6 @@ class Access:
         self.user = user
         self._catalog = catalog
         self._authorized: dict[str, frozenset[str]] = {}
-        self._unknown: dict[tuple[str, str], bool] = {}
 
     @property
     def catalog(self) -> Catalog:
@@ -77,16 +76,13 @@ class Access:
         )
 
     def dags(self, method: ResourceMethod, candidates: Iterable[str]) -> frozenset[str]:
-        """Those of ``candidates`` the caller may ``method``: Airflow's list for the DAGs it knows, the
-        per-DAG check (id, no team) for one it does not know yet."""
+        """Those of ``candidates`` the caller may ``method``: Airflow's list for the DAGs it knows. A DAG Airflow
+        has not parsed yet (a job just added) has no team yet, and Airflow would grant it to every team: it is
+        only for a caller who may ``method`` every DAG, until Airflow has parsed it and knows its team."""
         wanted = frozenset(candidates)
         allowed = set(wanted & self._authorized_ids(method))
-        for dag_id in wanted - self.known:
-            key = (method, dag_id)
-            if key not in self._unknown:
-                self._unknown[key] = self.may_dag(method, dag_id)
-            if self._unknown[key]:
-                allowed.add(dag_id)
+        if wanted - self.known and self.unrestricted(method):
+            allowed |= wanted - self.known
         return frozenset(allowed)
 
     def unrestricted(self, method: ResourceMethod) -> bool:
@@ -102,7 +98,24 @@ class Access:
         return self.dags(method, self.catalog.jobs)
 
     def may_job(self, method: ResourceMethod, identifier: str) -> bool:
-        return identifier in self.catalog.jobs and self.may_dag(method, identifier)
+        return identifier in self.catalog.jobs and identifier in self.dags(method, [identifier])
+
+    def may_use_route(self, method: ResourceMethod, route: str) -> bool:
+        """Whether a job of the caller's may export ``route``: only one whose tasks they may ``method`` (a job
+        pointed at another team's route would make its DAG one of that route's, and its tasks the caller's)."""
+        allowed = self.routes(method)
+        return allowed is None or route in allowed
+
+    def may_use_incoming(self, method: ResourceMethod, incoming: str) -> bool:
+        """Whether a job of the caller's may run ``incoming``: one a job of theirs already runs, or whose route
+        is theirs (else the job would open that configuration's webhook and routes to them)."""
+        if self.unrestricted(method):
+            return True
+        if f"incoming:{incoming}" in (self.configurations(method) or frozenset()):
+            return True
+        routes = self.routes(method) or frozenset()
+        configured = self.catalog.configurations.routes.valid if self.catalog.configurations else {}
+        return any(configured[r].model.incoming_configuration == incoming for r in routes if r in configured)
 
     # -- routes ----------------------------------------------------------------------------------------
 
@@ -171,7 +184,8 @@ class Access:
             return self.unrestricted("PUT") and bool(
                 get_auth_manager().is_authorized_dag(method="POST", access_entity=DagAccessEntity.RUN, user=self.user)
             )
-        return any(self.may_dag("POST", dag_id, DagAccessEntity.RUN) for dag_id in sorted(dags))
+        known = dags & self.known if not self.unrestricted("PUT") else dags  # as in dags(): a team is needed
+        return any(self.may_dag("POST", dag_id, DagAccessEntity.RUN) for dag_id in sorted(known))
 
 
 def of(request: Request) -> Access:

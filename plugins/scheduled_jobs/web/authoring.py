@@ -127,14 +127,17 @@ def _offered(values: dict[str, Any], who: Access) -> dict[str, Any]:
     configurations = who.configurations("GET") or frozenset()
     loaded = who.catalog.configurations.routes.valid if who.catalog.configurations else {}
     incoming = {f"incoming:{r.model.incoming_configuration}" for i, r in loaded.items() if i in routes}
-    typed = {values.get("values", {}).get("route"), values.get("values", {}).get("incoming_configuration")}
-    return {
-        **values,
-        "routes": [(i, n) for i, n in values.get("routes", []) if i in routes or i in typed],
-        "incoming": [
-            (i, n) for i, n in values.get("incoming", []) if f"incoming:{i}" in configurations | incoming or i in typed
-        ],
+    offered = {
+        "routes": [(i, n) for i, n in values.get("routes", []) if i in routes],
+        "incoming": [(i, n) for i, n in values.get("incoming", []) if f"incoming:{i}" in configurations | incoming],
     }
+    typed = values.get("values", {})
+    for key, field in (("routes", "route"), ("incoming", "incoming_configuration")):
+        value = typed.get(field)
+        if value and value not in {i for i, _ in offered[key]}:
+            # What the caller typed stays selected, named as any value that is not theirs: never by its name.
+            offered[key].append((value, "(not a valid configuration)"))
+    return {**values, **offered}
 
 
 def _job(identifier: str, who: Access, method: Literal["GET", "PUT"] = "GET") -> ScheduledJob:
@@ -142,11 +145,47 @@ def _job(identifier: str, who: Access, method: Literal["GET", "PUT"] = "GET") ->
     toggle (PUT), edit it (403)."""
     checked = console.text("identifier", identifier, authoring.TEXT_LIMIT)
     job = current_catalog().jobs.get(checked or "")
-    if job is None or not who.may_dag("GET", job.identifier):
+    if job is None or not who.may_job("GET", job.identifier):
         raise HTTPException(404, f"identifier: no valid scheduled job has identifier {identifier[:80]!r}")
-    if method == "PUT" and not who.may_dag("PUT", job.identifier):
+    if method == "PUT" and not who.may_job("PUT", job.identifier):
         raise HTTPException(403, f"Forbidden: saving job {job.identifier!r} needs the right to edit its DAG")
+    if method == "PUT" and job.definition.job in EVERY_ROUTE and not who.unrestricted("PUT"):
+        raise HTTPException(403, EVERY_ROUTE_REFUSAL.format(kind=job.definition.job))
     return job
+
+
+EVERY_ROUTE = ("prune_tasks", "repair_stuck_tasks")
+"""Job kinds that act on the tasks of every route, whoever's they are."""
+EVERY_ROUTE_REFUSAL = (
+    "Forbidden: a {kind} job acts on the tasks of every route, every team's: saving, disabling or enabling one "
+    "needs the right to edit every DAG; nothing was saved"
+)
+NOT_YOURS = "no {what} you may use has identifier {value!r} (yours: {yours}); nothing was saved"
+
+
+def _out_of_scope(who: Access, form: dict[str, str]) -> tuple[int, dict[str, list[str]]] | None:
+    """Refuse, before any draft is made, a job that would act beyond the caller's DAGs: one pointed at a route
+    or incoming configuration that is not theirs (its DAG would become one of that route's, and open its tasks
+    and webhook to them), or one that acts on every route (prune, repair) for a caller who may not edit every
+    DAG. A route that is another team's and one that does not exist get the same words, which list only the
+    caller's own: what is not theirs is never named."""
+    method: Literal["GET", "PUT"] = "GET" if form.get("do") == "preview" else "PUT"
+    kind = form.get("job")
+    if kind in EVERY_ROUTE and method == "PUT" and not who.unrestricted("PUT"):
+        return 403, {authoring.GENERAL: [EVERY_ROUTE_REFUSAL.format(kind=kind)]}
+    configurations = who.catalog.configurations
+    if kind == "outgoing" and (route := form.get("route")) and not who.may_use_route(method, route):
+        known = sorted(configurations.routes.valid) if configurations else []
+        yours = [r for r in known if who.may_use_route(method, r)]
+        reason = NOT_YOURS.format(what="route", value=route[:80], yours=", ".join(yours) or "none")
+        return 422, {"route": [reason]}
+    incoming = form.get("incoming_configuration")
+    if kind == "incoming" and incoming and not who.may_use_incoming(method, incoming):
+        known = sorted(configurations.incoming.valid) if configurations else []
+        yours = [i for i in known if who.may_use_incoming(method, i)]
+        reason = NOT_YOURS.format(what="incoming configuration", value=incoming[:80], yours=", ".join(yours) or "none")
+        return 422, {"incoming_configuration": [reason]}
+    return None
 
 
 UNUSABLE = (
@@ -276,6 +315,9 @@ async def new_job_save(request: Request, who: SignedIn) -> HTMLResponse:
     user, form = await _form(request, who, preview_allowed=True)
 
     def work() -> tuple[int, dict[str, Any]]:
+        if scope := _out_of_scope(who, form):
+            shown = {k: v for k, v in form.items() if k in authoring.FIELDS}
+            return scope[0], _context(shown, mode="new", problems=scope[1], identifier_auto=not form.get("identifier"))
         draft, _values = authoring.new_draft(form, _visible(who))
         shown = {k: v for k, v in form.items() if k in authoring.FIELDS}
         # An identifier left empty is made from the name: shown as made, and still following the name.
@@ -362,6 +404,8 @@ async def edit_job_save(request: Request, who: SignedIn, identifier: str) -> HTM
         shown = {k: v for k, v in form.items() if k in authoring.FIELDS}
         shown["identifier"] = job.identifier
         more = {"mode": "edit", "identifier": job.identifier, "path": job.path, "version": version}
+        if scope := _out_of_scope(who, form):
+            return scope[0], _context(shown, problems=scope[1], **more)
         try:
             data, current = authoring.read_definition(job.path)
         except authoring.AuthoringError as refusal:
