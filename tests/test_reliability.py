@@ -179,7 +179,7 @@ def terminate_on(store: TaskStore, marker: str, occurrence: int) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize(
-    ("moment", "marker"), [("claim", "FOR UPDATE SKIP LOCKED"), ("settle", "last_error=%(last_error)s")]
+    ("moment", "marker"), [("claim", "FOR NO KEY UPDATE"), ("settle", "last_error=%(last_error)s")]
 )
 def test_a_lost_database_connection_fails_loudly_and_loses_nothing(
     sink: Sink, pg_store: TaskStore, moment: str, marker: str
