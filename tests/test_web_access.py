@@ -36,6 +36,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+_BEFORE: dict[str, str | None] = {}
+"""Each seeded DAG's bundle before this module (None: the module made the row), to give it back."""
+
+
 def _seed_teams() -> None:
     from airflow.models.dag import DagModel
     from airflow.models.dagbundle import DagBundleModel
@@ -55,7 +59,9 @@ def _seed_teams() -> None:
             session.add(found)
             session.flush()
             for dag_id in dag_ids:
-                dag = session.get(DagModel, dag_id) or DagModel(dag_id=dag_id)
+                dag = session.get(DagModel, dag_id)
+                _BEFORE.setdefault(dag_id, None if dag is None else dag.bundle_name)
+                dag = dag or DagModel(dag_id=dag_id)
                 dag.bundle_name = bundle
                 dag.fileloc = "/dags/scheduled_jobs.py"
                 dag.is_paused = False
@@ -73,21 +79,37 @@ def _clear_team_cache() -> None:
 
 
 def _drop_teams() -> None:
-    """The metadata database is the session's: the other modules' DAGs have no team."""
+    """The metadata database is the session's: the other modules' DAGs have no team. A DAG row another module
+    made (its runs refer to it) gets its bundle back; one this module made goes."""
     from airflow.models.dag import DagModel
     from airflow.models.dagbundle import DagBundleModel
     from airflow.models.team import Team
     from airflow.utils.session import create_session
     from sqlalchemy import delete
+    from sqlalchemy.exc import IntegrityError
 
     with create_session() as session:
-        session.execute(delete(DagModel).where(DagModel.dag_id.in_([*TEAM_A, *TEAM_B, *NO_TEAM])))
-        for bundle in ("bundle_a", "bundle_b", "bundle_shared"):
-            found = session.get(DagBundleModel, bundle)
+        for dag_id, bundle in _BEFORE.items():
+            dag = session.get(DagModel, dag_id)
+            if dag is None:
+                continue
+            if bundle is None:
+                try:
+                    with session.begin_nested():
+                        session.delete(dag)
+                except IntegrityError:  # runs of it were made meanwhile: it stays, in Airflow's own bundle
+                    dag = session.get(DagModel, dag_id)
+                    dag.bundle_name = "dags-folder"
+            else:
+                dag.bundle_name = bundle
+        session.flush()
+        for name in ("bundle_a", "bundle_b", "bundle_shared"):
+            found = session.get(DagBundleModel, name)
             if found is not None:
                 found.teams = []
                 session.delete(found)
         session.execute(delete(Team).where(Team.name.in_(["team_a", "team_b"])))
+    _BEFORE.clear()
     _clear_team_cache()
 
 
