@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 from conftest import INSTALLED, ROOT, airflow_bin
+from helpers.databases import store_at_revision
 
 import scheduled_jobs
 from scheduled_jobs import dag_files, settings
@@ -298,21 +299,8 @@ def test_a_missing_folder_is_named_with_its_setting(tmp_path: Path, monkeypatch:
 # -- the store's schema as an operator's step ----------------------------------------------------------------
 
 
-def _store_at(url: str, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(Path(store_engine.__file__).parent / "migrations"))
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-    engine.dispose()
-
-
 def _schema_checks(url: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    _store_at(url, "0004")
+    store_at_revision(url, "0004")
     store_engine._migrated.clear()
     monkeypatch.delenv("AIRFLOW__SCHEDULED_JOBS__STORE_AUTO_MIGRATE", raising=False)
     with pytest.raises(StoreSchemaError, match=r"revision 0004, older .* \(0005\): run `scheduled-jobs db upgrade`"):

@@ -8,27 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import sqlalchemy as sa
+from helpers.databases import store_at_revision
 
 if TYPE_CHECKING:
     import httpx
 
 PAGES = ["/jobs", "/tasks", "/tasks/list", "/tasks/1", "/processes", "/api/jobs", "/api/tasks", "/entity?route=r&key=k"]
-
-
-def _store_at(url: str, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from scheduled_jobs.store import engine as store_engine
-
-    config = Config()
-    config.set_main_option("script_location", str(Path(store_engine.__file__).parent / "migrations"))
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-    engine.dispose()
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -37,7 +22,7 @@ def test_an_older_store_schema_answers_503_with_the_command_to_run(
 ) -> None:
     monkeypatch.delenv("AIRFLOW__SCHEDULED_JOBS__STORE_AUTO_MIGRATE", raising=False)
     url = f"sqlite:///{project / 'older.db'}"
-    _store_at(url, "0004")
+    store_at_revision(url, "0004")
     monkeypatch.setenv(
         "AIRFLOW_CONN_SCHEDULED_JOBS_STORE", json.dumps({"conn_type": "sqlite", "host": str(project / "older.db")})
     )
