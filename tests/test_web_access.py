@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from helpers.live_api import PREFIX, Server, store_of
+from helpers.live_api import PREFIX, Server, store_of, token_for
 from packaging.version import Version
 
 if TYPE_CHECKING:
@@ -137,12 +137,7 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def tokens(server: Server) -> dict[str, str]:
-    found = {}
-    for name, password in PASSWORDS.items():
-        answer = httpx.post(f"{server.url}/auth/token", json={"username": name, "password": password}, timeout=10)
-        assert answer.status_code == 201, answer.text
-        found[name] = answer.json()["access_token"]
-    return found
+    return {name: token_for(server, name, password) for name, password in PASSWORDS.items()}
 
 
 def _as(server: Server, tokens: dict[str, str], name: str) -> httpx.Client:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from helpers.live_api import PREFIX, Server, store_of
+from helpers.live_api import PREFIX, Server, store_of, token_for
 
 from scheduled_jobs.store.schema import tasks
 
@@ -50,12 +50,7 @@ def server() -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def tokens(server: Server) -> dict[str, str]:
-    found = {}
-    for name, password in PASSWORDS.items():
-        answer = httpx.post(f"{server.url}/auth/token", json={"username": name, "password": password}, timeout=10)
-        assert answer.status_code == 201, answer.text
-        found[name] = answer.json()["access_token"]
-    return found
+    return {name: token_for(server, name, password) for name, password in PASSWORDS.items()}
 
 
 @pytest.fixture

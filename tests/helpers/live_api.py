@@ -49,10 +49,10 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def token_for(server: Server, username: str) -> str:
-    answer = httpx.post(
-        f"{server.url}/auth/token", json={"username": username, "password": PASSWORDS[username]}, timeout=10
-    )
+def token_for(server: Server, username: str, password: str | None = None) -> str:
+    """A real token of ``username``, with the password of helpers.users unless another is given."""
+    password = PASSWORDS[username] if password is None else password
+    answer = httpx.post(f"{server.url}/auth/token", json={"username": username, "password": password}, timeout=10)
     assert answer.status_code == 201, answer.text
     token: str = answer.json()["access_token"]
     return token
